@@ -1,0 +1,270 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+"""A simulated MEC host of the local lab: a system container that can run its own Docker engine."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lab_host
+short_description: Run a system container that serves as a simulated MEC host with its own Docker engine
+description:
+  - Creates and starts (or removes) one host of the local lab, a system container on a lab network with a
+    fixed address and host name, whose own nested Docker engine and CRIU are then provisioned by the roles
+    C(docker_engine) and C(criu), exactly like a real host.
+  - A nested engine needs more than a default container. With O(privilege_mode=auto) the module first tries
+    C(--privileged); where the engine refuses it (for example "unable to apply caps" because a capability
+    is missing from the bounding set) it falls back to all capabilities but the missing ones, with
+    seccomp, AppArmor and the masked system paths unconfined and every device allowed. The mode used is
+    returned and recorded on the container.
+  - The host's C(/var/lib/docker) lives on a named volume (no overlay on overlay), C(/run) and C(/tmp) are
+    tmpfs, and the cgroup file system is mounted read-write.
+  - A container whose configuration differs from the requested one is re-created; its engine's volume is
+    kept.
+version_added: 0.1.0
+author: mec.migration developers
+requirements:
+  - docker (Python SDK) >= 5.0
+options:
+  name:
+    description: Container name.
+    type: str
+    required: true
+  state:
+    description: C(started) to create and run the host, C(absent) to remove it.
+    type: str
+    choices: [started, absent]
+    default: started
+  image:
+    description: Host image (sshd, python3 and the init script as its command). Required with O(state=started).
+    type: str
+  hostname:
+    description: Host name inside the container; default is O(name).
+    type: str
+  network:
+    description: Lab network to attach to. Required with O(state=started).
+    type: str
+  ipv4_address:
+    description: Fixed address on O(network).
+    type: str
+  authorized_keys:
+    description: Public key file on the Docker host that the host's root accepts for SSH.
+    type: path
+  privilege_mode:
+    description: How to give the nested engine its privileges.
+    type: str
+    choices: [auto, privileged, capabilities]
+    default: auto
+  drop_capabilities:
+    description: Capabilities dropped in O(privilege_mode=capabilities).
+    type: list
+    elements: str
+    default: [SYS_RESOURCE]
+  labels:
+    description: Labels of the container (and of the engine volume it creates).
+    type: dict
+    default: {}
+  remove_volumes:
+    description: With O(state=absent), also remove the engine volume.
+    type: bool
+    default: true
+  docker_host:
+    description: Docker engine to use; default is C(DOCKER_HOST) or the local socket.
+    type: str
+  timeout:
+    description: Seconds to wait for the Docker API.
+    type: int
+    default: 120
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Start the lab's source host
+  mec.migration.lab_host:
+    name: mec-lab-source
+    image: mec-lab/host:bookworm
+    network: mec-lab
+    ipv4_address: 172.30.77.11
+    authorized_keys: /work/main/inventories/local/id_ed25519.pub
+    labels:
+      mec.migration.lab: mec-lab
+"""
+
+RETURN = r"""
+container_id:
+  description: Id of the container.
+  returned: state is started and not check mode
+  type: str
+ipv4_address:
+  description: Address of the host on the lab network.
+  returned: state is started and not check mode
+  type: str
+privilege_mode:
+  description: The mode the container runs with (C(privileged) or C(capabilities)).
+  returned: state is started and not check mode
+  type: str
+"""
+
+import hashlib
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
+    APIError, NotFound, fail, get_client, hostname)
+
+CONFIG_LABEL = "mec.migration.lab.config"
+MODE_LABEL = "mec.migration.lab.privilege_mode"
+UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"]
+
+
+def engine_volume(name):
+    return name + "-docker"
+
+
+def wanted_config(params):
+    keys = ("image", "hostname", "network", "ipv4_address", "authorized_keys", "drop_capabilities", "labels")
+    return hashlib.sha256(json.dumps({k: params[k] for k in keys}, sort_keys=True).encode()).hexdigest()
+
+
+def host_config(client, params, mode):
+    binds = {
+        engine_volume(params["name"]): {"bind": "/var/lib/docker", "mode": "rw"},
+        "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+        "/lib/modules": {"bind": "/lib/modules", "mode": "ro"},
+    }
+    if params["authorized_keys"]:
+        binds[params["authorized_keys"]] = {"bind": "/etc/mec-lab/authorized_keys", "mode": "ro"}
+    kwargs = dict(binds=binds, tmpfs={"/run": "", "/tmp": ""}, init=True)
+    if mode == "privileged":
+        kwargs["privileged"] = True
+    else:
+        kwargs.update(cap_add=["ALL"], cap_drop=params["drop_capabilities"], security_opt=UNCONFINED,
+                      device_cgroup_rules=["a *:* rwm"])
+    return client.api.create_host_config(**kwargs)
+
+
+def create_and_start(client, params, mode, config_hash):
+    labels = dict(params["labels"])
+    labels[CONFIG_LABEL] = config_hash
+    labels[MODE_LABEL] = mode
+    endpoint = client.api.create_endpoint_config(ipv4_address=params["ipv4_address"]) if params["ipv4_address"] \
+        else client.api.create_endpoint_config()
+    created = client.api.create_container(
+        image=params["image"], name=params["name"], hostname=params["hostname"] or params["name"], detach=True,
+        labels=labels, host_config=host_config(client, params, mode),
+        networking_config=client.api.create_networking_config({params["network"]: endpoint}))
+    try:
+        client.api.start(created["Id"])
+    except APIError:
+        client.api.remove_container(created["Id"], force=True)
+        raise
+    return created["Id"]
+
+
+def ensure_volume(client, params):
+    try:
+        client.volumes.get(engine_volume(params["name"]))
+    except NotFound:
+        client.volumes.create(name=engine_volume(params["name"]), labels=params["labels"])
+
+
+def start_host(module, client):
+    params = module.params
+    config_hash = wanted_config(params)
+    try:
+        container = client.containers.get(params["name"])
+    except NotFound:
+        container = None
+    if container is not None and container.labels.get(CONFIG_LABEL) == config_hash:
+        mode = container.labels.get(MODE_LABEL)
+        changed = container.status != "running"
+        if changed and not module.check_mode:
+            container.start()
+        return changed, container.id, mode
+    if module.check_mode:
+        return True, None, None
+    if container is not None:
+        container.remove(force=True)
+    ensure_volume(client, params)
+    modes = ["privileged", "capabilities"] if params["privilege_mode"] == "auto" else [params["privilege_mode"]]
+    errors = []
+    for mode in modes:
+        try:
+            return True, create_and_start(client, params, mode, config_hash), mode
+        except APIError as exc:
+            errors.append("%s: %s" % (mode, exc.explanation or exc))
+    module.fail_json(msg="Could not start lab host %s on %s in any privilege mode (%s). The nested Docker engine "
+                         "needs either --privileged or all capabilities but SYS_RESOURCE; run the lab as root "
+                         "on a host that allows them." % (params["name"], hostname(), "; ".join(errors)))
+
+
+def remove_host(module, client):
+    params = module.params
+    changed = False
+    try:
+        container = client.containers.get(params["name"])
+        changed = True
+        if not module.check_mode:
+            container.remove(force=True)
+    except NotFound:
+        pass
+    if params["remove_volumes"]:
+        try:
+            volume = client.volumes.get(engine_volume(params["name"]))
+            changed = True
+            if not module.check_mode:
+                volume.remove(force=True)
+        except NotFound:
+            pass
+    return changed
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["started", "absent"], default="started"),
+            image=dict(type="str"),
+            hostname=dict(type="str"),
+            network=dict(type="str"),
+            ipv4_address=dict(type="str"),
+            authorized_keys=dict(type="path"),
+            privilege_mode=dict(type="str", choices=["auto", "privileged", "capabilities"], default="auto"),
+            drop_capabilities=dict(type="list", elements="str", default=["SYS_RESOURCE"]),
+            labels=dict(type="dict", default={}),
+            remove_volumes=dict(type="bool", default=True),
+            docker_host=dict(type="str"),
+            timeout=dict(type="int", default=120),
+        ),
+        required_if=[("state", "started", ("image", "network"))],
+        supports_check_mode=True,
+    )
+    client = get_client(module)
+    try:
+        if module.params["state"] == "absent":
+            module.exit_json(changed=remove_host(module, client))
+        changed, container_id, mode = start_host(module, client)
+        result = dict(changed=changed, container_id=container_id, privilege_mode=mode)
+        if container_id:
+            container = client.containers.get(container_id)
+            networks = container.attrs["NetworkSettings"]["Networks"]
+            result["ipv4_address"] = networks.get(module.params["network"], {}).get("IPAddress")
+        module.exit_json(**result)
+    except Exception as exc:
+        fail(module, "Lab host %s on %s: %s" % (module.params["name"], hostname(), exc), exc=exc)
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
