@@ -1,0 +1,79 @@
+"""Command line: ``PYTHONPATH=apps python -m mec_sandbox [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from .mobility import PLACEMENTS, Placement
+from .scenario import DEFAULT_PRIORITY, ScenarioError, add_clones, load_scenario
+from .server import Sandbox, build_app
+from .notify import Notifier
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m mec_sandbox",
+                                 description="Local ETSI MEC Sandbox: MEC 013 location/v2, MEC 012 rni/v2, "
+                                             "MEC 021 amsi/v1 over a moving AdvantEDGE scenario.")
+    ap.add_argument("--scenario", help="AdvantEDGE scenario JSON (default: packaged 4g-5g-wifi-macro, Monaco)")
+    ap.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    ap.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    ap.add_argument("--base-path", default="", help="prefix of every path, e.g. /sbx1234 (the sandbox's "
+                                                    "/{sandbox}); MEP-scoped paths /{base}/{mep}/... work too")
+    ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second; 0 = clock "
+                                                             "moves only through POST sandbox-ctrl/v1/clock")
+    ap.add_argument("--step", type=float, default=0.05, help="simulation step, simulated seconds (default 0.05)")
+    ap.add_argument("--start-time", type=float, default=None,
+                    help="simulated time 0 as a Unix time (default: when the server starts)")
+    ap.add_argument("--placement", choices=PLACEMENTS, default="per-zone",
+                    help="which MEC host serves a UE (default per-zone)")
+    ap.add_argument("--coverage", help="for --placement coverage: 'mep1:zone01:zone02:zone03/mep2:zone04' "
+                                       "(default: each EDGE node of the scenario covers its own zone)")
+    ap.add_argument("--priority", default=",".join(DEFAULT_PRIORITY[:3]),
+                    help="access point type priority, most preferred first (default wifi,5g,4g)")
+    ap.add_argument("--ue-count", type=int, default=0,
+                    help="add copies of the moving UEs (spread along their paths) up to this many UEs")
+    ap.add_argument("--public-url", default="", help="scheme://host:port used in resourceURL and links "
+                                                     "(default: from each request's Host header)")
+    ap.add_argument("--notify-timeout", type=float, default=2.0, help="seconds per callback POST (default 2)")
+    ap.add_argument("--notify-retries", type=int, default=2, help="retries per notification (default 2)")
+    ap.add_argument("--log-level", default="INFO")
+    return ap.parse_args(argv)
+
+
+def make_sandbox(args: argparse.Namespace) -> Sandbox:
+    priority = tuple(s.strip() for s in args.priority.split(",") if s.strip())
+    scenario = load_scenario(args.scenario, priority=priority)
+    if args.ue_count:
+        add_clones(scenario, args.ue_count)
+    placement = Placement(scenario, args.placement, coverage=args.coverage)
+    base = "/" + args.base_path.strip("/") if args.base_path.strip("/") else ""
+    return Sandbox(scenario, placement, base_path=base, speed=args.speed, step=args.step,
+                   start_epoch=args.start_time, public_url=args.public_url,
+                   notifier=Notifier(timeout=args.notify_timeout, retries=args.notify_retries))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sandbox = make_sandbox(args)
+    except ScenarioError as exc:
+        print(f"mec_sandbox: bad scenario: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"mec_sandbox: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("mec_sandbox").info(
+        "scenario %s: %d UEs, %d access points, zones %s; placement %s; speed %s; serving on %s:%d%s",
+        sandbox.scenario.name, len(sandbox.scenario.ues), len(sandbox.scenario.poas), sandbox.scenario.zones,
+        sandbox.placement.mode, args.speed, args.host, args.port, sandbox.base or "/")
+    web.run_app(build_app(sandbox), host=args.host, port=args.port, access_log=None, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

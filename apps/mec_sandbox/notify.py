@@ -1,0 +1,81 @@
+"""Delivery of notifications to subscribers' callback URLs.
+
+One ordered queue and one worker per callback URL: notifications to one receiver arrive in the order
+they were made (Leaving before Entering), and a receiver that is slow or unreachable only delays
+itself. Every POST has a bounded timeout and a capped number of retries; after that the failure is
+logged and counted, and the subscription is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+
+import aiohttp
+
+LOG = logging.getLogger("mec_sandbox.notify")
+
+
+class Notifier:
+    def __init__(self, timeout: float = 2.0, retries: int = 2, backoff: float = 0.2, queue_size: int = 1000):
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.queue_size = queue_size
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.stats = defaultdict(lambda: {"delivered": 0, "failed": 0, "dropped": 0})
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=aiohttp.TCPConnector(limit=200, limit_per_host=8),
+            json_serialize=json.dumps)
+
+    async def close(self) -> None:
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        self._workers.clear()
+        if self._session is not None:
+            await self._session.close()
+
+    def send(self, url: str, payload: dict, sub_id: str) -> None:
+        """Queue one notification (never blocks; drops the oldest when a receiver's queue is full)."""
+        queue = self._queues.get(url)
+        if queue is None:
+            queue = self._queues[url] = asyncio.Queue(self.queue_size)
+            self._workers[url] = asyncio.get_running_loop().create_task(self._worker(url, queue))
+        if queue.full():
+            dropped = queue.get_nowait()
+            self.stats[dropped[1]]["dropped"] += 1
+            LOG.warning("callback %s is not keeping up: dropped one notification of subscription %s", url, dropped[1])
+        queue.put_nowait((json.dumps(payload).encode(), sub_id))
+
+    async def _worker(self, url: str, queue: asyncio.Queue) -> None:
+        while True:
+            body, sub_id = await queue.get()
+            await self._deliver(url, body, sub_id)
+
+    async def _deliver(self, url: str, body: bytes, sub_id: str) -> None:
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            try:
+                async with self._session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                    await resp.read()
+                    if resp.status < 300:
+                        self.stats[sub_id]["delivered"] += 1
+                        return
+                    last_error = f"HTTP {resp.status}"
+                    if 400 <= resp.status < 500 and resp.status not in (408, 429):
+                        break  # the receiver rejects it: retrying will not help
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                last_error = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+            if attempt < self.retries:
+                await asyncio.sleep(self.backoff * (2 ** attempt))
+        self.stats[sub_id]["failed"] += 1
+        LOG.warning("notification for subscription %s to %s failed after %d attempt(s): %s; subscription kept",
+                    sub_id, url, attempt + 1, last_error)
