@@ -1,0 +1,87 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: container_info
+short_description: Run configuration and sizes of a container on a MEC host
+description:
+  - Reads the run configuration of a container (image, command overrides, environment, ports, volumes,
+    networks with aliases, restart policy, labels, hostname, user, working directory) split into what its
+    image gives and what C(docker run) added, and its sizes in bytes.
+  - The preflight and the results record of C(playbooks/migrate.yml) use it.
+version_added: 0.1.0
+author: mec.migration developers
+extends_documentation_fragment: [mec.migration.docker]
+attributes:
+  check_mode:
+    support: full
+    description: Read-only.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  name:
+    description: Container name or ID.
+    type: str
+    required: true
+  sizes:
+    description: Also measure the container's and its volumes' sizes (slower on big containers).
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Capture the source container's run configuration
+  mec.migration.container_info:
+    name: v2x-app
+  register: source_app
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the container exists.
+  returned: always
+  type: bool
+container:
+  description: >-
+    Run configuration (keys C(name), C(id), C(image), C(image_id), C(running), C(status), C(overrides),
+    C(ports), C(mounts), C(tmpfs), C(network_mode), C(networks), C(network_drivers), C(restart_policy),
+    C(image_config), C(effective)) and, with O(sizes), C(size_rw), C(size_root_fs), C(image_size),
+    C(volume_sizes) in bytes. Empty when the container does not exist.
+  returned: always
+  type: dict
+engine:
+  description: Engine facts C(version), C(experimental), C(docker_root_dir), C(engine_id), C(hostname).
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
+from ansible_collections.mec.migration.plugins.module_utils.migration_ops import container_info, run_guarded
+
+
+def engine_facts(client):
+    info = client.info()
+    return dict(version=client.version().get("Version"), experimental=bool(info.get("ExperimentalBuild")),
+                docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"), hostname=info.get("Name"))
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
+                                              sizes=dict(type="bool", default=True), **DOCKER_COMMON_ARGS),
+                           supports_check_mode=True)
+    client = get_client(module)
+    cfg = run_guarded(module, container_info, client, module.params["name"], module.params["sizes"])
+    engine = run_guarded(module, engine_facts, client)
+    module.exit_json(changed=False, exists=cfg is not None, container=cfg or {}, engine=engine)
+
+
+if __name__ == "__main__":
+    main()

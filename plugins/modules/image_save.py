@@ -1,0 +1,92 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: image_save
+short_description: Save an image with its layers and configuration into a tarball (docker save)
+version_added: 0.1.0
+author: mec.migration developers
+description:
+  - Writes the image (all layers, configuration and tags) into a tarball for M(mec.migration.image_load).
+extends_documentation_fragment: [mec.migration.docker]
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: An existing tarball is kept unless O(force=true).
+options:
+  image:
+    description: Image reference.
+    type: str
+    required: true
+  dest:
+    description: Path of the tarball to write.
+    type: path
+    required: true
+  force:
+    description: Save again even if O(dest) exists.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Save the committed image
+  mec.migration.image_save:
+    image: mec-migration/v2x-app:run1
+    dest: /var/tmp/mec-migration/run1/image.tar
+"""
+
+RETURN = r"""
+path:
+  description: The tarball.
+  returned: always
+  type: str
+size:
+  description: Bytes of the tarball.
+  returned: always
+  type: int
+duration:
+  description: Seconds the save took.
+  returned: always
+  type: float
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
+from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
+    MigrationError, find_image, run_guarded, save_image)
+
+
+def _require_image(client, ref):
+    if find_image(client, ref) is None:
+        raise MigrationError("Image %s does not exist." % ref)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(image=dict(type="str", required=True),
+                                              dest=dict(type="path", required=True),
+                                              force=dict(type="bool", default=False), **DOCKER_COMMON_ARGS),
+                           supports_check_mode=True)
+    p = module.params
+    client = get_client(module)
+    run_guarded(module, _require_image, client, p["image"])
+    if os.path.exists(p["dest"]) and not p["force"]:
+        module.exit_json(changed=False, path=p["dest"], size=os.path.getsize(p["dest"]), duration=0.0)
+    if module.check_mode:
+        module.exit_json(changed=True, path=p["dest"], size=0, duration=0.0)
+    res = run_guarded(module, save_image, client, p["image"], p["dest"])
+    module.exit_json(changed=True, **res)
+
+
+if __name__ == "__main__":
+    main()

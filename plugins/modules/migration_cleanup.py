@@ -1,0 +1,118 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migration_cleanup
+short_description: Remove what a migration left on a MEC host (containers, images, volumes, work files)
+description:
+  - Removes the listed containers (forced), images, volumes and paths that exist; absent ones are skipped.
+  - The playbook calls it on the source only after the target container is confirmed running and only when
+    the user asked for the clean-up, and on the target to remove a half-made container after a failure.
+version_added: 0.1.0
+author: mec.migration developers
+extends_documentation_fragment: [mec.migration.docker]
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  containers:
+    description: Container names (their checkpoints go with them).
+    type: list
+    elements: str
+    default: []
+  images:
+    description: Image references.
+    type: list
+    elements: str
+    default: []
+  volumes:
+    description: Volume names.
+    type: list
+    elements: str
+    default: []
+  paths:
+    description: Files or directories (for example the run's work directory).
+    type: list
+    elements: path
+    default: []
+"""
+
+EXAMPLES = r"""
+- name: Remove the half-made target container after a failure
+  mec.migration.migration_cleanup:
+    containers: [v2x-app]
+    volumes: [v2x-data]
+"""
+
+RETURN = r"""
+removed:
+  description: What was removed, per kind (C(containers), C(images), C(volumes), C(paths)).
+  returned: always
+  type: dict
+"""
+
+import os
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
+    DOCKER_COMMON_ARGS, NotFound, get_client)
+from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
+    find_container, find_image, run_guarded)
+
+
+def _volume_exists(client, name):
+    try:
+        client.api.inspect_volume(name)
+        return True
+    except NotFound:
+        return False
+
+
+def plan(client, p):
+    return dict(containers=[c for c in p["containers"] if find_container(client, c) is not None],
+                images=[i for i in p["images"] if find_image(client, i) is not None],
+                volumes=[v for v in p["volumes"] if _volume_exists(client, v)],
+                paths=[x for x in p["paths"] if os.path.lexists(x)])
+
+
+def apply(client, todo):
+    for name in todo["containers"]:
+        client.api.remove_container(name, force=True)
+    for ref in todo["images"]:
+        client.api.remove_image(ref, force=True)
+    for name in todo["volumes"]:
+        client.api.remove_volume(name, force=True)
+    for path in todo["paths"]:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        containers=dict(type="list", elements="str", default=[]),
+        images=dict(type="list", elements="str", default=[]),
+        volumes=dict(type="list", elements="str", default=[]),
+        paths=dict(type="list", elements="path", default=[]),
+        **DOCKER_COMMON_ARGS), supports_check_mode=True)
+    client = get_client(module)
+    todo = run_guarded(module, plan, client, module.params)
+    changed = any(todo.values())
+    if changed and not module.check_mode:
+        run_guarded(module, apply, client, todo)
+    module.exit_json(changed=changed, removed=todo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migration_preflight
+short_description: Check a MEC host before a migration changes anything
+description:
+  - Runs every check of its O(role) and reports all problems at once, naming the host; changes nothing.
+  - Both roles, the Docker engine answers (else a clear failure naming the host); with O(checkpoint=true)
+    (strategy m3), the engine has experimental features on and C(criu check) passes; the tools of the
+    transfer are installed.
+  - O(role=source), the container exists and runs; O(peer_address) is not an address of this host (source
+    and target must differ).
+  - O(role=target), the work directory's and the Docker root's file systems have at least twice
+    O(expected_size) free; no container named O(name) exists and none of O(volumes) exists; with
+    O(transfer=nc) the receiver's O(port) is free.
+version_added: 0.1.0
+author: mec.migration developers
+extends_documentation_fragment: [mec.migration.docker]
+attributes:
+  check_mode:
+    support: full
+    description: Read-only.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  role:
+    description: Which host this is.
+    type: str
+    choices: [source, target]
+    required: true
+  name:
+    description: Container name.
+    type: str
+    required: true
+  checkpoint:
+    description: Whether the strategy checkpoints with CRIU (m3).
+    type: bool
+    default: false
+  transfer:
+    description: How the relocation sends the volumes.
+    type: str
+    choices: [nc, ssh]
+    default: nc
+  peer_address:
+    description: Address of the other host (source role).
+    type: str
+  expected_size:
+    description: Bytes the migration is expected to bring to the target (image tarball, checkpoint, volumes).
+    type: int
+    default: 0
+  volumes:
+    description: Volumes the container brings along (target role).
+    type: list
+    elements: str
+    default: []
+  workdir:
+    description: This run's work directory.
+    type: path
+    default: /var/tmp/mec-migration
+  port:
+    description: TCP port of the volume receiver (target role, O(transfer=nc)).
+    type: int
+    default: 47777
+  tools:
+    description: Extra programs that must be on PATH.
+    type: list
+    elements: str
+    default: []
+"""
+
+EXAMPLES = r"""
+- name: Preflight on the target
+  mec.migration.migration_preflight:
+    role: target
+    name: v2x-app
+    checkpoint: true
+    expected_size: 220000000
+    volumes: [v2x-data]
+"""
+
+RETURN = r"""
+problems:
+  description: What is wrong (empty when the host is ready).
+  returned: always
+  type: list
+  elements: str
+engine:
+  description: C(version), C(experimental), C(docker_root_dir), C(engine_id) of the host's engine.
+  returned: always
+  type: dict
+free_bytes:
+  description: Free bytes where the migration writes (the smaller of the work directory's and the Docker root's file system).
+  returned: always
+  type: int
+container:
+  description: C(exists), C(running), C(image_id) of O(name) on this host.
+  returned: always
+  type: dict
+"""
+
+import errno
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
+    DOCKER_COMMON_ARGS, LANG_C, NotFound, get_client, hostname)
+from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
+    find_container, free_bytes, run_guarded)
+
+
+def is_local_address(address):
+    """Whether ``address`` (name or IP) is one of this host's addresses."""
+    try:
+        infos = socket.getaddrinfo(address, None, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    for info in infos:
+        ip = info[4][0]
+        if ip.startswith("127."):
+            return True
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((ip, 0))
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                return True
+        finally:
+            s.close()
+    return False
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("0.0.0.0", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def needed_tools(role, transfer, checkpoint):
+    tools = []
+    if role == "source":
+        tools += ["ssh", "scp"]
+    if checkpoint:
+        tools += ["rsync", "criu"]
+    return tools
+
+
+def check(module, client, p):
+    problems = []
+    host = hostname()
+    info = client.info()
+    engine = dict(version=client.version().get("Version"), experimental=bool(info.get("ExperimentalBuild")),
+                  docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"))
+    for tool in needed_tools(p["role"], p["transfer"], p["checkpoint"]) + list(p["tools"]):
+        if not module.get_bin_path(tool):
+            problems.append("%s is not installed on %s (needed for transfer=%s%s)." % (
+                tool, host, p["transfer"], ", strategy m3" if tool in ("rsync", "criu") and p["checkpoint"] else ""))
+    if p["checkpoint"]:
+        if not engine["experimental"]:
+            problems.append("The Docker engine on %s does not have experimental features on (needed for "
+                            "checkpoints, strategy m3): set \"experimental\": true in /etc/docker/daemon.json."
+                            % host)
+        criu = module.get_bin_path("criu")
+        if criu:
+            rc, out, err = module.run_command([criu, "check"], environ_update=LANG_C)
+            if rc != 0:
+                problems.append("criu check fails on %s (strategy m3 needs a working CRIU): %s" % (
+                    host, " ".join((err or out).strip().splitlines()[-2:])))
+    c = find_container(client, p["name"])
+    state = (c or {}).get("State") or {}
+    container = dict(exists=c is not None, running=bool(state.get("Running")), image_id=(c or {}).get("Image"))
+    free = min(free_bytes(p["workdir"]), free_bytes(engine["docker_root_dir"] or "/var/lib/docker"))
+    if p["role"] == "source":
+        if c is None:
+            problems.append("Container %s does not exist on the source host %s." % (p["name"], host))
+        elif not state.get("Running"):
+            problems.append("Container %s exists on the source host %s but does not run (status %s)."
+                            % (p["name"], host, state.get("Status")))
+        if not p["peer_address"]:
+            problems.append("No target address given (peer_address).")
+        elif is_local_address(p["peer_address"]):
+            problems.append("The target address %s is an address of the source host %s itself: source and "
+                            "target must be different hosts." % (p["peer_address"], host))
+    else:
+        if free < 2 * p["expected_size"]:
+            problems.append("The target host %s has %d bytes free, less than twice the expected %d bytes."
+                            % (host, free, p["expected_size"]))
+        if c is not None:
+            problems.append("A container named %s already exists on the target host %s (%s): remove it or "
+                            "migrate under another name." % (p["name"], host, state.get("Status")))
+        for vol in p["volumes"]:
+            try:
+                client.api.inspect_volume(vol)
+                problems.append("A volume named %s already exists on the target host %s." % (vol, host))
+            except NotFound:
+                pass
+        if p["transfer"] == "nc" and not port_free(p["port"]):
+            problems.append("Port %s is busy on the target host %s (the volume receiver needs it): choose "
+                            "another migration_port." % (p["port"], host))
+    return dict(problems=problems, engine=engine, free_bytes=free, container=container)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        role=dict(type="str", choices=["source", "target"], required=True),
+        name=dict(type="str", required=True),
+        checkpoint=dict(type="bool", default=False),
+        transfer=dict(type="str", choices=["nc", "ssh"], default="nc"),
+        peer_address=dict(type="str"),
+        expected_size=dict(type="int", default=0),
+        volumes=dict(type="list", elements="str", default=[]),
+        workdir=dict(type="path", default="/var/tmp/mec-migration"),
+        port=dict(type="int", default=47777),
+        tools=dict(type="list", elements="str", default=[]),
+        **DOCKER_COMMON_ARGS), supports_check_mode=True)
+    client = get_client(module)
+    res = run_guarded(module, check, module, client, module.params)
+    if res["problems"]:
+        module.fail_json(msg="Preflight failed on %s host %s: %s" % (module.params["role"], hostname(),
+                                                                     " ".join(res["problems"])), **res)
+    module.exit_json(changed=False, **res)
+
+
+if __name__ == "__main__":
+    main()

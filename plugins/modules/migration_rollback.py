@@ -1,0 +1,98 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migration_rollback
+short_description: Bring the source container back after a failed relocation
+description:
+  - With O(checkpoint) (strategy m3) the stopped container is started from that checkpoint, so it keeps its
+    memory state; if that fails, or without a checkpoint, it is started as it is, with its volumes (which the
+    migration only read).
+  - Confirms that the container runs; fails otherwise.
+version_added: 0.1.0
+author: mec.migration developers
+extends_documentation_fragment: [mec.migration.docker]
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: A running container is left alone.
+options:
+  name:
+    description: The source container.
+    type: str
+    required: true
+  checkpoint:
+    description: The last checkpoint of the container (its final relocation checkpoint).
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Bring the app back on the source
+  mec.migration.migration_rollback:
+    name: v2x-app
+    checkpoint: run1-final
+"""
+
+RETURN = r"""
+method:
+  description: V(checkpoint), V(start) or V(already running).
+  returned: always
+  type: str
+running:
+  description: Whether the container runs.
+  returned: always
+  type: bool
+errors:
+  description: What failed on the way (for example the restore from the checkpoint before a plain start).
+  returned: when changed
+  type: list
+  elements: str
+duration:
+  description: Seconds the rollback took.
+  returned: always
+  type: float
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
+    DOCKER_COMMON_ARGS, DockerCli, get_client, hostname)
+from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
+    require_container, rollback_source, run_guarded)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
+                                              checkpoint=dict(type="str"), **DOCKER_COMMON_ARGS),
+                           supports_check_mode=True)
+    p = module.params
+    client = get_client(module)
+    info = run_guarded(module, require_container, client, p["name"])
+    if (info.get("State") or {}).get("Running"):
+        module.exit_json(changed=False, method="already running", running=True, duration=0.0)
+    if module.check_mode:
+        module.exit_json(changed=True, method="checkpoint" if p["checkpoint"] else "start", running=False,
+                         duration=0.0)
+    t0 = time.monotonic()
+    cli = DockerCli(module) if p["checkpoint"] else None
+    res = run_guarded(module, rollback_source, client, cli, p["name"], checkpoint=p["checkpoint"])
+    res["duration"] = round(time.monotonic() - t0, 6)
+    state = res.pop("state", {})
+    if not res["running"]:
+        module.fail_json(msg="The source container %s did not come back on host %s (status %s, error %r)."
+                         % (p["name"], hostname(), state.get("Status"), state.get("Error")), **res)
+    module.exit_json(**res)
+
+
+if __name__ == "__main__":
+    main()
