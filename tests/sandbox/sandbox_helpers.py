@@ -1,0 +1,148 @@
+"""Helpers for the sandbox tests: a real sandbox process on loopback with a manual clock, and a real
+HTTP callback receiver on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APPS = os.path.normpath(os.path.join(HERE, "..", "..", "apps"))
+BASE = "/sbx-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SandboxProcess:
+    """``python -m mec_sandbox`` as a child process; ``url(path)`` builds URLs under the base path."""
+
+    def __init__(self, *extra: str):
+        self.port = free_port()
+        env = dict(os.environ, PYTHONPATH=APPS)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mec_sandbox", "--host", "127.0.0.1", "--port", str(self.port),
+             "--base-path", BASE, "--speed", "0", "--start-time", "1700000000", "--notify-timeout", "1",
+             "--notify-retries", "1", *extra],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.root = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(self.url("sandbox-ctrl/v1/clock"), timeout=1)
+                break
+            except requests.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    out = self.proc.stdout.read() if self.proc.poll() is not None else ""
+                    self.stop()
+                    raise RuntimeError(f"sandbox did not start: {out}")
+                time.sleep(0.1)
+
+    def url(self, path: str) -> str:
+        return f"{self.root}{BASE}/{path.lstrip('/')}"
+
+    def get(self, path: str, **kw):
+        return requests.get(self.url(path), timeout=5, **kw)
+
+    def post(self, path: str, body, **kw):
+        return requests.post(self.url(path), json=body, timeout=5, **kw)
+
+    def put(self, path: str, body, **kw):
+        return requests.put(self.url(path), json=body, timeout=5, **kw)
+
+    def delete(self, path: str, **kw):
+        return requests.delete(self.url(path), timeout=5, **kw)
+
+    def advance(self, seconds: float) -> dict:
+        r = self.post("sandbox-ctrl/v1/clock", {"advanceBy": seconds})
+        r.raise_for_status()
+        return r.json()
+
+    def ues(self) -> dict:
+        return {u["address"]: u for u in self.get("sandbox-ctrl/v1/ues").json()["ues"]}
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    sb = SandboxProcess()
+    yield sb
+    sb.stop()
+
+
+class Receiver:
+    """Loopback HTTP server recording every POSTed JSON body with its path and arrival time."""
+
+    def __init__(self, delay: float = 0.0):
+        self.items: list[tuple[str, dict, float]] = []
+        self.cond = threading.Condition()
+        self.delay = delay
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                arrived = time.time()
+                if outer.delay:
+                    time.sleep(outer.delay)
+                self.send_response(204)
+                self.end_headers()
+                with outer.cond:
+                    outer.items.append((self.path, json.loads(body), arrived))
+                    outer.cond.notify_all()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/cb") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> list:
+        """Wait until predicate(items) holds; returns the items (the caller asserts on them)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate(self.items) and time.monotonic() < deadline:
+                self.cond.wait(0.1)
+            return list(self.items)
+
+    def bodies(self, path: str | None = None) -> list[dict]:
+        with self.cond:
+            return [b for p, b, _ in self.items if path is None or p == path]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
