@@ -104,13 +104,13 @@ class Receiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 arrived = time.time()
+                with outer.cond:  # record before answering, so the order seen is the order sent
+                    outer.items.append((self.path, json.loads(body), arrived))
+                    outer.cond.notify_all()
                 if outer.delay:
                     time.sleep(outer.delay)
                 self.send_response(204)
                 self.end_headers()
-                with outer.cond:
-                    outer.items.append((self.path, json.loads(body), arrived))
-                    outer.cond.notify_all()
 
             def log_message(self, *args):
                 pass
