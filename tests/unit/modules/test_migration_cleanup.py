@@ -1,0 +1,29 @@
+from docker.errors import NotFound
+
+from ansible_collections.mec.migration.plugins.modules import migration_cleanup
+from .conftest import inspect_container, inspect_image
+
+
+def test_removes_only_what_exists(run_module, client, tmp_path):
+    work = tmp_path / "run1"
+    work.mkdir()
+    (work / "image.tar").write_bytes(b"x")
+    client.api.inspect_container.side_effect = lambda n: inspect_container(name=n) if n == "app" else (_ for _ in ()).throw(NotFound(n))
+    client.api.inspect_image.return_value = inspect_image()
+    client.api.inspect_volume.side_effect = NotFound("none")
+    res = run_module(migration_cleanup, {"containers": ["app", "ghost"], "images": ["mec-migration/app:run1"],
+                                         "volumes": ["appdata"], "paths": [str(work), str(tmp_path / "none")]})
+    client.api.remove_container.assert_called_once_with("app", force=True)
+    client.api.remove_image.assert_called_once_with("mec-migration/app:run1", force=True)
+    client.api.remove_volume.assert_not_called()
+    assert not work.exists()
+    assert res["removed"] == {"containers": ["app"], "images": ["mec-migration/app:run1"], "volumes": [],
+                              "paths": [str(work)]}
+    assert res["changed"] is True
+
+
+def test_nothing_to_remove_is_unchanged(run_module, client):
+    client.api.inspect_container.side_effect = NotFound("none")
+    res = run_module(migration_cleanup, {"containers": ["app"]})
+    assert res["changed"] is False
+    client.api.remove_container.assert_not_called()

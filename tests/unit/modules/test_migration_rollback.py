@@ -1,0 +1,45 @@
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C
+from ansible_collections.mec.migration.plugins.modules import migration_rollback
+from .conftest import inspect_container
+
+CID = "c" * 64
+
+
+def test_restores_from_checkpoint(run_module, client, run_command, tmp_path):
+    client.info.return_value = {"DockerRootDir": str(tmp_path)}
+    (tmp_path / "containers" / CID / "checkpoints" / "run1-final").mkdir(parents=True)
+    stopped, running = inspect_container(cid=CID, running=False), inspect_container(cid=CID, running=True)
+    client.api.inspect_container.side_effect = [stopped, stopped, running]
+    res = run_module(migration_rollback, {"name": "app", "checkpoint": "run1-final"})
+    run_command.assert_called_once_with(["/usr/bin/docker", "start", "--checkpoint", "run1-final", CID],
+                                        environ_update=LANG_C)
+    client.api.start.assert_not_called()
+    assert (res["changed"], res["method"], res["running"]) == (True, "checkpoint", True)
+
+
+def test_failed_restore_falls_back_to_start(run_module, client, run_command, tmp_path):
+    client.info.return_value = {"DockerRootDir": str(tmp_path)}
+    (tmp_path / "containers" / CID / "checkpoints" / "fin").mkdir(parents=True)
+    stopped, running = inspect_container(cid=CID, running=False), inspect_container(cid=CID, running=True)
+    client.api.inspect_container.side_effect = [stopped, stopped, running]
+    run_command.return_value = (1, "", "criu restore failed")
+    res = run_module(migration_rollback, {"name": "app", "checkpoint": "fin"})
+    client.api.start.assert_called_once_with(CID)
+    assert res["method"] == "start"
+    assert res["errors"] == ["start from checkpoint fin failed: criu restore failed"]
+
+
+def test_plain_start_without_checkpoint(run_module, client, run_command):
+    stopped, running = inspect_container(cid=CID, running=False), inspect_container(cid=CID, running=True)
+    client.api.inspect_container.side_effect = [stopped, stopped, running]
+    res = run_module(migration_rollback, {"name": "app"})
+    client.api.start.assert_called_once_with(CID)
+    run_command.assert_not_called()
+    assert (res["method"], res["running"]) == ("start", True)
+
+
+def test_running_source_unchanged(run_module, client):
+    client.api.inspect_container.return_value = inspect_container(cid=CID, running=True)
+    res = run_module(migration_rollback, {"name": "app"})
+    assert (res["changed"], res["method"]) == (False, "already running")
+    client.api.start.assert_not_called()
