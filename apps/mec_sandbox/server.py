@@ -307,11 +307,13 @@ class Sandbox:
 def _parse_query(op: Op, request: web.Request) -> dict:
     known = {p.name: p for p in op.query}
     out: dict = {}
-    for key in set(request.query.keys()):
-        p = known.get(key)
-        if p is None:
+    keys = list(dict.fromkeys(request.query.keys()))
+    for key in keys:  # unknown names first: they are the likelier mistake
+        if key not in known:
             raise Problem(400, f"unknown query parameter '{key}'" +
                           (f"; allowed: {', '.join(sorted(known))}" if known else "; this resource takes none"))
+    for key in keys:
+        p = known[key]
         raw = request.query.getall(key)
         values = [v for item in raw for v in item.split(",")] if p.array else raw
         if not p.array and len(values) > 1:
