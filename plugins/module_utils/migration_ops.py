@@ -108,6 +108,14 @@ def volume_mounts(info):
     return dict((m["Name"], m["Source"]) for m in info.get("Mounts") or [] if m.get("Type") == "volume")
 
 
+def volume_streams(info):
+    """``{key: mountpoint}`` of a container's named volumes, keyed by the (quoted) mount destination, which is
+    the same on source and target even where the volumes' names differ."""
+    from urllib.parse import quote
+    return dict((quote(m["Destination"], safe=""), m["Source"]) for m in info.get("Mounts") or []
+                if m.get("Type") == "volume")
+
+
 def docker_root(client):
     return client.info().get("DockerRootDir", "/var/lib/docker")
 
@@ -484,7 +492,7 @@ def clear_dir(path):
 
 
 def write_volumes_tar(fileobj, volumes, stream=False):
-    """Write ``{volume: mountpoint}`` as one tar (members ``<volume>/...``) into ``fileobj``."""
+    """Write ``{key: mountpoint}`` as one tar (members ``<key>/...``) into ``fileobj``."""
     with tarfile.open(fileobj=fileobj, mode="w|" if stream else "w", bufsize=STREAM_CHUNK if stream else 10240,
                       format=tarfile.PAX_FORMAT) as tf:
         for vol, mp in sorted(volumes.items()):
@@ -492,7 +500,7 @@ def write_volumes_tar(fileobj, volumes, stream=False):
 
 
 def extract_volumes_tar(fileobj, volumes, stream=False):
-    """Extract a tar made by ``write_volumes_tar`` into the mountpoints of ``{volume: mountpoint}``."""
+    """Extract a tar made by ``write_volumes_tar`` into the mountpoints of ``{key: mountpoint}``."""
     for mp in volumes.values():
         clear_dir(mp)
     count = 0
@@ -500,7 +508,7 @@ def extract_volumes_tar(fileobj, volumes, stream=False):
         for member in tf:
             vol, _sep, rest = member.name.partition("/")
             if vol not in volumes:
-                raise MigrationError("The volume stream holds %s, which is not a volume of the container "
+                raise MigrationError("The volume stream holds %s, which is not a volume mount of the container "
                                      "(expected one of %s)." % (vol, ", ".join(sorted(volumes)) or "none"))
             if not rest:
                 continue  # the volume's root directory itself
@@ -517,7 +525,7 @@ def archive_volume(client, volume, dest):
     mp = client.api.inspect_volume(volume)["Mountpoint"]
     t0 = time.monotonic()
     with open(dest, "wb") as fh:
-        write_volumes_tar(fh, {volume: mp})
+        write_volumes_tar(fh, {"volume": mp})
     return dict(path=dest, size=os.path.getsize(dest), volume_size=dir_size(mp),
                 duration=round(time.monotonic() - t0, 6))
 
@@ -535,7 +543,7 @@ def restore_volume(client, volume, src, create=True):
         created = True
     t0 = time.monotonic()
     with open(src, "rb") as fh:
-        members = extract_volumes_tar(fh, {volume: info["Mountpoint"]})
+        members = extract_volumes_tar(fh, {"volume": info["Mountpoint"]})
     return dict(created=created, members=members, volume_size=dir_size(info["Mountpoint"]),
                 duration=round(time.monotonic() - t0, 6))
 
@@ -647,10 +655,10 @@ def relocate_source(module, client, cli, name, transfer_method, target_host, che
     info = require_container(client, name)
     if not (info.get("State") or {}).get("Running"):
         raise MigrationError("Container %s is not running on the source host %s." % (name, hostname()))
-    volumes = volume_mounts(info)
+    volumes = volume_streams(info)
     sw = Stopwatch()
     result = {} if result is None else result
-    result.update(volumes=sorted(volumes), sizes={}, source_stopped=False, durations=sw.durations)
+    result.update(volumes=sorted(volume_mounts(info)), sizes={}, source_stopped=False, durations=sw.durations)
     result["stopped_at"] = wall_clock()
     result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
     if checkpoint:
@@ -708,10 +716,10 @@ def relocate_target(module, client, cli, name, transfer_method, checkpoint=None,
     info = require_container(client, name)
     if (info.get("State") or {}).get("Running"):
         raise MigrationError("Container %s already runs on the target host %s." % (name, hostname()))
-    volumes = volume_mounts(info)
+    volumes = volume_streams(info)
     sw = Stopwatch()
     result = {} if result is None else result
-    result.update(volumes=sorted(volumes), durations=sw.durations)
+    result.update(volumes=sorted(volume_mounts(info)), durations=sw.durations)
     deadline = time.monotonic() + timeout
     if transfer_method == "nc":
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

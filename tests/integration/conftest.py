@@ -1,0 +1,113 @@
+"""Integration tests of the migration: on this machine's Docker engine (``docker`` mark) and on the
+local lab (``lab`` mark: two MEC hosts reached over SSH, inventories/local/hosts.yml)."""
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+LINK = os.path.join(COLLECTIONS, "ansible_collections", "mec", "migration")
+if not os.path.lexists(LINK):
+    os.makedirs(os.path.dirname(LINK), exist_ok=True)
+    os.symlink("../../../..", LINK)
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+
+LAB_INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
+COUNTER_APP = os.path.join(os.path.dirname(__file__), "files", "counter_app")
+TEST_LABEL = "mec.migration.test=1"
+BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "docker: needs a running Docker engine on this machine")
+    config.addinivalue_line("markers", "lab: needs the local lab (inventories/local/hosts.yml, two MEC hosts over SSH)")
+
+
+def docker_cli(*args, check=True, timeout=300):
+    return subprocess.run(["docker"] + list(args), check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def local_base_image():
+    """A base image already on this engine (never pulled: there is no registry)."""
+    for ref in BASE_IMAGES:
+        if docker_cli("image", "inspect", ref, check=False).returncode == 0:
+            return ref
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env(version="auto")
+        client.ping()
+    except Exception as exc:  # no engine: the docker-marked tests cannot run here
+        pytest.skip("no Docker engine: %s" % exc)
+    return client
+
+
+@pytest.fixture(scope="session")
+def counter_image(docker_client):
+    """mec-test/counter:1 built from a local base image (ENTRYPOINT/CMD/ENV/WORKDIR/USER of its own)."""
+    base = local_base_image()
+    if base is None:
+        pytest.skip("no local base image (%s); make one with debootstrap and docker import" % ", ".join(BASE_IMAGES))
+    docker_cli("build", "-q", "--build-arg", "BASE=" + base, "--label", TEST_LABEL, "-t", "mec-test/counter:1",
+               COUNTER_APP)
+    return "mec-test/counter:1"
+
+
+@pytest.fixture
+def unique():
+    return "mt" + uuid.uuid4().hex[:8]
+
+
+class Cleanup(object):
+    """Names of what a test made on an engine; removed at teardown."""
+
+    def __init__(self, client):
+        self.client = client
+        self.containers, self.volumes, self.images, self.networks = [], [], [], []
+
+    def run(self):
+        from docker.errors import NotFound, APIError
+        for name in self.containers:
+            try:
+                self.client.api.remove_container(name, force=True)
+            except (NotFound, APIError):
+                pass
+        for name in self.volumes:
+            try:
+                self.client.api.remove_volume(name, force=True)
+            except (NotFound, APIError):
+                pass
+        for ref in self.images:
+            try:
+                self.client.api.remove_image(ref, force=True)
+            except (NotFound, APIError):
+                pass
+        for name in self.networks:
+            try:
+                self.client.api.remove_network(name)
+            except (NotFound, APIError):
+                pass
+
+
+@pytest.fixture
+def cleanup(docker_client):
+    c = Cleanup(docker_client)
+    yield c
+    c.run()
+
+
+@pytest.fixture
+def ansible_module():
+    """A real AnsibleModule (real run_command) for the functions of migration_ops."""
+    from ansible.module_utils.basic import AnsibleModule
+    from ansible.module_utils.testing import patch_module_args
+    with patch_module_args({}):
+        return AnsibleModule(argument_spec={})
