@@ -122,16 +122,19 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 
 CONFIG_LABEL = "mec.migration.lab.config"
 MODE_LABEL = "mec.migration.lab.privilege_mode"
-UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"]
+UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined"]
 
 
 def engine_volume(name):
     return name + "-docker"
 
 
-def wanted_config(params):
-    keys = ("image", "hostname", "network", "ipv4_address", "authorized_keys", "drop_capabilities", "labels")
-    return hashlib.sha256(json.dumps({k: params[k] for k in keys}, sort_keys=True).encode()).hexdigest()
+def wanted_config(client, params):
+    """Hash of what the container is made from; a rebuilt image counts as a change."""
+    keys = ("hostname", "network", "ipv4_address", "authorized_keys", "drop_capabilities", "labels")
+    wanted = {k: params[k] for k in keys}
+    wanted["image"] = client.images.get(params["image"]).id
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
 
 
 def host_config(client, params, mode):
@@ -148,7 +151,13 @@ def host_config(client, params, mode):
     else:
         kwargs.update(cap_add=["ALL"], cap_drop=params["drop_capabilities"], security_opt=UNCONFINED,
                       device_cgroup_rules=["a *:* rwm"])
-    return client.api.create_host_config(**kwargs)
+    config = client.api.create_host_config(**kwargs)
+    if mode != "privileged":
+        # The CLI's --security-opt systempaths=unconfined: no masked or read-only /proc and /sys paths.
+        # The SDK has no argument for it; the API takes the empty lists.
+        config["MaskedPaths"] = []
+        config["ReadonlyPaths"] = []
+    return config
 
 
 def create_and_start(client, params, mode, config_hash):
@@ -178,7 +187,7 @@ def ensure_volume(client, params):
 
 def start_host(module, client):
     params = module.params
-    config_hash = wanted_config(params)
+    config_hash = wanted_config(client, params)
     try:
         container = client.containers.get(params["name"])
     except NotFound:
