@@ -644,6 +644,21 @@ def _connect_retry(host, port, deadline):
     raise MigrationError("Could not connect to the target's receiver at %s:%s: %s" % (host, port, last))
 
 
+def _wait_remote_ready(module, host, path, deadline, user="root", ssh_options=None):
+    """Poll (over the run's shared ssh connection) until ``path`` exists on ``host``."""
+    import shlex
+    ssh_bin = module.get_bin_path("ssh", required=True)
+    argv = [ssh_bin] + ssh_base(module, ssh_options) + ["%s@%s" % (user, host), "test -e %s" % shlex.quote(path)]
+    while True:
+        rc, _out, err = module.run_command(argv, environ_update=LANG_C)
+        if rc == 0:
+            return
+        if rc == 255 or time.monotonic() > deadline:
+            raise MigrationError("The target %s did not get ready for the relocation (%s): %s" % (
+                host, path, (err or "timed out").strip()))
+        time.sleep(0.02)
+
+
 def relocate_source(module, client, cli, name, transfer_method, target_host, checkpoint=None,
                     target_checkpoint_dir=None, remote_workdir=None, port=None, stop_timeout=2,
                     ssh_options=None, user="root", timeout=120, local_workdir=None, result=None):
@@ -659,49 +674,63 @@ def relocate_source(module, client, cli, name, transfer_method, target_host, che
     sw = Stopwatch()
     result = {} if result is None else result
     result.update(volumes=sorted(volume_mounts(info)), sizes={}, source_stopped=False, durations=sw.durations)
-    result["stopped_at"] = wall_clock()
-    result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
-    if checkpoint:
-        with sw.step("checkpoint"):
-            ck = create_checkpoint(client, cli, name, checkpoint, leave_running=False)
-        result["sizes"]["checkpoint_final"] = ck["size"]
-        result["checkpoint_path"] = ck["path"]
-    else:
-        with sw.step("stop"):
-            client.api.stop(info["Id"], timeout=stop_timeout)
-    result["sizes"]["volume"] = sum(dir_size(mp) for mp in volumes.values())
     deadline = time.monotonic() + timeout
-    if checkpoint:
-        with sw.step("checkpoint_transfer"):
-            tr = transfer(module, "rsync", ck["path"].rstrip("/") + "/", target_host,
-                          target_checkpoint_dir.rstrip("/") + "/", user=user, ssh_options=ssh_options)
-        result["rsync_stats"] = tr["stats"]
-        result["sizes"]["checkpoint_transferred"] = tr["transferred_bytes"]
+    # Handshake before the stop: the source stops only once the target is ready to receive, so a target
+    # that is down or failed its checks costs no downtime (and the wait is not part of the downtime).
+    t0 = time.monotonic()
+    sock = None
     if transfer_method == "nc":
-        with sw.step("volume_transfer"):
-            sock = _connect_retry(target_host, port, deadline)
-            try:
-                sock.settimeout(max(1.0, deadline - time.monotonic()))
-                with sock.makefile("wb", buffering=STREAM_CHUNK) as wf:
-                    write_volumes_tar(wf, volumes, stream=True)
-                sock.shutdown(socket.SHUT_WR)  # EOF = completion signal
-                ack = sock.makefile("rb").readline().decode("utf-8", "replace").strip()
-            finally:
-                sock.close()
-        if ack != "OK":
-            raise MigrationError("The target did not confirm the volume stream (answer: %r)." % ack)
+        sock = _connect_retry(target_host, port, deadline)
     else:
-        archive = os.path.join(local_workdir, "volumes.tar")
-        with sw.step("volume_archive"):
-            with open(archive, "wb") as fh:
-                write_volumes_tar(fh, volumes)
-        result["sizes"]["volume_tarball"] = os.path.getsize(archive)
-        with sw.step("volume_transfer"):
-            transfer(module, "scp", archive, target_host, os.path.join(remote_workdir, "volumes.tar"),
-                     user=user, ssh_options=ssh_options)
-        with sw.step("signal"):
-            ssh_command(module, target_host, ["touch", os.path.join(remote_workdir, "relocation.done")],
-                        user=user, ssh_options=ssh_options, what="writing the completion marker on the target")
+        _wait_remote_ready(module, target_host, os.path.join(remote_workdir, "target.ready"), deadline,
+                           user=user, ssh_options=ssh_options)
+    result["handshake_duration"] = round(time.monotonic() - t0, 6)
+    try:
+        result["stopped_at"] = wall_clock()
+        result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
+        if checkpoint:
+            with sw.step("checkpoint"):
+                ck = create_checkpoint(client, cli, name, checkpoint, leave_running=False)
+            result["sizes"]["checkpoint_final"] = ck["size"]
+            result["checkpoint_path"] = ck["path"]
+        else:
+            with sw.step("stop"):
+                client.api.stop(info["Id"], timeout=stop_timeout)
+        result["sizes"]["volume"] = sum(dir_size(mp) for mp in volumes.values())
+        if checkpoint:
+            with sw.step("checkpoint_transfer"):
+                tr = transfer(module, "rsync", ck["path"].rstrip("/") + "/", target_host,
+                              target_checkpoint_dir.rstrip("/") + "/", user=user, ssh_options=ssh_options)
+            result["rsync_stats"] = tr["stats"]
+            result["sizes"]["checkpoint_transferred"] = tr["transferred_bytes"]
+        if transfer_method == "nc":
+            with sw.step("volume_transfer"):
+                try:
+                    sock.settimeout(max(1.0, deadline - time.monotonic()))
+                    with sock.makefile("wb", buffering=STREAM_CHUNK) as wf:
+                        write_volumes_tar(wf, volumes, stream=True)
+                    sock.shutdown(socket.SHUT_WR)  # EOF = completion signal
+                    ack = sock.makefile("rb").readline().decode("utf-8", "replace").strip()
+                finally:
+                    sock.close()
+            if ack != "OK":
+                raise MigrationError("The target did not confirm the volume stream (answer: %r)." % ack)
+        else:
+            archive = os.path.join(local_workdir, "volumes.tar")
+            with sw.step("volume_archive"):
+                with open(archive, "wb") as fh:
+                    write_volumes_tar(fh, volumes)
+            result["sizes"]["volume_tarball"] = os.path.getsize(archive)
+            with sw.step("volume_transfer"):
+                transfer(module, "scp", archive, target_host, os.path.join(remote_workdir, "volumes.tar"),
+                         user=user, ssh_options=ssh_options)
+            with sw.step("signal"):
+                ssh_command(module, target_host, ["touch", os.path.join(remote_workdir, "relocation.done")],
+                            user=user, ssh_options=ssh_options, what="writing the completion marker on the target")
+    except BaseException:
+        if sock is not None:
+            sock.close()  # the target sees the stream end early and fails at once
+        raise
     result["durations"] = sw.durations
     result["transfer_duration"] = round(sum(v for k, v in sw.durations.items()
                                             if k in ("checkpoint_transfer", "volume_transfer", "signal")), 6)
@@ -734,8 +763,13 @@ def relocate_target(module, client, cli, name, transfer_method, checkpoint=None,
                 except socket.timeout:
                     raise MigrationError("No volume stream arrived on port %s of host %s within %ss (did the "
                                          "source fail?)." % (port, hostname(), timeout))
-            try:
                 conn.settimeout(max(1.0, deadline - time.monotonic()))
+                try:
+                    # the source connects before it stops the app; the stream starts after its stop
+                    conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    pass  # reported by the extraction below
+            try:
                 with sw.step("volume_receive"):
                     with conn.makefile("rb", buffering=STREAM_CHUNK) as rf:
                         result["members"] = extract_volumes_tar(rf, volumes, stream=True)
@@ -751,6 +785,8 @@ def relocate_target(module, client, cli, name, transfer_method, checkpoint=None,
             srv.close()
     else:
         marker = os.path.join(workdir, "relocation.done")
+        with open(os.path.join(workdir, "target.ready"), "w") as fh:
+            fh.write("%s\n" % wall_clock())
         with sw.step("wait"):
             while not os.path.exists(marker):
                 if time.monotonic() > deadline:

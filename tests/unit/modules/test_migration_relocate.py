@@ -84,6 +84,7 @@ def test_ssh_relocation_with_checkpoint_argv(run_module, client, run_command, tm
     argvs = [c.args[0] for c in run_command.call_args_list]
     ck_src = str(tmp_path / "docker" / "containers" / SRC_ID / "checkpoints" / "run1-final")
     assert argvs == [
+        ["/usr/bin/ssh", "-o", "BatchMode=yes", "root@192.0.2.12", "test -e /var/tmp/mec-migration/run1/target.ready"],
         ["/usr/bin/docker", "checkpoint", "create", "app", "run1-final"],
         ["/usr/bin/rsync", "-a", "--stats", "-e", "/usr/bin/ssh -o BatchMode=yes", "--delete", ck_src + "/",
          "root@192.0.2.12:/var/lib/docker/containers/%s/checkpoints/run1-final/" % DST_ID],
@@ -99,7 +100,7 @@ def test_ssh_relocation_with_checkpoint_argv(run_module, client, run_command, tm
                                      "signal"}
 
 
-def test_source_failure_after_stop_reports_source_stopped(run_module, client, tmp_path):
+def test_unready_target_leaves_source_running(run_module, client, tmp_path):
     src_mp = tmp_path / "src"
     src_mp.mkdir()
     client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
@@ -107,8 +108,9 @@ def test_source_failure_after_stop_reports_source_stopped(run_module, client, tm
         run_module(migration_relocate, {"role": "source", "name": "app", "transfer": "nc", "port": _free_port(),
                                         "peer_address": "127.0.0.1", "workdir": str(tmp_path), "wait_timeout": 1})
     assert "Could not connect to the target's receiver" in exc.value.result["msg"]
-    assert exc.value.result["source_stopped"] is True
-    assert "stop" in exc.value.result["durations"]
+    # the handshake comes before the stop: a target that never listens costs no downtime
+    assert exc.value.result["source_stopped"] is False
+    client.api.stop.assert_not_called()
 
 
 def test_target_times_out_clearly(run_module, client, tmp_path):
@@ -145,3 +147,29 @@ def test_cut_stream_fails_target_without_start(tmp_path):
     t.join(10)
     assert errors.get("msg", "").startswith("The volume stream was cut on host "), errors
     tclient.api.start.assert_not_called()
+
+
+def test_failure_after_stop_reports_source_stopped(run_module, client, tmp_path):
+    """The target listens, the source stops, then the stream breaks: the result says the source stopped."""
+    import socket
+    src_mp = tmp_path / "src"
+    src_mp.mkdir()
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def accept_and_drop():
+        conn, _ = srv.accept()
+        conn.close()  # a receiver that dies before it confirms
+    t = threading.Thread(target=accept_and_drop)
+    t.start()
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_relocate, {"role": "source", "name": "app", "transfer": "nc", "port": port,
+                                        "peer_address": "127.0.0.1", "workdir": str(tmp_path), "wait_timeout": 5})
+    t.join(5)
+    srv.close()
+    assert exc.value.result["source_stopped"] is True
+    assert "stop" in exc.value.result["durations"]
+    client.api.stop.assert_called_once_with(SRC_ID, timeout=2)
