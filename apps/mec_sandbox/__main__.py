@@ -26,6 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second; 0 = clock "
                                                              "moves only through POST sandbox-ctrl/v1/clock")
     ap.add_argument("--step", type=float, default=0.05, help="simulation step, simulated seconds (default 0.05)")
+    ap.add_argument("--tick", type=float, default=0.01,
+                    help="real seconds between clock checks (default 0.01); a step's changes are seen "
+                         "at most one tick after their simulated instant")
     ap.add_argument("--start-time", type=float, default=None,
                     help="simulated time 0 as a Unix time (default: when the server starts)")
     ap.add_argument("--placement", choices=PLACEMENTS, default="per-zone",
@@ -51,7 +54,7 @@ def make_sandbox(args: argparse.Namespace) -> Sandbox:
         add_clones(scenario, args.ue_count)
     placement = Placement(scenario, args.placement, coverage=args.coverage)
     base = "/" + args.base_path.strip("/") if args.base_path.strip("/") else ""
-    return Sandbox(scenario, placement, base_path=base, speed=args.speed, step=args.step,
+    return Sandbox(scenario, placement, base_path=base, speed=args.speed, step=args.step, tick=args.tick,
                    start_epoch=args.start_time, public_url=args.public_url,
                    notifier=Notifier(timeout=args.notify_timeout, retries=args.notify_retries))
 

@@ -137,6 +137,8 @@ class Mobility:
         self.version = 0  # bumps whenever any UE position changes (response caches key on it)
         self.listeners: list[Callable[[list[Change]], None]] = []
         self._poas = [(p.name, p.kind, p.zone, p.x, p.y, p.radius * p.radius) for p in scenario.poas.values()]
+        self._cell = max(100.0, max(p.radius for p in scenario.poas.values()))
+        self._grid: dict[tuple[int, int], list] = {}
         self.states: dict[str, UeState] = {name: UeState() for name in scenario.ues}
         self._update(0.0, initial=True)
 
@@ -156,12 +158,28 @@ class Mobility:
                 listener(changes)
         return changes
 
+    def _candidates(self, x: float, y: float) -> list:
+        """Points of access whose circle touches the grid cell of (x, y), in scenario order."""
+        key = (math.floor(x / self._cell), math.floor(y / self._cell))
+        found = self._grid.get(key)
+        if found is None:
+            x0, y0 = key[0] * self._cell, key[1] * self._cell
+            found = []
+            for poa in self._poas:
+                px, py, r2 = poa[3], poa[4], poa[5]
+                dx = max(x0 - px, 0.0, px - (x0 + self._cell))
+                dy = max(y0 - py, 0.0, py - (y0 + self._cell))
+                if dx * dx + dy * dy <= r2:
+                    found.append(poa)
+            self._grid[key] = found
+        return found
+
     def _select(self, ue: Ue, st: UeState, x: float, y: float) -> tuple[str | None, float]:
         """AdvantEDGE's POA selection: keep the current POA while in range unless a POA of a more
         preferred type is in range; among those, take the closest."""
         prio = ue.priority
         in_range = []
-        for name, kind, _zone, px, py, r2 in self._poas:
+        for name, kind, _zone, px, py, r2 in self._candidates(x, y):
             d2 = (px - x) ** 2 + (py - y) ** 2
             if d2 <= r2:
                 in_range.append((name, kind, d2))

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Benchmark: handover -> callback latency (p50/p99) with a loopback receiver.
+
+Starts the sandbox in real time (speed 1) with many moving UEs, subscribes zonalTraffic on every zone
+to a receiver in this process, and for every zonalPresenceNotification measures arrival time minus
+the handover's instant (the notification's timestamp: at speed 1, simulated time t is wall time
+start + t, and a handover happens at the simulation step where the UE's access point changes).
+Optionally loads queries/users with wrk at the same time. Prints the figures; asserts nothing.
+
+    python tests/benchmarks/sandbox_notify_latency.py [--duration 20] [--ues 200] [--with-load]
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_throughput import free_port, start_sandbox  # noqa: E402
+
+
+async def run(args):
+    from aiohttp import ClientSession, web
+
+    arrivals = []
+
+    async def receive(request):
+        now = time.time()
+        body = await request.json()
+        note = body["zonalPresenceNotification"]
+        ts = note["timestamp"]["seconds"] + note["timestamp"]["nanoSeconds"] / 1e9
+        arrivals.append(now - ts)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/cb", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    rport = free_port()
+    await web.TCPSite(runner, "127.0.0.1", rport).start()
+
+    port = free_port()
+    proc = start_sandbox(port, args.ues, ["--tick", str(args.tick)])
+    load = None
+    try:
+        async with ClientSession() as s:
+            for zone in ("zone01", "zone02", "zone03", "zone04"):
+                async with s.post(f"http://127.0.0.1:{port}/location/v2/subscriptions/zonalTraffic", json={
+                        "zonalTrafficSubscription": {"callbackReference": {"notifyURL": f"http://127.0.0.1:{rport}/cb"},
+                                                     "zoneId": zone}}) as r:
+                    assert r.status == 201, await r.text()
+        if args.with_load and shutil.which("wrk"):
+            load = subprocess.Popen(["wrk", "-t1", "-c16", f"-d{args.duration:.0f}s",
+                                     f"http://127.0.0.1:{port}/location/v2/queries/users"],
+                                    stdout=subprocess.PIPE, text=True)
+        await asyncio.sleep(args.duration)
+    finally:
+        if load:
+            out = load.communicate(timeout=30)[0]
+            rps = [line for line in out.splitlines() if "Requests/sec" in line]
+            print(f"concurrent load on queries/users: {rps[0].split(':')[1].strip() if rps else '?'} requests/s")
+        proc.terminate()
+        proc.wait(10)
+        await runner.cleanup()
+    return sorted(arrivals)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--ues", type=int, default=200)
+    ap.add_argument("--tick", type=float, default=0.01)
+    ap.add_argument("--with-load", action="store_true", help="run wrk on queries/users at the same time")
+    args = ap.parse_args()
+    lat = asyncio.run(run(args))
+    print(f"sandbox_notify_latency: {args.ues} UEs, real time, tick {args.tick} s, {args.duration:.0f} s, "
+          f"{os.cpu_count()} CPUs{', with load' if args.with_load else ''}")
+    if not lat:
+        print("no notification received")
+        return
+    ms = [x * 1000 for x in lat]
+    print(f"notifications: {len(ms)}  latency p50 {ms[len(ms) // 2]:.1f} ms  p99 {ms[int(len(ms) * 0.99)]:.1f} ms  "
+          f"max {ms[-1]:.1f} ms  min {ms[0]:.1f} ms")
+    print("target: p99 <= 50 ms")
+
+
+if __name__ == "__main__":
+    main()
