@@ -23,12 +23,12 @@ NOISE = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, ma
 
 
 def _doc():
-    from sandbox_helpers import SandboxProcess
-    sb = SandboxProcess()
-    try:
-        return sb.get("openapi.json").json()
-    finally:
-        sb.stop()
+    """The document the service serves (same generator; test_live_document_is_the_one_the_properties_come_from checks it)."""
+    from mec_sandbox import __version__
+    from mec_sandbox.spec import openapi_document
+
+    from sandbox_helpers import BASE
+    return openapi_document(BASE, __version__)
 
 
 DOC = _doc()
@@ -103,6 +103,10 @@ def live():
     sb = SandboxProcess()
     yield sb
     sb.stop()
+
+
+def test_live_document_is_the_one_the_properties_come_from(live):
+    assert live.get("openapi.json").json() == DOC
 
 
 @pytest.mark.parametrize("path, entry", GET_OPS, ids=[p for p, _ in GET_OPS])
