@@ -1,0 +1,66 @@
+"""Helpers for tests that use the local lab: its inventory, SSH to its hosts, ansible-playbook runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+INVENTORY = ROOT / "inventories" / "local" / "hosts.yml"
+KEY = ROOT / "inventories" / "local" / "id_ed25519"
+SSH_OPTS = ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+
+
+def venv_bin(name):
+    """A tool of the virtual environment that runs the tests (ansible-playbook, molecule)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def lab_hosts():
+    """{'source': (name, address), 'target': (name, address)} from the lab's inventory."""
+    data = yaml.safe_load(INVENTORY.read_text())
+    groups = data["all"]["children"]["mec_hosts"]["children"]
+    out = {}
+    for group in ("source", "target"):
+        (name, hostvars), = groups[group]["hosts"].items()
+        out[group] = (name, hostvars["ansible_host"])
+    return out
+
+
+def ssh(address, command, check=True, timeout=300, input=None):
+    """Run a shell command on a lab host as root; returns CompletedProcess with text output."""
+    argv = ["ssh", "-i", str(KEY)] + SSH_OPTS + ["root@" + address, command]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError("ssh %s %r failed (rc=%s): %s %s" % (address, command, proc.returncode, proc.stdout,
+                                                                 proc.stderr))
+    return proc
+
+
+def ansible_playbook(*args, check=False, timeout=1800, env=None):
+    """Run ansible-playbook from the repository root with its ansible.cfg."""
+    full_env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    full_env.update(env or {})
+    proc = subprocess.run([venv_bin("ansible-playbook")] + list(args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError("ansible-playbook %s failed (rc=%s):\n%s\n%s" % (" ".join(args), proc.returncode,
+                                                                            proc.stdout[-6000:], proc.stderr[-3000:]))
+    return proc
+
+
+def recap(output):
+    """{host: {'ok': n, 'changed': n, 'failed': n, ...}} from a PLAY RECAP."""
+    result = {}
+    for line in output.split("PLAY RECAP", 1)[-1].splitlines():
+        match = re.match(r"^(\S+)\s*:\s*(.*)$", line.strip())
+        if match and "ok=" in match.group(2):
+            result[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return result
