@@ -53,8 +53,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-path:
-  description: Directory holding the checkpoint's CRIU images.
+checkpoint_path:
+  description: Directory holding the checkpoint's CRIU images (not C(path), which Ansible would decorate with the directory's own stat).
   returned: always
   type: str
 size:
@@ -92,15 +92,15 @@ def main():
     path = os.path.join(p["checkpoint_dir"], p["checkpoint"]) if p["checkpoint_dir"] else \
         run_guarded(module, container_checkpoint_dir, client, info["Id"], p["checkpoint"])
     if os.path.isdir(path) and not p["force"]:
-        module.exit_json(changed=False, path=path, size=dir_size(path), duration=0.0)
+        module.exit_json(changed=False, checkpoint_path=path, size=dir_size(path), duration=0.0)
     if module.check_mode:
-        module.exit_json(changed=True, path=path, size=0, duration=0.0)
+        module.exit_json(changed=True, checkpoint_path=path, size=0, duration=0.0)
     if os.path.isdir(path):
         args = ["checkpoint", "rm"] + (["--checkpoint-dir", p["checkpoint_dir"]] if p["checkpoint_dir"] else [])
         cli.run(args + [p["name"], p["checkpoint"]])
     res = run_guarded(module, create_checkpoint, client, cli, p["name"], p["checkpoint"],
                       leave_running=p["leave_running"], checkpoint_dir=p["checkpoint_dir"])
-    module.exit_json(changed=True, **res)
+    module.exit_json(changed=True, checkpoint_path=res["path"], size=res["size"], duration=res["duration"])
 
 
 if __name__ == "__main__":

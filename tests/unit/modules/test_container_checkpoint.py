@@ -24,7 +24,7 @@ def test_leave_running_checkpoint_argv(run_module, client, run_command, tmp_path
     result = run_module(container_checkpoint, {"name": "app", "checkpoint": "ck1"})
     run_command.assert_called_once_with(["/usr/bin/docker", "checkpoint", "create", "--leave-running", "app", "ck1"],
                                         environ_update=LANG_C)
-    assert (result["changed"], result["path"], result["size"]) == (True, str(base / "ck1"), 4096)
+    assert (result["changed"], result["checkpoint_path"], result["size"]) == (True, str(base / "ck1"), 4096)
 
 
 def test_final_checkpoint_into_custom_dir(run_module, client, run_command, tmp_path):
@@ -33,7 +33,7 @@ def test_final_checkpoint_into_custom_dir(run_module, client, run_command, tmp_p
                                                "checkpoint_dir": str(tmp_path / "ck")})
     run_command.assert_called_once_with(["/usr/bin/docker", "checkpoint", "create", "--checkpoint-dir",
                                          str(tmp_path / "ck"), "app", "fin"], environ_update=LANG_C)
-    assert result["path"] == str(tmp_path / "ck" / "fin")
+    assert result["checkpoint_path"] == str(tmp_path / "ck" / "fin")
 
 
 def test_existing_checkpoint_unchanged(run_module, client, run_command, tmp_path):

@@ -1,0 +1,103 @@
+"""Helpers of the lab tests: the lab's hosts from inventories/local/hosts.yml, ssh to them, the playbook."""
+import json
+import os
+import shlex
+import subprocess
+import time
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
+KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(os.path.realpath(os.sys.executable)), "ansible-playbook")
+SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
+
+
+def lab_hosts():
+    """``{"source": address, "target": address}`` from the lab's inventory."""
+    with open(INVENTORY) as fh:
+        inv = yaml.safe_load(fh)
+    groups = inv["all"]["children"]["mec_hosts"]["children"]
+    out = {}
+    for role in ("source", "target"):
+        (name, hvars), = groups[role]["hosts"].items()
+        out[role] = (hvars or {}).get("ansible_host", name)
+    return out
+
+
+class Host(object):
+    def __init__(self, address):
+        self.address = address
+
+    def run(self, argv, check=True, timeout=120, stdin=None):
+        """Run ``argv`` on the host over ssh (each word quoted)."""
+        cmd = argv if isinstance(argv, str) else " ".join(shlex.quote(a) for a in argv)
+        p = subprocess.run(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address, cmd], capture_output=True,
+                           timeout=timeout, stdin=stdin, text=stdin is None)
+        if check and p.returncode != 0:
+            raise AssertionError("on %s: %s -> rc %s: %s" % (self.address, cmd, p.returncode, p.stderr))
+        return p
+
+    def out(self, argv, **kw):
+        res = self.run(argv, **kw)
+        return (res.stdout if isinstance(res.stdout, str) else res.stdout.decode()).strip()
+
+    def docker(self, *args, **kw):
+        return self.out(["docker"] + list(args), **kw)
+
+    def inspect(self, name):
+        p = self.run(["docker", "inspect", name], check=False)
+        return json.loads(p.stdout)[0] if p.returncode == 0 else None
+
+    def running(self, name):
+        info = self.inspect(name)
+        return bool(info and info["State"]["Running"])
+
+    def read(self, name, path):
+        """A file of a running container (docker exec cat)."""
+        return self.docker("exec", name, "cat", path)
+
+    def wait_int(self, name, path, minimum=1, timeout=20):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            p = self.run(["docker", "exec", name, "cat", path], check=False)
+            try:
+                last = int(p.stdout.strip())
+                if last >= minimum:
+                    return last
+            except ValueError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("%s:%s on %s stayed at %s (< %s)" % (name, path, self.address, last, minimum))
+
+    def volume_file(self, volume, path):
+        mp = self.docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume)
+        return self.out(["cat", os.path.join(mp, path)])
+
+
+def load_image(image, host):
+    """docker save on this machine | docker load on the lab host (no registry)."""
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    try:
+        host.run(["docker", "load"], stdin=save.stdout, timeout=600)
+    finally:
+        save.stdout.close()
+        save.wait()
+
+
+def migrate(results_dir, timeout=900, **extra):
+    """Run playbooks/migrate.yml on the lab; returns (rc, output, record or None)."""
+    extra.setdefault("results_dir", str(results_dir))
+    args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"),
+            "-e", json.dumps(extra)]
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    records = sorted(f for f in os.listdir(str(results_dir)) if f.endswith(".json")) \
+        if os.path.isdir(str(results_dir)) else []
+    record = None
+    if records:
+        with open(os.path.join(str(results_dir), records[-1])) as fh:
+            record = json.load(fh)
+    return p.returncode, p.stdout + p.stderr, record
