@@ -9,9 +9,9 @@ import sys
 from aiohttp import web
 
 from .mobility import PLACEMENTS, Placement
+from .notify import Notifier
 from .scenario import DEFAULT_PRIORITY, ScenarioError, add_clones, load_scenario
 from .server import Sandbox, build_app
-from .notify import Notifier
 
 
 def parse_args(argv=None) -> argparse.Namespace:

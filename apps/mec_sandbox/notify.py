@@ -72,7 +72,7 @@ class Notifier:
                     last_error = f"HTTP {resp.status}"
                     if 400 <= resp.status < 500 and resp.status not in (408, 429):
                         break  # the receiver rejects it: retrying will not help
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last_error = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             if attempt < self.retries:
                 await asyncio.sleep(self.backoff * (2 ** attempt))

@@ -16,7 +16,7 @@ from . import __version__
 from .mobility import Change, Mobility, Placement
 from .notify import Notifier
 from .scenario import Scenario, haversine_m
-from .spec import AMS, CTRL, EVENTS, LOC, OPERATIONS, RNI, Op, openapi_document
+from .spec import AMS, EVENTS, LOC, OPERATIONS, RNI, Op, openapi_document
 
 LOG = logging.getLogger("mec_sandbox")
 CONNECTION_TYPE = {"4g": "Macro", "5g": "5G", "wifi": "Wifi", "other": "Unknown"}
@@ -137,7 +137,7 @@ class Sandbox:
         ue = self.scenario.ues[name]
         if ue.moving:
             info["locationInfo"]["velocity"] = {"velocityType": 1, "bearing": 0,
-                                                "horizontalSpeed": int(round(ue.velocity * 3.6))}
+                                                "horizontalSpeed": round(ue.velocity * 3.6)}
         return info
 
     def poa_info(self, request, name: str, per_poa: dict) -> dict:
@@ -447,7 +447,7 @@ class Handlers:
             (lon1, lat1), (lon2, lat2) = sb.mobility.lonlat(addrs[0]), (q["longitude"], q["latitude"])
         else:
             raise Problem(400, "give two 'address' values, or one 'address' with 'latitude' and 'longitude'")
-        return _json({"terminalDistance": {"distance": int(round(haversine_m(lon1, lat1, lon2, lat2))),
+        return _json({"terminalDistance": {"distance": round(haversine_m(lon1, lat1, lon2, lat2)),
                                            "timestamp": sb.ts()}})
 
     # ------------------------------------------------------------ location subscriptions

@@ -89,10 +89,10 @@ def write_outputs(out: str, results: dict[str, list[Stay]], meta: dict) -> dict[
         for mode, stays in results.items():
             for s in stays:
                 w.writerow([mode, s.ue, s.host, f"{s.start:.2f}", f"{s.end:.2f}", f"{s.duration:.2f}"])
-    lines = [f"Scenario `{meta['scenario']}`, moving UEs {meta['ues']}, simulated {meta['duration']:.0f} s "
-             f"in steps of {meta['step']} s; stays cut by the window's start or end are left out.", "",
-             "| placement | MEC hosts | stays | average (s) | shortest (s) | p10 (s) | median (s) | p90 (s) "
-             "| longest (s) | seed average (s) | seed shortest (s) |",
+    lines = [(f"Scenario `{meta['scenario']}`, moving UEs {meta['ues']}, simulated {meta['duration']:.0f} s "
+              f"in steps of {meta['step']} s; stays cut by the window's start or end are left out."), "",
+             ("| placement | MEC hosts | stays | average (s) | shortest (s) | p10 (s) | median (s) | p90 (s) "
+              "| longest (s) | seed average (s) | seed shortest (s) |"),
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for mode, stays in results.items():
         s = summarise(stays)

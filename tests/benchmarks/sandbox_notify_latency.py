@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_throughput import free_port, start_sandbox  # noqa: E402
+from sandbox_throughput import free_port, start_sandbox
 
 
 async def run(args):
@@ -53,13 +52,13 @@ async def run(args):
                                                      "zoneId": zone}}) as r:
                     assert r.status == 201, await r.text()
         if args.with_load and shutil.which("wrk"):
-            load = subprocess.Popen(["wrk", "-t1", "-c16", f"-d{args.duration:.0f}s",
-                                     f"http://127.0.0.1:{port}/location/v2/queries/users"],
-                                    stdout=subprocess.PIPE, text=True)
+            load = await asyncio.create_subprocess_exec(
+                "wrk", "-t1", "-c16", f"-d{args.duration:.0f}s", f"http://127.0.0.1:{port}/location/v2/queries/users",
+                stdout=asyncio.subprocess.PIPE)
         await asyncio.sleep(args.duration)
     finally:
         if load:
-            out = load.communicate(timeout=30)[0]
+            out = (await asyncio.wait_for(load.communicate(), 30))[0].decode()
             rps = [line for line in out.splitlines() if "Requests/sec" in line]
             print(f"concurrent load on queries/users: {rps[0].split(':')[1].strip() if rps else '?'} requests/s")
         proc.terminate()

@@ -1,9 +1,7 @@
 """API shapes of every endpoint, against a real sandbox process on loopback (manual clock)."""
 
 import pytest
-
 from mec_sandbox.spec import OPERATIONS
-
 from sandbox_helpers import BASE
 
 TS = {"seconds", "nanoSeconds"}

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import requests
-
 from sandbox_helpers import APPS, free_port
 
 BASE_IMAGE = os.environ.get("MEC_SANDBOX_BASE_IMAGE", "mec-lab/base:bookworm")

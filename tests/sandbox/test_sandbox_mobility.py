@@ -4,10 +4,10 @@ The reference positions here are computed independently of the simulator: arc le
 with the haversine formula on the scenario's [lon, lat] path, no planar projection.
 """
 
+import itertools
 import math
 
 import pytest
-
 from mec_sandbox.mobility import Mobility, Placement, parse_coverage
 from mec_sandbox.scenario import haversine_m, load_scenario
 
@@ -18,7 +18,7 @@ CAR = "10.100.0.1"
 def geo_position(ue, t):
     """[lon, lat] of a UE at time t, walking its path with haversine arc lengths."""
     pts = ue.path_lonlat
-    seg = [haversine_m(*a, *b) for a, b in zip(pts, pts[1:])]
+    seg = [haversine_m(*a, *b) for a, b in itertools.pairwise(pts)]
     length = sum(seg)
     s = ue.velocity * t
     if ue.eop_mode == "REVERSE":
@@ -26,7 +26,7 @@ def geo_position(ue, t):
         s = 2 * length - s if s > length else s
     else:
         s %= length
-    for (a, b), d in zip(zip(pts, pts[1:]), seg):
+    for (a, b), d in zip(itertools.pairwise(pts), seg):
         if s <= d and d > 0:
             f = s / d
             return (a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]))

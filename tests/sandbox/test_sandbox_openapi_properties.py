@@ -9,7 +9,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from mec_sandbox.scenario import load_scenario
 
 SCENARIO = load_scenario()
@@ -26,7 +25,6 @@ def _doc():
     """The document the service serves (same generator; test_live_document_is_the_one_the_properties_come_from checks it)."""
     from mec_sandbox import __version__
     from mec_sandbox.spec import openapi_document
-
     from sandbox_helpers import BASE
     return openapi_document(BASE, __version__)
 

@@ -7,9 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
 from mec_sandbox.scenario import DEFAULT_SCENARIO, ScenarioError, add_clones, load_scenario, parse_scenario
-
 from sandbox_helpers import APPS
 
 SHARED = "/work/shared/data/advantedge/4g-5g-wifi-macro.json"
@@ -79,7 +77,7 @@ def test_cli_refuses_a_malformed_scenario_at_startup(tmp_path):
     bad = tmp_path / "bad-city.json"
     bad.write_text(json.dumps(data))
     run = subprocess.run([sys.executable, "-m", "mec_sandbox", "--scenario", str(bad), "--port", "0"],
-                         env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, timeout=30)
+                         env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, check=False, timeout=30)
     assert run.returncode == 2
     assert str(bad) in run.stderr
     assert "deployment.domains[1].zones[1].networkLocations[1].geoData.radius" in run.stderr
@@ -89,7 +87,7 @@ def test_cli_refuses_a_file_that_is_not_json(tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_text("{\"deployment\": ")
     run = subprocess.run([sys.executable, "-m", "mec_sandbox", "--scenario", str(bad)],
-                         env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, timeout=30)
+                         env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, check=False, timeout=30)
     assert run.returncode == 2
     assert "broken.json" in run.stderr and "not valid JSON" in run.stderr
 

@@ -7,10 +7,8 @@ same scenario advanced to the same simulated times (the simulation is determinis
 import time
 
 import pytest
-
 from mec_sandbox.mobility import Mobility, Placement
 from mec_sandbox.scenario import load_scenario
-
 from sandbox_helpers import Receiver, SandboxProcess
 
 CAR = "10.100.0.1"
