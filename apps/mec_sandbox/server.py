@@ -794,7 +794,7 @@ def _make_handler(handlers: Handlers, op: Op):
         if mep is not None and mep not in handlers.sb.placement.hosts() and mep not in handlers.sb.scenario.edge_hosts:
             raise Problem(404, f"MEC platform '{mep}' not found")
         handlers.sb.sync()
-        q = _parse_query(op, request)
+        q = _parse_query(op, request) if request.query_string else {}
         return await (fn(request, q, arg) if arg else fn(request, q))
     return handle
 
