@@ -788,13 +788,14 @@ class Handlers:
 def _make_handler(handlers: Handlers, op: Op):
     name, _, arg = op.handler.partition(":")
     fn = getattr(handlers, name)
+    required = any(p.required for p in op.query)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         mep = request.match_info.get("mep")
         if mep is not None and mep not in handlers.sb.placement.hosts() and mep not in handlers.sb.scenario.edge_hosts:
             raise Problem(404, f"MEC platform '{mep}' not found")
         handlers.sb.sync()
-        q = _parse_query(op, request) if request.query_string else {}
+        q = _parse_query(op, request) if request.query_string or required else {}
         return await (fn(request, q, arg) if arg else fn(request, q))
     return handle
 
@@ -811,6 +812,10 @@ async def problem_middleware(request: web.Request, handler):
                       405: f"method {request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
             return problem_response(exc.status, exc.reason, detail, request.path)
         raise
+    except Exception:  # a bug: answer ProblemDetails, keep the trace in the log
+        LOG.exception("%s %s failed", request.method, request.path)
+        return problem_response(500, "Internal Server Error", "the sandbox failed on this request; see its log",
+                                request.path)
 
 
 def build_app(sb: Sandbox) -> web.Application:
