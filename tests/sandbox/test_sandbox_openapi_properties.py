@@ -62,9 +62,12 @@ def value_strategy(param):
 
 @st.composite
 def query_for(draw, entry):
-    params, valid = [], True
+    params, valid, missing = [], True, False
     for p in entry["parameters"]:
         if p["in"] != "query":
+            continue
+        if p["required"] and draw(st.integers(0, 4)) == 0:
+            missing = True  # leave a required parameter out now and then
             continue
         if not p["required"] and not draw(st.booleans()):
             continue
@@ -79,7 +82,7 @@ def query_for(draw, entry):
         params.append((unknown, "1"))
     else:
         unknown = None
-    return params, valid, unknown
+    return params, valid, unknown, missing
 
 
 def _plausible(entry, name, value):
@@ -119,7 +122,7 @@ def test_query_parameters_follow_the_document(live, path, entry, data):
                 zone = concrete.split("/zones/")[1].split("/")[0]
                 pool = [a.name for a in SCENARIO.zone_poas(zone)]
             concrete = concrete.replace("{" + p["name"] + "}", data.draw(st.sampled_from(pool)))
-    params, valid, unknown = data.draw(query_for(entry))
+    params, valid, unknown, missing = data.draw(query_for(entry))
     r = requests.get(live.root + concrete, params=params, timeout=5)
     declared = set(entry["responses"])
     assert str(r.status_code) in declared, (concrete, params, r.status_code, r.text)
@@ -129,6 +132,10 @@ def test_query_parameters_follow_the_document(live, path, entry, data):
         assert body["status"] == r.status_code and body["detail"]
     if unknown:
         assert r.status_code == 400 and unknown in body["detail"]
+    elif missing:
+        assert r.status_code == 400, (concrete, params, r.text)
+        if valid:  # the missing parameter is the only fault: the detail says so
+            assert "required" in body["detail"], (concrete, params, r.text)
     elif valid and "/queries/distance" not in path:
         assert r.status_code == 200, (concrete, params, r.text)
     if not valid and not unknown and r.status_code == 200:
