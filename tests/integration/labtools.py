@@ -2,7 +2,9 @@
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import sys
 import time
 
 import yaml
@@ -10,7 +12,10 @@ import yaml
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
 KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(os.path.realpath(os.sys.executable)), "ansible-playbook")
+# the ansible-playbook of this Python's environment (a venv's bin/), else the one on PATH
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+if not os.path.exists(ANSIBLE_PLAYBOOK):
+    ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or "ansible-playbook"
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
 

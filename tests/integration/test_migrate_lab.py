@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from .labtools import INVENTORY, Host, lab_hosts, load_image, migrate
+from labtools import INVENTORY, Host, lab_hosts, load_image, migrate
 
 pytestmark = pytest.mark.lab
 
@@ -261,7 +261,7 @@ def test_source_equal_target_fails_first(lab, app, tmp_path):
         text = fh.read()
     same.write_text(text.replace(lab[1].address, lab[0].address))
     import subprocess
-    from .labtools import ANSIBLE_PLAYBOOK, ROOT
+    from labtools import ANSIBLE_PLAYBOOK, ROOT
     p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(same), os.path.join(ROOT, "playbooks", "migrate.yml"),
                         "-e", "app=%s strategy=m2 results_dir=%s" % (app.name, tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -281,15 +281,19 @@ def _restore(host, path):
 
 def test_m3_without_criu_fails_first(lab, app, tmp_path):
     src, dst = lab
-    before = app.start()
-    moved = criu_works(src)
-    if moved:
-        _without(src, "/usr/sbin/criu")
+    before = app.start(user=M3_USER)
+    # every criu on the source's PATH is moved away for the test (none if CRIU is missing already);
+    # /sbin may be a link to /usr/sbin, so each file once, by its real path
+    found = src.out("for p in $(which -a criu); do readlink -f $p; done | sort -u").split()
+    moved = []
     try:
+        for path in found:
+            _without(src, path)
+            moved.append(path)
         rc, out, record = migrate(tmp_path, app=app.name, strategy="m3", run_id=app.run_id())
     finally:
-        if moved:
-            _restore(src, "/usr/sbin/criu")
+        for path in moved:
+            _restore(src, path)
     assert rc != 0
     assert "criu" in out and "Preflight failed on source host" in out
     assert record is None
@@ -299,11 +303,12 @@ def test_m3_without_criu_fails_first(lab, app, tmp_path):
 def test_missing_transfer_tool_fails_first(lab, app, tmp_path):
     src, _dst = lab
     before = app.start()
-    _without(src, "/usr/bin/scp")
+    scp = src.out("readlink -f $(which scp)")
     try:
+        _without(src, scp)
         rc, out, record = migrate(tmp_path, app=app.name, strategy="m2", transfer="ssh", run_id=app.run_id())
     finally:
-        _restore(src, "/usr/bin/scp")
+        _restore(src, scp)
     assert rc != 0
     assert "scp is not installed" in out
     assert record is None

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Benchmark: downtime of playbooks/migrate.yml on the local lab (not a test; prints figures).
+
+N migrations per strategy of a small stateless container and of a small volume-backed one (the counter
+app of tests/integration/files/counter_app), each with a fresh container. Prints, per strategy and app,
+the medians of the wall-clock downtime (source stop -> target running), of the sum of the relocation's
+operations, their ratio, and the median of every relocation step, which shows what bounds the downtime.
+
+    /tmp/venvtest/bin/python tests/benchmarks/migration_downtime.py --runs 3
+Targets on the local lab: m1/m2 < 0.5 s, m3 < 0.8 s, wall <= 1.3 x operations.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from labtools import INVENTORY, Host, lab_hosts, load_image, migrate  # noqa: E402
+
+IMAGE = "mec-test/counter:1"
+TARGETS = {"m1": 0.5, "m2": 0.5, "m3": 0.8}
+
+
+def ensure_image(src):
+    if src.run(["docker", "image", "inspect", IMAGE], check=False).returncode != 0:
+        base = next((b for b in ("mec-lab/base:bookworm", "mec-test/base:bookworm")
+                     if subprocess.run(["docker", "image", "inspect", b], capture_output=True).returncode == 0), None)
+        if base is None:
+            sys.exit("no local base image to build %s from" % IMAGE)
+        subprocess.run(["docker", "build", "-q", "--build-arg", "BASE=" + base, "--label", "mec.migration.test=1",
+                        "-t", IMAGE, os.path.join(HERE, "..", "integration", "files", "counter_app")], check=True,
+                       capture_output=True)
+        load_image(IMAGE, src)
+
+
+def one_run(src, dst, strategy, kind, transfer, results):
+    name = "mb" + uuid.uuid4().hex[:8]
+    run_id = "b" + uuid.uuid4().hex[:10]
+    argv = ["docker", "run", "-d", "--name", name, "--label", "mec.migration.test=1"]
+    if kind == "volume":
+        argv += ["-v", name + "-data:/data"]
+    if strategy == "m3":
+        argv += ["--user", "0"]  # CRIU here cannot dump another user's process (no CAP_SYS_RESOURCE)
+    src.out(argv + [IMAGE])
+    try:
+        src.wait_int(name, "/tmp/mem.value", minimum=5)
+        rc, out, record = migrate(results, app=name, strategy=strategy, transfer=transfer, network_label="bench",
+                                  run_id=run_id, migration_cleanup=True)
+        if rc != 0 or not record or record["status"] != "ok":
+            print("  run failed: %s" % (record or {}).get("error") or out[-1500:], file=sys.stderr)
+            return None
+        return record
+    finally:
+        for h in (src, dst):
+            h.run("docker rm -f %s; docker volume rm -f %s-data; docker images -q 'mec-migration/%s' | "
+                  "xargs -r docker rmi -f; rm -rf /var/tmp/mec-migration/%s" % (name, name, name, run_id), check=False)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3, help="migrations per strategy and app (default 3)")
+    ap.add_argument("--strategies", default="m1,m2,m3")
+    ap.add_argument("--apps", default="stateless,volume")
+    ap.add_argument("--transfer", default="nc", choices=["nc", "ssh"])
+    ap.add_argument("--json", help="also write all records' figures to this file")
+    args = ap.parse_args()
+    if not os.path.exists(INVENTORY):
+        sys.exit("the local lab is not up (%s missing): run playbooks/lab.yml first" % INVENTORY)
+    hosts = lab_hosts()
+    src, dst = Host(hosts["source"]), Host(hosts["target"])
+    ensure_image(src)
+    rows, dump = [], []
+    with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:
+        for strategy in args.strategies.split(","):
+            for kind in args.apps.split(","):
+                records = []
+                for i in range(args.runs):
+                    rec = one_run(src, dst, strategy, kind, args.transfer, os.path.join(results, "%s-%s-%d"
+                                                                                        % (strategy, kind, i)))
+                    if rec:
+                        records.append(rec)
+                        print("  %s %-9s run %d: wall %.3f s, operations %.3f s" % (
+                            strategy, kind, i + 1, rec["downtime"]["wall"], rec["downtime"]["operations_sum"]),
+                            flush=True)
+                if not records:
+                    continue
+                steps = {}
+                for rec in records:
+                    rel = rec["durations"]["relocation"]
+                    for part in ("source", "transfer", "target"):
+                        for step, value in rel[part].items():
+                            if step != "wait":
+                                steps.setdefault("%s.%s" % (part, step), []).append(value)
+                wall = median([r["downtime"]["wall"] for r in records])
+                ops = median([r["downtime"]["operations_sum"] for r in records])
+                rows.append((strategy, kind, len(records), wall, ops, wall / ops if ops else float("nan"),
+                             dict((k, median(v)) for k, v in sorted(steps.items()))))
+                dump.extend(records)
+    print("\nmedian downtime on the local lab (transfer=%s, %d runs each)" % (args.transfer, args.runs))
+    print("%-3s %-9s %4s %9s %9s %6s %7s  %s" % ("str", "app", "n", "wall[s]", "ops[s]", "ratio", "target",
+                                               "relocation steps (median s)"))
+    for strategy, kind, n, wall, ops, ratio, steps in rows:
+        ok = "ok" if wall < TARGETS[strategy] and ratio <= 1.3 else "MISSED"
+        print("%-3s %-9s %4d %9.3f %9.3f %6.2f %7s  %s" % (strategy, kind, n, wall, ops, ratio, ok,
+                                                          ", ".join("%s %.3f" % kv for kv in steps.items())))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dump, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
