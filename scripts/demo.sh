@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job on the local lab, from a fresh machine: installs what it needs, brings up the lab
+# (two MEC hosts provisioned by the collection's roles), the local MEC sandbox, the API gateways and
+# the seed's apps, then migrates app a2 (the zone counter) from source to target and prints the
+# results record. Safe to run again (a migrated app is moved back first).
+#   STRATEGY=m1|m2|m3 (default m3)   APP=a1|a2|a3 (default a2)   TRANSFER=nc|ssh (default nc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STRATEGY=${STRATEGY:-m3}
+APP=${APP:-a2}
+TRANSFER=${TRANSFER:-nc}
+./scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+ansible-playbook playbooks/lab.yml
+ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml -e apps_reset=true
+ansible-playbook -i inventories/local/hosts.yml playbooks/migrate.yml \
+    -e "app=$APP" -e "strategy=$STRATEGY" -e "transfer=$TRANSFER" -e network_label=lab
+
+record=$(ls -t results/*.json | head -n 1)
+echo
+echo "Results record: $record"
+python - "$record" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = r.get("downtime", {})
+print("strategy %s, app %s: status %s; downtime %.3f s wall (%.3f s of operations); state check: %s"
+      % (r.get("strategy"), r.get("app"), r.get("status"), d.get("wall") or 0, d.get("operations_sum") or 0,
+         (r.get("state_check") or {}).get("passed")))
+PY

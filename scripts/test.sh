@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what it needs (scripts/bootstrap.sh),
+# brings up the local lab and its services, then runs
+#   1. pytest: unit tests, engine tests, the lab's integration tests (tests/),
+#   2. the Molecule scenarios of the roles (roles/*/molecule/default).
+# Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "local lab: hosts provisioned by the collection's roles"
+ansible-playbook playbooks/lab.yml
+step "services of the lab: MEC sandbox, gateways, apps"
+ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml
+
+step "pytest"
+rc=0
+python -m pytest "$@" || rc=$?
+# pytest's exit 5 means that it collected no test, a failure here too.
+[ "$rc" -eq 0 ] || { echo "pytest failed (rc=$rc)"; exit "$rc"; }
+
+if [ $# -eq 0 ]; then
+    for scenario in roles/*/molecule/default/molecule.yml; do
+        role_dir=$(dirname "$(dirname "$(dirname "$scenario")")")
+        step "molecule test: $(basename "$role_dir")"
+        (cd "$role_dir" && molecule test)
+    done
+fi
+step "all tests passed"
