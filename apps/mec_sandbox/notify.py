@@ -1,8 +1,9 @@
 """Delivery of notifications to subscribers' callback URLs.
 
-One ordered queue and one worker per callback URL: notifications to one receiver arrive in the order
-they were made (Leaving before Entering), and a receiver that is slow or unreachable only delays
-itself. Every POST has a bounded timeout and a capped number of retries; after that the failure is
+One ordered queue and one worker per callback URL and key (the UE, zone, ... the notification is
+about): a receiver gets the notifications about one UE in the order they were made (Leaving before
+Entering), notifications about different UEs travel in parallel, and a receiver that is slow or
+unreachable only delays itself. Workers exist only while their queue has work. Every POST has a bounded timeout and a capped number of retries; after that the failure is
 logged and counted, and the subscription is kept.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import aiohttp
 
@@ -24,41 +25,49 @@ class Notifier:
         self.retries = retries
         self.backoff = backoff
         self.queue_size = queue_size
-        self._queues: dict[str, asyncio.Queue] = {}
-        self._workers: dict[str, asyncio.Task] = {}
+        self._queues: dict[tuple[str, str], deque] = {}
+        self._workers: dict[tuple[str, str], asyncio.Task] = {}
         self._session: aiohttp.ClientSession | None = None
         self.stats = defaultdict(lambda: {"delivered": 0, "failed": 0, "dropped": 0})
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=200, limit_per_host=8),
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=16),
             json_serialize=json.dumps)
 
     async def close(self) -> None:
-        for task in self._workers.values():
+        for task in list(self._workers.values()):
             task.cancel()
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         self._workers.clear()
         if self._session is not None:
             await self._session.close()
 
-    def send(self, url: str, payload: dict, sub_id: str) -> None:
-        """Queue one notification (never blocks; drops the oldest when a receiver's queue is full)."""
-        queue = self._queues.get(url)
+    def send(self, url: str, payload: dict, sub_id: str, key: str = "") -> None:
+        """Queue one notification (never blocks; drops the oldest when that queue is full)."""
+        slot = (url, key)
+        queue = self._queues.get(slot)
         if queue is None:
-            queue = self._queues[url] = asyncio.Queue(self.queue_size)
-            self._workers[url] = asyncio.get_running_loop().create_task(self._worker(url, queue))
-        if queue.full():
-            dropped = queue.get_nowait()
-            self.stats[dropped[1]]["dropped"] += 1
-            LOG.warning("callback %s is not keeping up: dropped one notification of subscription %s", url, dropped[1])
-        queue.put_nowait((json.dumps(payload).encode(), sub_id))
+            queue = self._queues[slot] = deque()
+            self._workers[slot] = asyncio.get_running_loop().create_task(self._worker(slot, url, queue))
+        if len(queue) >= self.queue_size:
+            _body, dropped_sub = queue.popleft()
+            self.stats[dropped_sub]["dropped"] += 1
+            LOG.warning("callback %s is not keeping up: dropped one notification of subscription %s",
+                        url, dropped_sub)
+        queue.append((json.dumps(payload).encode(), sub_id))
 
-    async def _worker(self, url: str, queue: asyncio.Queue) -> None:
-        while True:
-            body, sub_id = await queue.get()
-            await self._deliver(url, body, sub_id)
+    async def _worker(self, slot: tuple[str, str], url: str, queue: deque) -> None:
+        try:
+            while queue:
+                body, sub_id = queue.popleft()
+                await self._deliver(url, body, sub_id)
+        finally:
+            # no await between the last emptiness check and this: send() cannot slip in between
+            if self._queues.get(slot) is queue:
+                del self._queues[slot]
+                del self._workers[slot]
 
     async def _deliver(self, url: str, body: bytes, sub_id: str) -> None:
         last_error = ""

@@ -168,9 +168,9 @@ class Sandbox:
         if self.loc_subs["zoneStatus"]:
             self._zone_status(changes)
 
-    def _send(self, sub: dict, payload: dict) -> None:
+    def _send(self, sub: dict, payload: dict, key: str = "") -> None:
         try:
-            self.notifier.send(sub["_notify"], payload, sub["_id"])
+            self.notifier.send(sub["_notify"], payload, sub["_id"], key)
         except RuntimeError:  # no running loop (pure simulation use): nothing to deliver
             pass
 
@@ -189,7 +189,7 @@ class Sandbox:
             note["interestRealm"] = body["interestRealm"]
         if body["callbackReference"].get("callbackData"):
             note["callbackData"] = body["callbackReference"]["callbackData"]
-        self._send(sub, {"zonalPresenceNotification": note})
+        self._send(sub, {"zonalPresenceNotification": note}, c.ue)
 
     def _location_events(self, c: Change) -> None:
         events = []
@@ -222,13 +222,13 @@ class Sandbox:
                 base["callbackData"] = body["callbackReference"]["callbackData"]
             zt = body.get("numberOfUsersZoneThreshold")
             if zt is not None and zone in touched_zones and per_zone.get(zone, 0) >= zt:
-                self._send(sub, {"zoneStatusNotification": {**base, "numberOfUsersInZone": per_zone[zone]}})
+                self._send(sub, {"zoneStatusNotification": {**base, "numberOfUsersInZone": per_zone[zone]}}, zone)
             at = body.get("numberOfUsersAPThreshold")
             if at is not None:
                 for poa in sorted(touched_poas):
                     if self.scenario.poas[poa].zone == zone and per_poa.get(poa, 0) >= at:
                         self._send(sub, {"zoneStatusNotification": {
-                            **base, "accessPointId": poa, "numberOfUsersInAP": per_poa[poa]}})
+                            **base, "accessPointId": poa, "numberOfUsersInAP": per_poa[poa]}}, zone)
 
     def _cell_change(self, c: Change) -> None:
         for sub in self.rni_subs.values():
@@ -248,7 +248,7 @@ class Sandbox:
                     "_links": {"subscription": {"href": sub["_url"]}}}
             if src:
                 note["srcEcgi"] = src
-            self._send(sub, note)
+            self._send(sub, note, c.ue)
 
     def _registrations_for(self, ue: str):
         for reg_id, reg in self.ams_regs.items():
@@ -285,7 +285,7 @@ class Sandbox:
                                       "commInterface": {"ipAddresses": [{"host": move["target"], "port": 80}]}},
                     "sourceMecHost": move["source"], "targetMecHost": move["target"],
                     "_links": {"subscription": {"href": sub["_url"]}}}
-            self._send(sub, note)
+            self._send(sub, note, ue)
 
     def _adjacent_apps(self) -> None:
         for sub in self.ams_subs.values():

@@ -57,7 +57,9 @@ def test_zonal_traffic_reports_every_move_in_order(sandbox, receiver):
     items = receiver.wait_for(lambda it: len(it) >= len(want))
     got = [(b["zonalPresenceNotification"]["address"], b["zonalPresenceNotification"]["userEventType"],
             b["zonalPresenceNotification"]["zoneId"]) for _, b, _ in items]
-    assert got == want  # same events, same order: Leaving before Entering on each zone change
+    assert sorted(got) == sorted(want)  # the same events ...
+    for ue in {e[0] for e in want}:  # ... and, per UE, in the same order: Leaving before Entering
+        assert [e for e in got if e[0] == ue] == [e for e in want if e[0] == ue]
     note = items[0][1]["zonalPresenceNotification"]
     assert note["callbackData"] == note["zoneId"]
     assert set(note["timestamp"]) == {"seconds", "nanoSeconds"} and note["currentAccessPointId"]
