@@ -164,7 +164,8 @@ def test_upstream_switch_reloads_the_gateway_only(lab):
     before = started_at(SOURCE, *names)
     mover = lab["mover"]
     # Switch to an upstream where nothing listens: the apps see gateway errors but keep running.
-    play("-e", "mec_apps_a2_ue_address=" + mover, "-e", "mec_gateway_upstream_url=http://172.30.77.5:9/sandbox")
+    play("-e", "mec_apps_a2_ue_address=" + mover, "-e", "mec_apps_a3_load=false",
+         "-e", "mec_gateway_upstream_url=http://172.30.77.5:9/sandbox")
     try:
         wait_until(lambda: "request failed: HTTP 50" in ssh(SOURCE, "docker", "logs", "--tail", "20", "a1").stdout,
                    30, "A1 seeing gateway errors after the switch")
