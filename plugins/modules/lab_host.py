@@ -25,8 +25,6 @@ description:
     kept.
 version_added: 0.1.0
 author: mec.migration developers
-requirements:
-  - docker (Python SDK) >= 5.0
 options:
   name:
     description: Container name.
@@ -70,13 +68,7 @@ options:
     description: With O(state=absent), also remove the engine volume.
     type: bool
     default: true
-  docker_host:
-    description: Docker engine to use; default is C(DOCKER_HOST) or the local socket.
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker API.
-    type: int
-    default: 120
+extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
@@ -118,7 +110,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    APIError, NotFound, fail, get_client, hostname)
+    DOCKER_COMMON_ARGS, APIError, NotFound, fail, get_client, hostname)
 
 CONFIG_LABEL = "mec.migration.lab.config"
 MODE_LABEL = "mec.migration.lab.privilege_mode"
@@ -250,8 +242,7 @@ def run_module():
             drop_capabilities=dict(type="list", elements="str", default=["SYS_RESOURCE"]),
             labels=dict(type="dict", default={}),
             remove_volumes=dict(type="bool", default=True),
-            docker_host=dict(type="str"),
-            timeout=dict(type="int", default=120),
+            **DOCKER_COMMON_ARGS
         ),
         required_if=[("state", "started", ("image", "network"))],
         supports_check_mode=True,

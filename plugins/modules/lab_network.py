@@ -16,8 +16,6 @@ description:
     containers may use it.
 version_added: 0.1.0
 author: mec.migration developers
-requirements:
-  - docker (Python SDK) >= 5.0
 options:
   name:
     description: Network name.
@@ -35,13 +33,7 @@ options:
     description: Labels of the network.
     type: dict
     default: {}
-  docker_host:
-    description: Docker engine to use; default is C(DOCKER_HOST) or the local socket.
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker API.
-    type: int
-    default: 60
+extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
@@ -73,7 +65,7 @@ gateway:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    NotFound, fail, get_client, hostname)
+    DOCKER_COMMON_ARGS, NotFound, fail, get_client, hostname)
 
 try:
     from docker.types import IPAMConfig, IPAMPool
@@ -99,8 +91,7 @@ def run_module():
             state=dict(type="str", choices=["present", "absent"], default="present"),
             subnet=dict(type="str"),
             labels=dict(type="dict", default={}),
-            docker_host=dict(type="str"),
-            timeout=dict(type="int", default=60),
+            **DOCKER_COMMON_ARGS
         ),
         required_if=[("state", "present", ("subnet",))],
         supports_check_mode=True,

@@ -21,7 +21,6 @@ version_added: 0.1.0
 author: mec.migration developers
 requirements:
   - debootstrap
-  - docker (Python SDK) >= 5.0
 options:
   name:
     description: Image reference to create, C(repository:tag).
@@ -66,13 +65,7 @@ options:
     description: Folder under which the temporary root filesystem is made.
     type: path
     default: /var/tmp
-  docker_host:
-    description: Docker engine to use; default is C(DOCKER_HOST) or the local socket.
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker API.
-    type: int
-    default: 600
+extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
@@ -123,7 +116,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mec.migration.plugins.module_utils.apt_sources import debian_archive
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    NotFound, fail, get_client, hostname, run_tool)
+    DOCKER_COMMON_ARGS, NotFound, fail, get_client, hostname, run_tool)
 from ansible_collections.mec.migration.plugins.module_utils.timing import Stopwatch
 
 RECIPE_LABEL = "mec.migration.recipe"
@@ -187,8 +180,7 @@ def run_module():
             labels=dict(type="dict", default={}),
             force=dict(type="bool", default=False),
             workdir=dict(type="path", default="/var/tmp"),
-            docker_host=dict(type="str"),
-            timeout=dict(type="int", default=600),
+            **DOCKER_COMMON_ARGS
         ),
         supports_check_mode=True,
     )
