@@ -4,6 +4,7 @@ Everything runs for real on loopback: the apps are started as processes with the
 running pytest, the upstream is a small http.server serving the sandbox's JSON shapes.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -100,13 +101,22 @@ class FakeUpstream:
             return sum(1 for seen in self.seen if seen == SANDBOX_BASE + path)
 
 
-@pytest.fixture
-def upstream():
+@contextlib.contextmanager
+def serving_upstream():
+    """A started FakeUpstream, shut down on exit."""
     fake = FakeUpstream()
     fake.thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    try:
+        yield fake
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+
+
+@pytest.fixture
+def upstream():
+    with serving_upstream() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import jinja2
 import pytest
 import yaml
 
-from apps_helpers import REPO, FakeUpstream, free_port, users
+from apps_helpers import REPO, free_port, serving_upstream, users
 
 ROLE = REPO / "roles" / "mec_gateway"
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
@@ -71,11 +71,8 @@ def gateway_dir():
 
 @pytest.fixture
 def second_upstream():
-    fake = FakeUpstream()
-    fake.thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    with serving_upstream() as fake:
+        yield fake
 
 
 def wait_for_port(port, timeout=10.0):
