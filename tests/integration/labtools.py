@@ -78,6 +78,15 @@ class Host(object):
             time.sleep(0.2)
         raise AssertionError("%s:%s on %s stayed at %s (< %s)" % (name, path, self.address, last, minimum))
 
+    def stopped_file(self, name, path):
+        """A file of a stopped container (docker cp)."""
+        tmp = "/tmp/mec-test-cp-%s" % name
+        try:
+            self.out(["docker", "cp", "%s:%s" % (name, path), tmp])
+            return self.out(["cat", tmp])
+        finally:
+            self.run(["rm", "-f", tmp], check=False)
+
     def volume_file(self, volume, path):
         mp = self.docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume)
         return self.out(["cat", os.path.join(mp, path)])
