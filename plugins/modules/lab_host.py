@@ -85,7 +85,7 @@ EXAMPLES = r"""
     image: mec-lab/host:bookworm
     network: mec-lab
     ipv4_address: 172.30.77.11
-    authorized_keys: /work/main/inventories/local/id_ed25519.pub
+    authorized_keys: /root/.cache/mec-migration/labs/mec-lab/id_ed25519.pub
     labels:
       mec.migration.lab: mec-lab
 """
@@ -123,8 +123,12 @@ def engine_volume(name):
 
 def wanted_config(client, params):
     """Hash of what the container is made from; a rebuilt image counts as a change."""
-    keys = ("hostname", "network", "ipv4_address", "authorized_keys", "drop_capabilities", "labels")
+    keys = ("hostname", "network", "ipv4_address", "drop_capabilities", "labels")
     wanted = {k: params[k] for k in keys}
+    # The key, not the path of its file: another checkout with the same key reaches the same host.
+    if params["authorized_keys"]:
+        with open(params["authorized_keys"], "rb") as handle:
+            wanted["authorized_keys"] = hashlib.sha256(handle.read()).hexdigest()
     wanted["image"] = client.images.get(params["image"]).id
     return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
 

@@ -6,8 +6,15 @@ from docker.errors import APIError, NotFound
 from ansible_collections.mec.migration.plugins.modules import lab_host
 from .conftest import AnsibleFailJson
 
-ARGS = {"name": "mec-lab-source", "image": "mec-lab/host:bookworm", "network": "mec-lab",
-        "ipv4_address": "172.30.77.11", "authorized_keys": "/inv/id_ed25519.pub", "labels": {"mec.migration.lab": "x"}}
+BASE_ARGS = {"name": "mec-lab-source", "image": "mec-lab/host:bookworm", "network": "mec-lab",
+             "ipv4_address": "172.30.77.11", "labels": {"mec.migration.lab": "x"}}
+
+
+@pytest.fixture
+def args(tmp_path):
+    key = tmp_path / "id_ed25519.pub"
+    key.write_text("ssh-ed25519 AAAA lab\n")
+    return dict(BASE_ARGS, authorized_keys=str(key))
 
 
 def fresh_engine(client):
@@ -18,7 +25,7 @@ def fresh_engine(client):
     client.api.create_container.return_value = {"Id": "c1"}
 
 
-def test_privileged_first_then_capabilities_where_privileged_is_refused(run_module, client):
+def test_privileged_first_then_capabilities_where_privileged_is_refused(run_module, client, args):
     fresh_engine(client)
     client.api.start.side_effect = [APIError("unable to apply caps: operation not permitted"), None]
     with mock.patch.object(lab_host, "get_client", return_value=client):
@@ -26,7 +33,7 @@ def test_privileged_first_then_capabilities_where_privileged_is_refused(run_modu
         started = mock.Mock()
         started.attrs = {"NetworkSettings": {"Networks": {"mec-lab": {"IPAddress": "172.30.77.11"}}}}
         client.containers.get.side_effect = [NotFound("none"), started]
-        result = run_module(lab_host, ARGS)
+        result = run_module(lab_host, args)
     first, second = client.api.create_host_config.call_args_list
     assert first.kwargs["privileged"] is True
     assert "privileged" not in second.kwargs
@@ -45,26 +52,34 @@ def test_privileged_first_then_capabilities_where_privileged_is_refused(run_modu
                       "ipv4_address": "172.30.77.11"}
 
 
-def test_same_configuration_running_is_unchanged(run_module, client):
+def test_same_configuration_running_is_unchanged(run_module, client, args, tmp_path):
     client.images.get.return_value = mock.Mock(id="sha256:host")
-    wanted = lab_host.wanted_config(client, dict(ARGS, hostname=None, drop_capabilities=["SYS_RESOURCE"]))
+    wanted = lab_host.wanted_config(client, dict(args, hostname=None, drop_capabilities=["SYS_RESOURCE"]))
     existing = mock.Mock(id="c9", status="running",
                          labels={lab_host.CONFIG_LABEL: wanted, lab_host.MODE_LABEL: "privileged"})
     existing.attrs = {"NetworkSettings": {"Networks": {"mec-lab": {"IPAddress": "172.30.77.11"}}}}
     client.containers.get.side_effect = None
     client.containers.get.return_value = existing
     with mock.patch.object(lab_host, "get_client", return_value=client):
-        result = run_module(lab_host, ARGS)
+        result = run_module(lab_host, args)
     client.api.create_container.assert_not_called()
     existing.start.assert_not_called()
     assert result["changed"] is False and result["privilege_mode"] == "privileged"
+    # The same key in another checkout's file is the same host; another key is not.
+    moved = tmp_path / "elsewhere.pub"
+    moved.write_text("ssh-ed25519 AAAA lab\n")
+    assert lab_host.wanted_config(client, dict(args, authorized_keys=str(moved), hostname=None,
+                                               drop_capabilities=["SYS_RESOURCE"])) == wanted
+    moved.write_text("ssh-ed25519 BBBB other\n")
+    assert lab_host.wanted_config(client, dict(args, authorized_keys=str(moved), hostname=None,
+                                               drop_capabilities=["SYS_RESOURCE"])) != wanted
 
 
-def test_both_modes_refused_fails_with_both_reasons(run_module, client):
+def test_both_modes_refused_fails_with_both_reasons(run_module, client, args):
     fresh_engine(client)
     client.api.start.side_effect = [APIError("caps refused"), APIError("devices refused")]
     with mock.patch.object(lab_host, "get_client", return_value=client), pytest.raises(AnsibleFailJson) as exc:
-        run_module(lab_host, ARGS)
+        run_module(lab_host, args)
     msg = exc.value.result["msg"]
     assert "Could not start lab host mec-lab-source" in msg
     assert "privileged: caps refused" in msg and "capabilities: devices refused" in msg
