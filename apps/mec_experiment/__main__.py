@@ -1,0 +1,42 @@
+"""python -m mec_experiment {run-one,validate,csv} ... (see run.py and records.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .records import write_csv
+from .run import APP_SPECS, run_one
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mec_experiment")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    one = sub.add_parser("run-one", help="one run of the matrix (resumable; failures are recorded)")
+    one.add_argument("--inventory", required=True)
+    one.add_argument("--results", required=True)
+    one.add_argument("--app", required=True, choices=sorted(APP_SPECS))
+    one.add_argument("--strategy", required=True)
+    one.add_argument("--network", required=True)
+    one.add_argument("--rep", type=int, required=True)
+    one.add_argument("--transfer", default="nc")
+    one.add_argument("--apps-extra-vars", default="", help="JSON: extra vars for playbooks/apps.yml (reset)")
+    one.add_argument("--reset", dest="reset", action="store_true", default=True,
+                     help="put the apps back on the source first (default)")
+    one.add_argument("--no-reset", dest="reset", action="store_false")
+    one.add_argument("--timeout", type=float, default=600)
+    one.add_argument("--debug", action="store_true")
+    c = sub.add_parser("csv", help="rewrite RESULTS/results.csv from RESULTS/runs/*.json")
+    c.add_argument("results")
+    args = ap.parse_args(argv)
+    if args.cmd == "csv":
+        print(write_csv(args.results))
+        return 0
+    out = run_one(args)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

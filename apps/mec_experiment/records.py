@@ -1,0 +1,119 @@
+"""Experiment records: file names, loading (corrupt files named, not fatal), the CSV of all runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+SCHEMA = "mec.migration/record/v1"
+EXPERIMENT_SCHEMA = "mec.migration/experiment/v1"
+
+# columns of results.csv: (header, path in the record)
+CSV_COLUMNS = [
+    ("app", "app"), ("strategy", "strategy"), ("network", "network"), ("rep", "experiment.rep"),
+    ("status", "status"), ("error", "error"), ("run_id", "run_id"),
+    ("run_seconds", "experiment.run_seconds"),
+    ("measured_mbit_s", "experiment.network_measured.mbit_s"),
+    ("downtime_wall", "downtime.wall"), ("downtime_operations_sum", "downtime.operations_sum"),
+    ("downtime_user", "downtime.user"), ("downtime_user_method", "experiment.probe.kind"),
+    ("state_passed", "experiment.state_after.passed"), ("state_detail", "experiment.state_after.detail"),
+    ("size_source_image", "sizes.source_image"), ("size_image", "sizes.image"), ("size_tarball", "sizes.tarball"),
+    ("size_checkpoint_full", "sizes.checkpoint_full"), ("size_checkpoint_final", "sizes.checkpoint_final"),
+    ("size_checkpoint_delta", "sizes.checkpoint_delta"), ("size_volume", "sizes.volume"),
+    ("pre_source", "experiment.totals.pre_source"), ("pre_transfer", "experiment.totals.pre_transfer"),
+    ("pre_target", "experiment.totals.pre_target"), ("commit_freeze", "commit_freeze"),
+    ("reloc_source", "durations.relocation.source_total"), ("reloc_transfer", "durations.relocation.transfer_total"),
+    ("reloc_target", "durations.relocation.target_total"),
+]
+
+
+def run_name(app: str, strategy: str, network: str, rep: int) -> str:
+    return "%s-%s-%s-r%d" % (app, strategy, network, rep)
+
+
+def record_path(results_dir, app, strategy, network, rep) -> Path:
+    return Path(results_dir) / "runs" / (run_name(app, strategy, network, rep) + ".json")
+
+
+def dig(record, path, default=None):
+    cur = record
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return default
+        cur = cur[part]
+    return cur
+
+
+def _num(value):
+    """Numbers from the record; Ansible writes some as strings ('0.123', 'None', '')."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        text = str(value).strip()
+        if text in ("", "None", "null"):
+            return None
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return None
+
+
+def phase_total(record, phase, side):
+    """Sum of a phase's steps on one side (pre_relocation source/transfer/target); None if no step ran."""
+    steps = dig(record, "durations.%s.%s" % (phase, side)) or {}
+    values = [_num(v) for v in steps.values()] if isinstance(steps, dict) else []
+    values = [v for v in values if v is not None]
+    return round(sum(values), 6) if values else None
+
+
+def load_records(results_dir):
+    """(records, skipped): every runs/*.json that is a record; skipped = [(file, why)]."""
+    records, skipped = [], []
+    runs = Path(results_dir) / "runs"
+    if not runs.is_dir():
+        return records, [(str(runs), "no runs/ folder")]
+    for path in sorted(runs.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            skipped.append((path.name, "not JSON: %s" % exc))
+            continue
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not all(
+                data.get(k) for k in ("app", "strategy", "network", "status")):
+            skipped.append((path.name, "not a %s record with app, strategy, network, status" % SCHEMA))
+            continue
+        records.append(data)
+    return records, skipped
+
+
+def csv_text(records) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([h for h, _ in CSV_COLUMNS])
+    for rec in sorted(records, key=lambda r: (r.get("network", ""), r.get("app", ""), r.get("strategy", ""),
+                                              _num(dig(r, "experiment.rep")) or 0)):
+        row = []
+        for _, path in CSV_COLUMNS:
+            value = dig(rec, path)
+            row.append("" if value is None else value)
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def write_atomic(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_csv(results_dir) -> Path:
+    records, _ = load_records(results_dir)
+    path = Path(results_dir) / "results.csv"
+    write_atomic(path, csv_text(records))
+    return path

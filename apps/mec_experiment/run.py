@@ -1,0 +1,267 @@
+"""One run of the experiment matrix: reset the apps, probe, migrate, check state, write the record.
+
+    PYTHONPATH=apps python -m mec_experiment run-one --inventory INV --results DIR \
+        --app a2 --strategy m1 --network n1 --rep 1
+
+Prints one JSON line (``{"line": "...", "status": ...}``) for the progress output. A run whose record
+already exists is skipped (resumable). Any failure is written as a failed record with its cause.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+from . import probe as probe_mod
+from .records import EXPERIMENT_SCHEMA, SCHEMA, dig, phase_total, record_path, write_atomic, write_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = ("a1", "a2", "a3")
+A3_KEYS = ["zone%02d" % i for i in range(1, 10)]
+
+# How each app is migrated and probed. m1 loses the image's CMD and USER: start_command is the seed's
+# "manual input" (memcached refuses to run as root without -u).
+APP_SPECS = {
+    "a1": {"start_command": ["python3", "/app/app.py"], "probe": "gateway-log"},
+    "a2": {"start_command": ["python3", "/app/app.py"], "probe": "http", "port": 3000,
+           "app_phase_url": "http://127.0.0.1:3000/changePhase?inMigration=1"},
+    "a3": {"start_command": ["memcached", "-u", "memcache", "-l", "0.0.0.0", "-p", "11211", "-U", "0", "-m", "64",
+                             "-c", "1024", "-v"], "probe": "memcached", "port": 11211},
+}
+
+
+# ------------------------------------------------------------------------------------------------ lab access
+def lab_hosts(inventory):
+    """{'source': {...}, 'target': {...}} with name, address, user, key from a lab inventory (YAML)."""
+    data = yaml.safe_load(Path(inventory).read_text())
+    mec = data["all"]["children"]["mec_hosts"]
+    hostvars = mec.get("vars", {})
+    inv_dir = str(Path(inventory).resolve().parent)
+    out = {}
+    for group in ("source", "target"):
+        (name, hv), = mec["children"][group]["hosts"].items()
+        hv = dict(hostvars, **(hv or {}))
+        key = str(hv.get("ansible_ssh_private_key_file", "")).replace("{{ inventory_dir }}", inv_dir)
+        out[group] = {"name": name, "address": hv.get("ansible_host", name), "user": hv.get("ansible_user", "root"),
+                      "key": key}
+    return out
+
+
+def ssh(host, command, timeout=60):
+    argv = ["ssh", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if host["key"]:
+        argv += ["-i", host["key"]]
+    argv += ["%s@%s" % (host["user"], host["address"]), command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def ansible_playbook(inventory, playbook, extra, timeout):
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
+    for item in extra:
+        argv += ["-e", item if isinstance(item, str) else json.dumps(item)]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def ansible_cause(output: str) -> str:
+    """The first fatal task and its message from ansible-playbook's output."""
+    task, lines = "", output.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("TASK ["):
+            task = line[6:].split("]")[0]
+        if line.startswith(("fatal:", "failed:")) or "ERROR!" in line:
+            m = re.search(r'"msg": "((?:[^"\\]|\\.)*)"', line + " ".join(lines[i + 1:i + 3]))
+            msg = m.group(1) if m else line
+            return ("%s: %s" % (task, msg))[:600]
+    return (output.strip().splitlines() or ["no output"])[-1][:600]
+
+
+# ------------------------------------------------------------------------------------------------ app state
+def a2_state(address):
+    ok, value = probe_mod.http_state(address, 3000, timeout=2)
+    return value if ok else None
+
+
+def a3_values(address):
+    ok, value = probe_mod.MemcachedGetter(address, 11211, A3_KEYS, timeout=2).get()
+    return value if ok else None
+
+
+def gateway_log(host):
+    proc = ssh(host, "docker exec mec-gateway cat /var/log/mec-gateway/access.log 2>/dev/null || "
+                     "docker logs mec-gateway 2>/dev/null")
+    return proc.stdout
+
+
+def check_state(app, before, hosts, probe_result):
+    """Did the app run correctly on the target with its state? {passed, detail}."""
+    tgt = hosts["target"]["address"]
+    if app == "a2":
+        after = a2_state(tgt)
+        if after is None:
+            return {"passed": False, "detail": "A2 does not answer /state on the target"}
+        last = max(int((before or {}).get("counter") or 0),
+                   int(((probe_result.get("source") or {}).get("last_value") or {}).get("counter") or 0))
+        passed = int(after.get("counter") or 0) >= last and (last == 0 or int(after.get("counter") or 0) > 0)
+        return {"passed": passed, "detail": "counter %s on the target, %s on the source before the move%s"
+                % (after.get("counter"), last, "" if passed else ": the counter restarted")}
+    if app == "a3":
+        after = a3_values(tgt)
+        if after is None:
+            return {"passed": False, "detail": "memcached does not answer on the target"}
+        want = before or {}
+        missing = sorted(k for k, v in want.items() if after.get(k) != v)
+        if not want:
+            return {"passed": False, "detail": "no keys on the source before the move"}
+        return {"passed": not missing, "detail": "%d of %d keys on the target%s" % (
+            len(want) - len(missing), len(want), (", missing " + " ".join(missing)) if missing else "")}
+    resumed = (probe_result.get("target") or {}).get("good", 0)
+    return {"passed": resumed > 0, "detail": "%d A1 requests through the target's gateway after the move" % resumed}
+
+
+def state_before(app, hosts):
+    src = hosts["source"]["address"]
+    if app == "a2":
+        return a2_state(src)
+    if app == "a3":
+        return a3_values(src)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def migrate_extra(app, strategy, network, run_id, migrate_dir, transfer):
+    spec = APP_SPECS[app]
+    extra = [{"app": app, "strategy": strategy, "network_label": network, "run_id": run_id,
+              "results_dir": str(migrate_dir), "transfer": transfer, "migration_cleanup": True}]
+    if strategy == "m1":
+        extra.append({"start_command": spec["start_command"]})
+    if spec.get("app_phase_url"):
+        extra.append({"app_phase_url": spec["app_phase_url"]})
+    return extra
+
+
+def reset_apps(inventory, hosts, apps_extra, timeout):
+    """Put every app back on the source as it starts (apps.yml -e apps_reset=true), drop old migration images."""
+    ssh(hosts["target"], "docker image ls --format '{{.Repository}}:{{.Tag}}' 'mec-migration/*' | "
+                         "xargs -r docker rmi -f >/dev/null 2>&1; true")
+    ssh(hosts["source"], "docker image ls --format '{{.Repository}}:{{.Tag}}' 'mec-migration/*' | "
+                         "xargs -r docker rmi -f >/dev/null 2>&1; true")
+    proc = ansible_playbook(inventory, ROOT / "playbooks" / "apps.yml",
+                            [{"apps_reset": True, "apps_local_sandbox": False}] + apps_extra, timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("reset (playbooks/apps.yml -e apps_reset=true) failed: " + ansible_cause(proc.stdout))
+
+
+def run_one(args) -> dict:
+    path = record_path(args.results, args.app, args.strategy, args.network, args.rep)
+    cell = "%s %s %s #%d" % (args.app, args.strategy, args.network, args.rep)
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+            return {"line": "%s: already recorded (%s), skipped" % (cell, old.get("status")), "status": "skipped"}
+        except ValueError:
+            pass  # a corrupt record is run again
+    t0 = time.monotonic()
+    run_id = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), path.stem)
+    migrate_dir = Path(args.results) / "migrate"
+    record, stage = None, "start"
+    probe_result, state_after, before = {}, None, None
+    apps_extra = json.loads(args.apps_extra_vars) if args.apps_extra_vars else []
+    if isinstance(apps_extra, dict):
+        apps_extra = [apps_extra]
+    ansible_rc, cause = None, None
+    try:
+        hosts = lab_hosts(args.inventory)
+        if args.reset:
+            stage = "reset"
+            reset_apps(args.inventory, hosts, apps_extra, args.timeout)
+        stage = "state before"
+        before = state_before(args.app, hosts)
+        spec = APP_SPECS[args.app]
+        stage = "probe"
+        since = time.time()
+        kind = spec["probe"] if spec["probe"] != "gateway-log" else "none"
+        probe = probe_mod.Probe(kind, hosts["source"]["address"], hosts["target"]["address"],
+                                port=spec.get("port"), keys=sorted(before) if isinstance(before, dict) and
+                                args.app == "a3" and before else ["zone01"],
+                                deadline=args.timeout).start()
+        stage = "migrate"
+        proc = ansible_playbook(args.inventory, ROOT / "playbooks" / "migrate.yml",
+                                migrate_extra(args.app, args.strategy, args.network, run_id, migrate_dir,
+                                              args.transfer), args.timeout)
+        ansible_rc = proc.returncode
+        if proc.returncode != 0:
+            cause = ansible_cause(proc.stdout)
+        stage = "probe stop"
+        if kind != "none":
+            if proc.returncode == 0:
+                probe.wait_target_good(hold=0.5, limit=10)
+            probe_result = probe.stop()
+        else:
+            probe.stop()
+            if proc.returncode == 0:
+                time.sleep(1.5)  # let A1 send a few requests through the target's gateway
+            probe_result = probe_mod.gateway_gap(probe_mod.parse_gateway_log(gateway_log(hosts["source"])),
+                                                 probe_mod.parse_gateway_log(gateway_log(hosts["target"])), since)
+        if proc.returncode == 0:
+            stage = "state after"
+            state_after = check_state(args.app, before, hosts, probe_result)
+        found = sorted(migrate_dir.glob("%s-*.json" % run_id))
+        if found:
+            record = json.loads(found[-1].read_text())
+    except Exception as exc:  # noqa: BLE001 - a run's failure is recorded, the matrix goes on
+        cause = "%s: %s" % (stage, exc)
+        if args.debug:
+            traceback.print_exc()
+    if record is None:
+        record = {"schema": SCHEMA, "status": "failed", "error": cause or "no record from migrate.yml",
+                  "run_id": run_id, "app": args.app, "strategy": args.strategy, "network": args.network,
+                  "sizes": {}, "durations": {}, "downtime": {"wall": None, "operations_sum": None}}
+    if cause and record.get("status") == "ok":
+        record["status"], record["error"] = "failed", cause
+    if cause and not record.get("error"):
+        record["error"] = cause
+    if record.get("status") == "ok" and state_after is not None and state_after.get("passed") is False:
+        pass  # a migration that ran but lost state is ok as a migration; Table 8.1 reads state_after
+    network = None
+    net_file = Path(args.results) / ("network-%s.json" % args.network)
+    if net_file.exists():
+        try:
+            network = json.loads(net_file.read_text())
+        except ValueError:
+            network = None
+    record.setdefault("downtime", {})
+    record["downtime"]["user"] = probe_result.get("downtime")
+    record["experiment"] = {
+        "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "cell": cell, "stage_failed": stage if cause else None,
+        "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3),
+        "network_measured": network, "probe": probe_result, "state_before": before,
+        "state_after": state_after if state_after is not None else {"passed": None, "detail": "not checked: " + (cause or "")},
+        "totals": {"pre_source": phase_total(record, "pre_relocation", "source"),
+                   "pre_transfer": phase_total(record, "pre_relocation", "transfer"),
+                   "pre_target": phase_total(record, "pre_relocation", "target")},
+    }
+    write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
+    write_csv(args.results)
+    wall, user = dig(record, "downtime.wall"), record["downtime"].get("user")
+    line = "%s: %s in %.1f s" % (cell, record["status"], record["experiment"]["run_seconds"])
+    if record["status"] == "ok":
+        line += " (downtime: seed %s s, user %s s; state %s)" % (
+            wall, user, {True: "kept", False: "LOST", None: "?"}[record["experiment"]["state_after"].get("passed")])
+    else:
+        line += " - " + str(record.get("error"))[:300]
+    return {"line": line, "status": record["status"], "record": str(path)}
+
+
+def quote_list(items):
+    return " ".join(shlex.quote(i) for i in items)

@@ -1,0 +1,47 @@
+"""Experiment tests: markers, import path (apps/), synthetic records, the lab's inventory (env var)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+for extra in (ROOT / "apps", ROOT / "tests"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+# The lab the lab tests use: the main lab by default, another one (e.g. a second lab) by env var.
+LAB_INVENTORY = Path(os.environ.get("MEC_EXPERIMENT_INVENTORY", str(ROOT / "inventories" / "local" / "hosts.yml")))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "docker: needs this machine's Docker engine")
+    config.addinivalue_line("markers", "lab: needs the local lab (two MEC hosts over SSH)")
+
+
+def synthetic_record(app="a2", strategy="m1", network="n1", rep=1, status="ok", passed=True, downtime=1.0,
+                     volume=1000, full=15_000_000, transferred=3_000_000, user=None):
+    """A record as playbooks/experiment.yml writes it (values as Ansible writes some of them: strings)."""
+    m3 = strategy == "m3"
+    return {
+        "schema": "mec.migration/record/v1", "status": status, "error": None if status == "ok" else "migrate: boom",
+        "run_id": "r-%s-%s-%s-%d" % (app, strategy, network, rep), "app": app, "strategy": strategy,
+        "network": network, "start_command": ["python3", "/app/app.py"] if strategy == "m1" else None,
+        "sizes": {"source_image": "200000000", "tarball": 180_000_000 if strategy == "m1" else 210_000_000,
+                  "checkpoint_full": full if m3 else None, "rsync_transferred_bytes": transferred if m3 else None,
+                  "volume": volume},
+        "durations": {"pre_relocation": {"source": {"export": "2.0", "commit": None},
+                                         "transfer": {"image": 1.5}, "target": {"import": 1.0}},
+                      "relocation": {"source_total": 0.3, "transfer_total": 0.1, "target_total": 0.5}},
+        "commit_freeze": None if strategy == "m1" else 0.05,
+        "downtime": {"wall": downtime if status == "ok" else None, "operations_sum": downtime,
+                     "user": user if user is not None else (downtime + 0.2 if status == "ok" else None)},
+        "experiment": {"schema": "mec.migration/experiment/v1", "rep": rep, "run_seconds": 40.0,
+                       "network_measured": {"profile": network, "rate_mbit": 1000 if network == "n1" else 100,
+                                            "mbit_s": 940.0 if network == "n1" else 94.6, "bytes": 1,
+                                            "receiver_seconds": 1},
+                       "probe": {"kind": "http", "downtime": downtime + 0.2},
+                       "state_after": {"passed": passed if status == "ok" else None, "detail": "d"},
+                       "totals": {}},
+    }
