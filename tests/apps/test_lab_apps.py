@@ -175,3 +175,20 @@ def test_upstream_switch_reloads_the_gateway_only(lab):
     wait_until(lambda: "erabInfo [" in ssh(SOURCE, "docker", "logs", "--tail", "20", "a1").stdout,
                30, "A1 logging RAB info again after switching back")
     assert started_at(SOURCE, *names) == before
+
+
+def test_images_reach_the_target_host(lab):
+    """mec_apps_distribute_to: the target gets the source's images (same ids), a second run sends nothing."""
+    target = "172.30.77.12"
+    images = ["mec-apps/a1:latest", "mec-apps/a2:latest", "mec-apps/a3:latest", "mec-apps/a3-loader:latest"]
+    distribute = REPO / "tests" / "apps" / "playbooks" / "apps_distribute.yml"
+    for _ in range(2):
+        result = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(INVENTORY), str(distribute),
+                                 "-e", "mec_apps_a2_ue_address=" + lab["mover"]],
+                                cwd=REPO, capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, result.stdout[-6000:]
+    assert "changed=0" in [line for line in result.stdout.splitlines() if "mec-lab-source" in line and "ok=" in line][0]
+
+    def ids(host):
+        return {item["RepoTags"][0]: item["Id"] for item in json.loads(ssh(host, "docker", "image", "inspect", *images).stdout)}
+    assert ids(target) == ids(SOURCE)
