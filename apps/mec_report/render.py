@@ -47,7 +47,7 @@ def _groups(records, group_by, hue, where):
     keys = sorted({tuple(r.get(g) for g in group_by) for r in sel},
                   key=lambda k: tuple((list(orders[g]).index(v) if v in orders[g] else 99, str(v))
                                       for g, v in zip(group_by, k)))
-    hues = an.ordered({r.get(hue) for r in sel}, an.NETWORKS) if hue else [None]
+    hues = (an.ordered({r.get(hue) for r in sel}, an.NETWORKS) if hue else []) or [None]
     return sel, keys, hues
 
 

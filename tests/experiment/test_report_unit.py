@@ -1,0 +1,142 @@
+"""Pure tests of the records, the CSV, the report's tables and the seed comparison on synthetic records."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from conftest import synthetic_record
+from mec_experiment import probe, records
+from mec_report import analysis
+from mec_report.__main__ import main as report_main
+
+
+def write_runs(folder, recs, extra=None):
+    runs = folder / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for rec in recs:
+        name = records.run_name(rec["app"], rec["strategy"], rec["network"], rec["experiment"]["rep"])
+        (runs / (name + ".json")).write_text(json.dumps(rec))
+    for name, text in (extra or {}).items():
+        (runs / name).write_text(text)
+    return folder
+
+
+def test_load_records_skips_and_names_corrupt_files(tmp_path):
+    write_runs(tmp_path, [synthetic_record()], {"bad.json": "{oops", "foreign.json": '{"schema": "other"}',
+                                                "list.json": "[1, 2]"})
+    recs, skipped = records.load_records(tmp_path)
+    assert [r["app"] for r in recs] == ["a2"]
+    assert sorted(name for name, _ in skipped) == ["bad.json", "foreign.json", "list.json"]
+    assert any("not JSON" in why for _, why in skipped)
+
+
+def test_load_records_without_runs_folder(tmp_path):
+    recs, skipped = records.load_records(tmp_path)
+    assert recs == [] and skipped == [(str(tmp_path / "runs"), "no runs/ folder")]
+
+
+def test_csv_has_one_row_per_record_with_the_record_values(tmp_path):
+    recs = [synthetic_record("a2", "m1", "n1", 1, downtime=0.5), synthetic_record("a3", "m3", "n2", 2, downtime=2.5),
+            synthetic_record("a1", "m2", "n1", 1, status="failed")]
+    rows = list(csv.DictReader(io.StringIO(records.csv_text(recs))))
+    assert [(r["app"], r["strategy"], r["network"], r["rep"], r["status"]) for r in rows] == [
+        ("a1", "m2", "n1", "1", "failed"), ("a2", "m1", "n1", "1", "ok"), ("a3", "m3", "n2", "2", "ok")]
+    assert rows[1]["downtime_wall"] == "0.5" and rows[2]["downtime_wall"] == "2.5"
+    assert rows[0]["error"] == "migrate: boom" and rows[0]["downtime_wall"] == ""
+    assert rows[2]["measured_mbit_s"] == "94.6"
+
+
+def test_phase_total_reads_strings_and_skips_missing_steps():
+    rec = synthetic_record()
+    assert records.phase_total(rec, "pre_relocation", "source") == 2.0
+    rec["durations"]["pre_relocation"]["source"] = {"commit": None, "save": "None"}
+    assert records.phase_total(rec, "pre_relocation", "source") is None
+
+
+def test_table_81_is_derived_from_state_checks():
+    recs = [synthetic_record("a2", "m1", "n1", 1, passed=False), synthetic_record("a2", "m1", "n2", 1, passed=False),
+            synthetic_record("a2", "m2", "n1", 1, passed=True), synthetic_record("a2", "m2", "n2", 1, passed=True),
+            synthetic_record("a3", "m3", "n1", 1, status="failed"), synthetic_record("a1", "m1", "n1", 1),
+            synthetic_record("a1", "m3", "n1", 1), synthetic_record("a1", "m3", "n1", 2, passed=False)]
+    t = analysis.table_81(recs)
+    assert t[("a2", "m1")]["text"] == "no: state lost 0/2" and not t[("a2", "m1")]["viable"]
+    assert t[("a2", "m2")]["text"] == "yes 2/2" and t[("a2", "m2")]["viable"]
+    assert t[("a3", "m3")]["text"] == "no: migration failed 0/1" and t[("a3", "m3")]["cause"] == "migrate: boom"
+    assert t[("a1", "m1")]["text"] == "yes (manual input: start command) 1/1"
+    assert t[("a1", "m3")]["text"] == "partly 1/2"
+    assert ("a3", "m1") not in t
+
+
+def test_table_82_fits_against_stays():
+    recs = [synthetic_record("a2", "m1", "n1", 1, downtime=1.0)]  # migration time 2 + 1.5 + 1 + 1 = 5.5 s
+    rows = analysis.table_82(recs, {"per-ap": [1.0, 4.0, 6.0, 13.0], "per-zone": [50.0, 60.0]})
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["migration_time"] == 5.5
+    ap, zone = row["placements"]["per-ap"], row["placements"]["per-zone"]
+    assert ap["fits_average"] and not ap["fits_shortest"] and ap["fraction"] == 0.5
+    assert zone["fits_average"] and zone["fits_shortest"] and zone["fraction"] == 1.0
+
+
+def test_compare_with_seed_agrees_and_disagrees_with_numbers():
+    agree = []
+    for net in ("n1", "n2"):
+        for s, dt in (("m1", 1.0), ("m2", 1.2), ("m3", 2.0 if net == "n1" else 4.0)):
+            agree.append(synthetic_record("a2", s, net, 1, downtime=dt, volume=100 if net == "n1" else 400))
+    verdicts = {f: v for f, v, _ in analysis.compare_with_seed(agree)}
+    assert list(verdicts.values()) == ["agree"] * 5
+    disagree = [synthetic_record("a2", "m1", "n1", 1, downtime=3.0), synthetic_record("a2", "m2", "n1", 1, downtime=1.0),
+                synthetic_record("a2", "m3", "n1", 1, downtime=2.0, full=10, transferred=10)]
+    found = analysis.compare_with_seed(disagree)
+    assert found[0][1] == "disagree" and "m1 3.000 s" in found[0][2]
+    assert found[1][1] == "disagree"
+    assert found[2][1] == "no data" and found[3][1] == "no data"
+    assert found[4][1] == "disagree" and "1.00x" in found[4][2]
+
+
+def test_report_renders_from_partial_data_and_names_skipped(tmp_path, capsys):
+    recs = [synthetic_record("a2", "m1", "n1", 1), synthetic_record("a2", "m2", "n1", 1, status="failed")]
+    write_runs(tmp_path, recs, {"broken.json": "not json"})
+    assert report_main([str(tmp_path), "--no-stays"]) == 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "`broken.json`" in page and "2 runs read (1 ok, 1 failed), 1 files skipped" in page
+    assert "| a2 | yes (manual input: start command) 1/1 (seed: no) | no: migration failed 0/1 (seed: yes) |" in page
+    for fig in ("fig_8_1_image_sizes.png", "fig_8_7_a2_volume.png", "fig_8_11_downtime.png"):
+        assert (tmp_path / "report" / fig).stat().st_size > 1000
+    assert "broken.json" in capsys.readouterr().out
+
+
+def test_report_over_an_empty_folder(tmp_path):
+    assert report_main([str(tmp_path), "--no-stays"]) == 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "0 runs read (0 ok, 0 failed), 1 files skipped" in page and "no runs/ folder" in page
+
+
+def test_gateway_log_parsing_and_gap():
+    log = "\n".join([
+        '2026-11-26T13:10:02.000+0000 10.77.0.3 "GET /rni/v2/queries/rab_info HTTP/1.1" 200 412 2301us',
+        '2026-11-26T13:10:02.200+0000 10.77.0.3 "GET /rni/v2/queries/rab_info HTTP/1.1" 503 10 2301us',
+        '2026-11-26T13:10:02.300+0000 10.77.0.4 "GET /location/v2/queries/users HTTP/1.1" 200 412 2301us',
+        'garbage line'])
+    times = probe.parse_gateway_log(log)
+    assert len(times) == 1
+    target = probe.parse_gateway_log(log.replace("13:10:02.000", "13:10:04.500"))
+    gap = probe.gateway_gap(times, target, since=0)
+    assert gap["downtime"] == pytest.approx(2.5)
+    assert probe.gateway_gap(times, [], since=0)["downtime"] is None
+
+
+def test_user_gap_takes_last_source_answer_before_first_target_answer():
+    src = probe.EndpointLog("source", good_times=[1.0, 1.02, 1.04, 9.0])
+    tgt = probe.EndpointLog("target", good_times=[3.5, 3.52])
+    assert probe.user_gap(src, tgt)["downtime"] == pytest.approx(2.46)
+    assert probe.user_gap(probe.EndpointLog("s"), tgt)["downtime"] is None
+
+
+def test_memcached_reply_parsing():
+    reply = b"VALUE zone01 0 1\r\n3\r\nVALUE zone02 0 2\r\n12\r\nEND\r\n"
+    assert probe.parse_get_reply(reply) == {"zone01": "3", "zone02": "12"}
+    assert probe.parse_get_reply(b"END\r\n") == {}
