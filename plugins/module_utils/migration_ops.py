@@ -685,6 +685,12 @@ def relocate_source(module, client, cli, name, transfer_method, target_host, che
         _wait_remote_ready(module, target_host, os.path.join(remote_workdir, "target.ready"), deadline,
                            user=user, ssh_options=ssh_options)
     result["handshake_duration"] = round(time.monotonic() - t0, 6)
+    # A restart policy would bring the source back after the stop or the final checkpoint (which the
+    # engine does not count as a manual stop): clear it; migration_rollback puts it back.
+    policy = (info.get("HostConfig") or {}).get("RestartPolicy") or {}
+    if policy.get("Name") not in (None, "", "no"):
+        client.api.update_container(info["Id"], restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        result["restart_policy_cleared"] = policy
     try:
         result["stopped_at"] = wall_clock()
         result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
@@ -812,11 +818,24 @@ def relocate_target(module, client, cli, name, transfer_method, checkpoint=None,
     return result
 
 
-def rollback_source(client, cli, name, checkpoint=None):
-    """Bring the source container back: from its checkpoint (m3) or a plain start with its volumes."""
+def _restore_policy(client, info, restart_policy):
+    if restart_policy and restart_policy.get("Name") not in (None, "", "no") and \
+            (info.get("HostConfig") or {}).get("RestartPolicy") != restart_policy:
+        client.api.update_container(info["Id"], restart_policy=dict(
+            Name=restart_policy["Name"], MaximumRetryCount=restart_policy.get("MaximumRetryCount") or 0))
+        return True
+    return False
+
+
+def rollback_source(client, cli, name, checkpoint=None, restart_policy=None):
+    """Bring the source container back: from its checkpoint (m3) or a plain start with its volumes.
+
+    ``restart_policy`` (the source's own, which the relocation cleared) is put back.
+    """
     info = require_container(client, name)
     if (info.get("State") or {}).get("Running"):
-        return dict(changed=False, method="already running", running=True)
+        policy_changed = _restore_policy(client, info, restart_policy)
+        return dict(changed=policy_changed, method="already running", running=True)
     method = "start"
     errors = []
     if checkpoint and os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)):
@@ -828,6 +847,7 @@ def rollback_source(client, cli, name, checkpoint=None):
     if method == "start":
         client.api.start(info["Id"])
     running, state = wait_running(client, info["Id"], timeout=10)
+    _restore_policy(client, info, restart_policy)
     return dict(changed=True, method=method, running=running, state=state, errors=errors)
 
 

@@ -32,6 +32,11 @@ options:
   checkpoint:
     description: The last checkpoint of the container (its final relocation checkpoint).
     type: str
+  restart_policy:
+    description:
+      - The source's own restart policy (C(Name), C(MaximumRetryCount)), which the relocation cleared so that
+        the engine would not restart the stopped source; it is put back.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -73,11 +78,15 @@ from ansible_collections.mec.migration.plugins.module_utils.migration_ops import
 
 def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
-                                              checkpoint=dict(type="str"), **DOCKER_COMMON_ARGS),
+                                              checkpoint=dict(type="str"), restart_policy=dict(type="dict"),
+                                              **DOCKER_COMMON_ARGS),
                            supports_check_mode=True)
     p = module.params
     client = get_client(module)
     info = run_guarded(module, require_container, client, p["name"])
+    if (info.get("State") or {}).get("Running") and not module.check_mode:
+        res = run_guarded(module, rollback_source, client, None, p["name"], restart_policy=p["restart_policy"])
+        module.exit_json(changed=res["changed"], method=res["method"], running=True, duration=0.0)
     if (info.get("State") or {}).get("Running"):
         module.exit_json(changed=False, method="already running", running=True, duration=0.0)
     if module.check_mode:
@@ -85,7 +94,8 @@ def main():
                          duration=0.0)
     t0 = time.monotonic()
     cli = DockerCli(module) if p["checkpoint"] else None
-    res = run_guarded(module, rollback_source, client, cli, p["name"], checkpoint=p["checkpoint"])
+    res = run_guarded(module, rollback_source, client, cli, p["name"], checkpoint=p["checkpoint"],
+                      restart_policy=p["restart_policy"])
     res["duration"] = round(time.monotonic() - t0, 6)
     state = res.pop("state", {})
     if not res["running"]:

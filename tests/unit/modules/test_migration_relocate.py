@@ -41,7 +41,9 @@ def test_nc_relocation_moves_volume_and_reports_times(run_module, client, tmp_pa
     src_mp.mkdir()
     dst_mp.mkdir()
     (src_mp / "count").write_text("1234")
-    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    source = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    source["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
+    client.api.inspect_container.return_value = source
     port = _free_port()
     tclient = _target_client(dst_mp, [False, True])
     target = {}
@@ -58,7 +60,11 @@ def test_nc_relocation_moves_volume_and_reports_times(run_module, client, tmp_pa
                                           "peer_address": "127.0.0.1", "workdir": str(tmp_path), "stop_timeout": 1})
     t.join(10)
     assert "error" not in target, target.get("error")
-    client.api.stop.assert_called_once_with(SRC_ID, timeout=1)
+    # the restart policy is cleared before the stop, so that the engine does not bring the source back
+    assert client.api.method_calls.index(mock.call.update_container(
+        SRC_ID, restart_policy={"Name": "no", "MaximumRetryCount": 0})) < \
+        client.api.method_calls.index(mock.call.stop(SRC_ID, timeout=1))
+    assert res["restart_policy_cleared"] == {"Name": "always", "MaximumRetryCount": 0}
     tclient.api.start.assert_called_once_with(DST_ID)
     assert (dst_mp / "count").read_text() == "1234"
     assert res["changed"] is True and res["source_stopped"] is True
@@ -94,6 +100,7 @@ def test_ssh_relocation_with_checkpoint_argv(run_module, client, run_command, tm
     ]
     assert all(c.kwargs["environ_update"] == LANG_C for c in run_command.call_args_list)
     client.api.stop.assert_not_called()  # the final checkpoint stops the container
+    client.api.update_container.assert_not_called()  # no restart policy to clear
     assert res["rsync_stats"] == {"bytes_sent": 2048, "literal_data": 1000}
     assert res["sizes"]["checkpoint_transferred"] == 2048
     assert set(res["durations"]) == {"checkpoint", "checkpoint_transfer", "volume_archive", "volume_transfer",

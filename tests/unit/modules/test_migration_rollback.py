@@ -43,3 +43,16 @@ def test_running_source_unchanged(run_module, client):
     res = run_module(migration_rollback, {"name": "app"})
     assert (res["changed"], res["method"]) == (False, "already running")
     client.api.start.assert_not_called()
+
+
+def test_restart_policy_is_put_back(run_module, client, run_command):
+    stopped = inspect_container(cid=CID, running=False)
+    stopped["HostConfig"]["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    running = inspect_container(cid=CID, running=True)
+    client.api.inspect_container.side_effect = [stopped, stopped, running]
+    res = run_module(migration_rollback, {"name": "app", "restart_policy": {"Name": "unless-stopped",
+                                                                            "MaximumRetryCount": 0}})
+    client.api.start.assert_called_once_with(CID)
+    client.api.update_container.assert_called_once_with(CID, restart_policy={"Name": "unless-stopped",
+                                                                             "MaximumRetryCount": 0})
+    assert res["running"] is True
