@@ -1,0 +1,76 @@
+"""A small matrix on a lab (MEC_EXPERIMENT_INVENTORY, default inventories/local/hosts.yml): one app, two
+strategies, one run each under n1. It must write one record per run and the CSV, print one progress line
+per run, skip both runs when run again, and give a report whose figures exist and whose tables match
+the records. MEC_EXPERIMENT_APPS_VARS (JSON) passes extra vars to playbooks/apps.yml (e.g. a second lab's
+sandbox)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+
+import pytest
+from conftest import LAB_INVENTORY
+from labutil import ansible_playbook
+from mec_experiment.records import load_records
+from mec_report import analysis
+from mec_report.__main__ import main as report_main
+
+pytestmark = pytest.mark.lab
+
+
+def experiment(results):
+    args = ["-i", str(LAB_INVENTORY), "playbooks/experiment.yml",
+            "-e", '{"experiment_apps": ["a2"], "experiment_strategies": ["m1", "m2"], "experiment_profiles": ["n1"]}',
+            "-e", "experiment_repetitions=1", "-e", "experiment_results_dir=%s" % results]
+    if os.environ.get("MEC_EXPERIMENT_APPS_VARS"):
+        args += ["-e", json.dumps({"experiment_apps_extra_vars": json.loads(os.environ["MEC_EXPERIMENT_APPS_VARS"])})]
+    return ansible_playbook(*args, check=True, timeout=1800)
+
+
+def test_small_matrix_records_csv_report_and_resume(tmp_path):
+    if not LAB_INVENTORY.exists():
+        pytest.skip("no lab inventory at %s" % LAB_INVENTORY)
+    results = tmp_path / "results"
+    proc = experiment(results)
+    progress = re.findall(r'"msg": "(a2 m[12] n1 #1: [^"]*)"', proc.stdout)
+    assert len(progress) == 2, proc.stdout[-3000:]
+
+    recs, skipped = load_records(results)
+    assert skipped == []
+    assert sorted((r["app"], r["strategy"], r["network"], r["experiment"]["rep"]) for r in recs) == [
+        ("a2", "m1", "n1", 1), ("a2", "m2", "n1", 1)]
+    network = json.loads((results / "network-n1.json").read_text())
+    assert network["profile"] == "n1" and float(network["mbit_s"]) <= 1100
+    for rec in recs:
+        line = next(p for p in progress if p.startswith("a2 %s" % rec["strategy"]))
+        assert (": %s in " % rec["status"]) in line
+        assert rec["experiment"]["network_measured"]["profile"] == "n1"
+        if rec["status"] == "ok":
+            assert rec["downtime"]["user"] is not None and rec["downtime"]["wall"] is not None
+            assert rec["experiment"]["state_after"]["passed"] in (True, False)
+
+    rows = list(csv.DictReader((results / "results.csv").open()))
+    assert sorted((r["strategy"], r["status"], r["downtime_wall"]) for r in rows) == sorted(
+        (r["strategy"], r["status"], "" if r["downtime"]["wall"] is None else str(r["downtime"]["wall"]))
+        for r in recs)
+
+    again = experiment(results)
+    assert len(re.findall(r"already recorded \((ok|failed)\), skipped", again.stdout)) == 2
+
+    assert report_main([str(results), "--stay-duration", "600"]) == 0
+    page = (results / "report" / "report.md").read_text()
+    for fig in ("fig_8_1_image_sizes.png", "fig_8_3_pre_source.png", "fig_8_11_downtime.png",
+                "fig_8_11b_user_downtime.png"):
+        assert (results / "report" / fig).stat().st_size > 1000
+        assert "](%s)" % fig in page
+    table = analysis.table_81(recs)
+    for strategy in ("m1", "m2"):
+        cell = table[("a2", strategy)]
+        assert cell["text"] in page
+        rec = next(r for r in recs if r["strategy"] == strategy)
+        want = rec["status"] == "ok" and rec["experiment"]["state_after"]["passed"] is True
+        assert cell["viable"] == want
+        assert cell["text"].endswith("%d/1" % want)
