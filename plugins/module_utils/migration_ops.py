@@ -851,6 +851,16 @@ def rollback_source(client, cli, name, checkpoint=None, restart_policy=None):
     return dict(changed=True, method=method, running=running, state=state, errors=errors)
 
 
+def write_artifact(module, dest, force, func, *args, **kwargs):
+    """The shape of the modules that write one file (export, save, volume archive): an existing ``dest`` is
+    kept unless ``force`` (changed=false), check mode only reports, else ``func`` writes it. Exits."""
+    if os.path.exists(dest) and not force:
+        module.exit_json(changed=False, path=dest, size=os.path.getsize(dest), duration=0.0)
+    if module.check_mode:
+        module.exit_json(changed=True, path=dest, size=0, duration=0.0)
+    module.exit_json(changed=True, **run_guarded(module, func, *args, **kwargs))
+
+
 def run_guarded(module, func, *args, **kwargs):
     """Call ``func``; turn expected and unexpected failures into a clear ``fail_json``.
 

@@ -58,13 +58,11 @@ duration:
   type: float
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
 from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    MigrationError, find_image, run_guarded, save_image)
+    MigrationError, find_image, run_guarded, save_image, write_artifact)
 
 
 def _require_image(client, ref):
@@ -80,13 +78,7 @@ def main():
     p = module.params
     client = get_client(module)
     run_guarded(module, _require_image, client, p["image"])
-    if os.path.exists(p["dest"]) and not p["force"]:
-        module.exit_json(changed=False, path=p["dest"], size=os.path.getsize(p["dest"]), duration=0.0)
-    if module.check_mode:
-        module.exit_json(changed=True, path=p["dest"], size=0, duration=0.0)
-    res = run_guarded(module, save_image, client, p["image"], p["dest"])
-    module.exit_json(changed=True, **res)
-
+    write_artifact(module, p["dest"], p["force"], save_image, client, p["image"], p["dest"])
 
 if __name__ == "__main__":
     main()
