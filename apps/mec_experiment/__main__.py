@@ -22,9 +22,8 @@ def main(argv=None) -> int:
     one.add_argument("--rep", type=int, required=True)
     one.add_argument("--transfer", default="nc")
     one.add_argument("--apps-extra-vars", default="", help="JSON: extra vars for playbooks/apps.yml (reset)")
-    one.add_argument("--reset", dest="reset", action="store_true", default=True,
-                     help="put the apps back on the source first (default)")
-    one.add_argument("--no-reset", dest="reset", action="store_false")
+    one.add_argument("--reset", choices=["needed", "always", "never"], default="needed",
+                     help="put the apps back on the source first: when they are not in place (default), always, never")
     one.add_argument("--timeout", type=float, default=600)
     one.add_argument("--debug", action="store_true")
     c = sub.add_parser("csv", help="rewrite RESULTS/results.csv from RESULTS/runs/*.json")

@@ -150,16 +150,33 @@ def migrate_extra(app, strategy, network, run_id, migrate_dir, transfer):
     return extra
 
 
-def reset_apps(inventory, hosts, apps_extra, timeout):
-    """Put every app back on the source as it starts (apps.yml -e apps_reset=true), drop old migration images."""
+def apps_in_place(hosts):
+    """True when a1, a2, a3 run on the source, none of them is on the target, and A3 holds its zones."""
+    src = ssh(hosts["source"], "docker ps --format '{{.Names}}'")
+    tgt = ssh(hosts["target"], "docker ps -a --format '{{.Names}}'")
+    if src.returncode != 0 or tgt.returncode != 0:
+        return False
+    running, on_target = set(src.stdout.split()), set(tgt.stdout.split())
+    return set(APPS) <= running and not (set(APPS) | {"a3-loader"}) & on_target and bool(
+        a3_values(hosts["source"]["address"]))
+
+
+def reset_apps(inventory, hosts, apps_extra, timeout, always=True):
+    """Put every app back on the source as it starts (apps.yml -e apps_reset=true), drop old migration images.
+
+    With ``always=False`` the playbook is left out when the apps are already in place (after a run that
+    failed and was rolled back). Returns whether the playbook ran."""
     ssh(hosts["target"], "docker image ls --format '{{.Repository}}:{{.Tag}}' 'mec-migration/*' | "
                          "xargs -r docker rmi -f >/dev/null 2>&1; true")
     ssh(hosts["source"], "docker image ls --format '{{.Repository}}:{{.Tag}}' 'mec-migration/*' | "
                          "xargs -r docker rmi -f >/dev/null 2>&1; true")
+    if not always and apps_in_place(hosts):
+        return False
     proc = ansible_playbook(inventory, ROOT / "playbooks" / "apps.yml",
                             [{"apps_reset": True, "apps_local_sandbox": False}] + apps_extra, timeout)
     if proc.returncode != 0:
         raise RuntimeError("reset (playbooks/apps.yml -e apps_reset=true) failed: " + ansible_cause(proc.stdout))
+    return True
 
 
 def run_one(args) -> dict:
@@ -179,12 +196,12 @@ def run_one(args) -> dict:
     apps_extra = json.loads(args.apps_extra_vars) if args.apps_extra_vars else []
     if isinstance(apps_extra, dict):
         apps_extra = [apps_extra]
-    ansible_rc, cause = None, None
+    ansible_rc, cause, reset_ran = None, None, None
     try:
         hosts = lab_hosts(args.inventory)
-        if args.reset:
+        if args.reset != "never":
             stage = "reset"
-            reset_apps(args.inventory, hosts, apps_extra, args.timeout)
+            reset_ran = reset_apps(args.inventory, hosts, apps_extra, args.timeout, always=args.reset == "always")
         stage = "state before"
         before = state_before(args.app, hosts)
         spec = APP_SPECS[args.app]
@@ -244,7 +261,8 @@ def run_one(args) -> dict:
     record["downtime"]["user"] = probe_result.get("downtime")
     record["experiment"] = {
         "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "cell": cell, "stage_failed": stage if cause else None,
-        "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3),
+        "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3), "reset": reset_ran,
+        "start_command": APP_SPECS[args.app]["start_command"] if args.strategy == "m1" else None,
         "network_measured": network, "probe": probe_result, "state_before": before,
         "state_after": state_after if state_after is not None else {"passed": None, "detail": "not checked: " + (cause or "")},
         "totals": {"pre_source": phase_total(record, "pre_relocation", "source"),

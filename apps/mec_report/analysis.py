@@ -101,7 +101,8 @@ def table_81(records):
             passed = [r for r in rs if r.get("status") == "ok" and dig(r, "experiment.state_after.passed") is True]
             lost = [r for r in rs if r.get("status") == "ok" and dig(r, "experiment.state_after.passed") is False]
             failed = [r for r in rs if r.get("status") != "ok"]
-            manual = strategy == "m1" and any(r.get("start_command") for r in passed)
+            manual = strategy == "m1" and any(r.get("start_command") or dig(r, "experiment.start_command")
+                                              or "CMD" in (r.get("lost_config") or []) for r in passed)
             if passed and len(passed) == len(rs):
                 text = "yes" + (" (manual input: start command)" if manual else "")
             elif passed:
