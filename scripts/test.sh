@@ -10,6 +10,16 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
+# Real servers that the apps' process tests run on loopback (installing them starts no service).
+missing=()
+command -v memcached > /dev/null || missing+=(memcached)
+command -v apache2 > /dev/null || [ -x /usr/sbin/apache2 ] || missing+=(apache2)
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 step "local lab: hosts provisioned by the collection's roles"
