@@ -1,0 +1,79 @@
+"""Pure tests of the runner's failure path and helpers, and of the congestion role's tc helper."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from mec_experiment import run as runner
+from mec_experiment.__main__ import main as experiment_main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_tc_helper():
+    spec = importlib.util.spec_from_file_location("congestion_tc", ROOT / "roles/congestion/files/congestion_tc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_failed_run_is_recorded_with_its_cause_and_resumed_runs_are_skipped(tmp_path, capsys):
+    args = ["run-one", "--inventory", str(tmp_path / "missing.yml"), "--results", str(tmp_path / "res"),
+            "--app", "a2", "--strategy", "m2", "--network", "n1", "--rep", "3"]
+    assert experiment_main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "failed" and out["line"].startswith("a2 m2 n1 #3: failed in ")
+    rec = json.loads((tmp_path / "res" / "runs" / "a2-m2-n1-r3.json").read_text())
+    assert rec["status"] == "failed" and rec["error"].startswith("start: ") and "missing.yml" in rec["error"]
+    assert rec["experiment"]["stage_failed"] == "start" and rec["downtime"]["user"] is None
+    assert (tmp_path / "res" / "results.csv").read_text().count("\n") == 2
+
+    assert experiment_main(args) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again == {"line": "a2 m2 n1 #3: already recorded (failed), skipped", "status": "skipped"}
+
+
+def test_ansible_cause_names_the_failing_task_and_message():
+    output = "\n".join([
+        "TASK [Preflight on both hosts (changes nothing)] ****",
+        'fatal: [mec-lab-source]: FAILED! => {"changed": false, "msg": "criu check failed on mec-lab-source"}',
+        "PLAY RECAP ****"])
+    assert runner.ansible_cause(output) == "Preflight on both hosts (changes nothing): criu check failed on mec-lab-source"
+    assert runner.ansible_cause("") == "no output"
+
+
+def test_migrate_extra_vars_per_strategy():
+    m1 = runner.migrate_extra("a3", "m1", "n2", "rid", Path("/r"), "nc")
+    assert m1[0] == {"app": "a3", "strategy": "m1", "network_label": "n2", "run_id": "rid", "results_dir": "/r",
+                     "transfer": "nc", "migration_cleanup": True}
+    assert m1[1]["start_command"][:3] == ["memcached", "-u", "memcache"]
+    m2 = runner.migrate_extra("a2", "m2", "n1", "rid", Path("/r"), "ssh")
+    assert m2[1] == {"app_phase_url": "http://127.0.0.1:3000/changePhase?inMigration=1"} and len(m2) == 2
+
+
+def test_lab_hosts_reads_the_lab_inventory(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("""all:
+  children:
+    mec_hosts:
+      children:
+        source: {hosts: {s1: {ansible_host: 10.0.0.1}}}
+        target: {hosts: {t1: {ansible_host: 10.0.0.2}}}
+      vars:
+        ansible_user: root
+        ansible_ssh_private_key_file: "{{ inventory_dir }}/id_ed25519"
+""")
+    hosts = runner.lab_hosts(inv)
+    assert hosts["source"] == {"name": "s1", "address": "10.0.0.1", "user": "root", "key": "%s/id_ed25519" % tmp_path}
+    assert hosts["target"]["address"] == "10.0.0.2"
+
+
+def test_tc_helper_restores_a_saved_root_qdisc():
+    tc = load_tc_helper()
+    assert tc.restore_argv("eth0", "qdisc pfifo 7: root refcnt 3 limit 500p") == [
+        "tc", "qdisc", "add", "dev", "eth0", "root", "handle", "7:", "pfifo", "limit", "500"]
+    assert tc.restore_argv("eth0", "qdisc noqueue 0: root refcnt 2") is None
+    assert tc.restore_argv("eth0", "qdisc pfifo_fast 0: root refcnt 2 bands 3 priomap 1 2") is None
+    assert tc.restore_argv("eth0", "") is None
