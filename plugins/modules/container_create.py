@@ -16,7 +16,7 @@ description:
   - Only what C(docker run) added is given; what the image gave comes from O(image). An imported image
     (strategy m1) therefore lacks the source image's configuration; O(start_command) is then the command
     to start it with (the seed's manual input).
-  - The container is only created unless O(start=true): the relocation starts it.
+  - The container is only created unless O(start=true); the relocation starts it.
 version_added: 0.1.0
 author: mec.migration developers
 extends_documentation_fragment: [mec.migration.docker]
