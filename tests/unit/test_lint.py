@@ -1,0 +1,11 @@
+"""The collection passes ansible-lint's production profile (config: .ansible-lint, .yamllint)."""
+
+import subprocess
+
+from labutil import ROOT, venv_bin
+
+
+def test_ansible_lint_production_profile():
+    proc = subprocess.run([venv_bin("ansible-lint"), "--nocolor", "--offline"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
