@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     one.add_argument("--reset", choices=["needed", "always", "never"], default="needed",
                      help="put the apps back on the source first: when they are not in place (default), always, never")
     one.add_argument("--timeout", type=float, default=600)
+    one.add_argument("--retry-failed", nargs="?", const="yes", default="no", choices=["yes", "no"],
+                     help="run again a run recorded as failed")
     one.add_argument("--debug", action="store_true")
     c = sub.add_parser("csv", help="rewrite RESULTS/results.csv from RESULTS/runs/*.json")
     c.add_argument("results")

@@ -185,7 +185,8 @@ def run_one(args) -> dict:
     if path.exists():
         try:
             old = json.loads(path.read_text())
-            return {"line": "%s: already recorded (%s), skipped" % (cell, old.get("status")), "status": "skipped"}
+            if not (args.retry_failed == "yes" and old.get("status") != "ok"):
+                return {"line": "%s: already recorded (%s), skipped" % (cell, old.get("status")), "status": "skipped"}
         except ValueError:
             pass  # a corrupt record is run again
     t0 = time.monotonic()

@@ -140,3 +140,10 @@ def test_memcached_reply_parsing():
     reply = b"VALUE zone01 0 1\r\n3\r\nVALUE zone02 0 2\r\n12\r\nEND\r\n"
     assert probe.parse_get_reply(reply) == {"zone01": "3", "zone02": "12"}
     assert probe.parse_get_reply(b"END\r\n") == {}
+
+
+def test_table_81_leaves_out_runs_that_failed_before_the_migration():
+    reset_failed = synthetic_record("a1", "m2", "n2", 1, status="failed")
+    reset_failed["experiment"]["stage_failed"] = "reset"
+    t = analysis.table_81([synthetic_record("a1", "m2", "n1", 1), reset_failed])
+    assert t[("a1", "m2")]["text"] == "yes 1/1"

@@ -77,3 +77,12 @@ def test_tc_helper_restores_a_saved_root_qdisc():
     assert tc.restore_argv("eth0", "qdisc noqueue 0: root refcnt 2") is None
     assert tc.restore_argv("eth0", "qdisc pfifo_fast 0: root refcnt 2 bands 3 priomap 1 2") is None
     assert tc.restore_argv("eth0", "") is None
+
+
+def test_retry_failed_runs_a_failed_run_again(tmp_path, capsys):
+    args = ["run-one", "--inventory", str(tmp_path / "missing.yml"), "--results", str(tmp_path / "res"),
+            "--app", "a1", "--strategy", "m1", "--network", "n2", "--rep", "1"]
+    experiment_main(args)
+    experiment_main(args + ["--retry-failed", "yes"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["status"] for line in lines] == ["failed", "failed"]
