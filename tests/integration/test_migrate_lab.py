@@ -133,11 +133,14 @@ def test_counter_app_migrates(lab, app, tmp_path, strategy, transfer):
     got, want = dst.inspect(app.name), before
     if strategy == "m1":
         assert record["lost_config"] == ALL_LOST
+        # the seed's "manual input": the command the imported image was started with
+        assert record["start_command"] == (want["Config"]["Entrypoint"] or []) + (want["Config"]["Cmd"] or [])
+        assert got["Config"]["Cmd"] == record["start_command"]
         assert got["Config"]["Entrypoint"] is None
         assert (got["Config"]["WorkingDir"], got["Config"]["User"]) == ("", "")
         assert "MEC_APP=counter" not in got["Config"]["Env"]
     else:
-        assert record["lost_config"] == []
+        assert record["lost_config"] == [] and record["start_command"] is None
         for key in ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts"):
             assert got["Config"][key] == want["Config"][key], key
     assert "RUN_ENV=1" in got["Config"]["Env"]
