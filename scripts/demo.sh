@@ -3,10 +3,10 @@
 # (two MEC hosts provisioned by the collection's roles), the local MEC sandbox, the API gateways and
 # the seed's apps, then migrates app a2 (the zone counter) from source to target and prints the
 # results record. Safe to run again (a migrated app is moved back first).
-#   STRATEGY=m1|m2|m3 (default m3)   APP=a1|a2|a3 (default a2)   TRANSFER=nc|ssh (default nc)
+#   STRATEGY=m1|m2|m3 (default m2)   APP=a1|a2|a3 (default a2)   TRANSFER=nc|ssh (default nc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STRATEGY=${STRATEGY:-m3}
+STRATEGY=${STRATEGY:-m2}
 APP=${APP:-a2}
 TRANSFER=${TRANSFER:-nc}
 ./scripts/bootstrap.sh
@@ -14,8 +14,14 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 ansible-playbook playbooks/lab.yml
 ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml -e apps_reset=true
+extra=()
+if [ "$APP" = a2 ]; then
+    # A2 is migration-aware (the seed's phase endpoint) and answers its state on port 3000.
+    extra=(-e "app_phase_url=http://127.0.0.1:3000/changePhase?inMigration=1"
+           -e "state_check_url=http://127.0.0.1:3000/state")
+fi
 ansible-playbook -i inventories/local/hosts.yml playbooks/migrate.yml \
-    -e "app=$APP" -e "strategy=$STRATEGY" -e "transfer=$TRANSFER" -e network_label=lab
+    -e "app=$APP" -e "strategy=$STRATEGY" -e "transfer=$TRANSFER" -e network_label=lab "${extra[@]}"
 
 record=$(ls -t results/*.json | head -n 1)
 echo
