@@ -27,7 +27,7 @@ def test_criu_check_passes(lab, group):
     _, address = lab[group]
     proc = ssh(address, "PATH=/usr/local/sbin:$PATH criu check && PATH=/usr/local/sbin:$PATH criu --version")
     assert "Looks good." in proc.stdout
-    assert "Version: 4.1.1" in proc.stdout
+    assert "Version: 4.2.1" in proc.stdout
 
 
 def _last_count(address, container):
