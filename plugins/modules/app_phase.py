@@ -71,7 +71,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.error import HTTPError
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import fail, hostname
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import notify_phase
+from ansible_collections.mec.migration.plugins.module_utils.relocation import notify_phase
 
 
 def main():

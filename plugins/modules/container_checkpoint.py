@@ -73,8 +73,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, DockerCli, get_client)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    container_checkpoint_dir, create_checkpoint, dir_size, require_container, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir, create_checkpoint
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
 
 def main():

@@ -81,8 +81,9 @@ freeze_source:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    commit_container, find_image, require_container, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.images import commit_container, find_image
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
 
 def main():

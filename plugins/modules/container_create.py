@@ -90,8 +90,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    MigrationError, container_checkpoint_dir, create_container_from_config, find_container, find_image, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir
+from ansible_collections.mec.migration.plugins.module_utils.images import find_image
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import create_container_from_config, find_container
 
 
 def main():

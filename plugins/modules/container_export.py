@@ -62,8 +62,9 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    export_container, require_container, run_guarded, write_artifact)
+from ansible_collections.mec.migration.plugins.module_utils.images import export_container
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded, write_artifact
+from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
 
 def main():

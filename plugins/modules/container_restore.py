@@ -64,8 +64,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, DockerCli, get_client, hostname)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    place_checkpoint, require_container, run_guarded, start_from_checkpoint, wait_running)
+from ansible_collections.mec.migration.plugins.module_utils.checkpoints import place_checkpoint, start_from_checkpoint
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container, wait_running
 
 
 def main():

@@ -88,7 +88,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import run_guarded, transfer
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.transport import transfer
 
 
 def main():

@@ -82,8 +82,9 @@ lost_config:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    IMAGE_CONFIG_KEYS, find_image, import_image, lost_image_config, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.images import find_image, import_image
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import IMAGE_CONFIG_KEYS, lost_image_config
 
 
 def main():

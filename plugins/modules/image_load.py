@@ -63,7 +63,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import find_image, load_image, run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.images import find_image, load_image
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
 
 
 def main():

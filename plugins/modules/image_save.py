@@ -61,8 +61,8 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    MigrationError, find_image, run_guarded, save_image, write_artifact)
+from ansible_collections.mec.migration.plugins.module_utils.images import find_image, save_image
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded, write_artifact
 
 
 def _require_image(client, ref):

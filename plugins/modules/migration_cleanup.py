@@ -66,8 +66,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, NotFound, get_client)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    find_container, find_image, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.images import find_image
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import find_container
 
 
 def _volume_exists(client, name):

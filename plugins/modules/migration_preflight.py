@@ -112,8 +112,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, LANG_C, NotFound, get_client, hostname)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    find_container, free_bytes, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import free_bytes
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.run_config import find_container
 
 
 def is_local_address(address):

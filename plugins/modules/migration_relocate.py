@@ -139,8 +139,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, DockerCli, get_client)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    MigrationError, relocate_source, relocate_target, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.relocation import relocate_source, relocate_target
 
 
 def _check(p):

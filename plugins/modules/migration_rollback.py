@@ -72,8 +72,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, DockerCli, get_client, hostname)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    require_container, rollback_source, run_guarded)
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.relocation import rollback_source
+from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
 
 def main():

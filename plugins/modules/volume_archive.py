@@ -66,8 +66,8 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import (
-    archive_volume, run_guarded, write_artifact)
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded, write_artifact
+from ansible_collections.mec.migration.plugins.module_utils.volumes import archive_volume
 
 
 def main():

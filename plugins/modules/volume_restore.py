@@ -68,7 +68,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, NotFound, get_client)
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import restore_volume, run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.volumes import restore_volume
 
 
 def main():

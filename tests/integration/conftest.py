@@ -106,7 +106,7 @@ def cleanup(docker_client):
 
 @pytest.fixture
 def ansible_module():
-    """A real AnsibleModule (real run_command) for the functions of migration_ops."""
+    """A real AnsibleModule (real run_command) for the migration operations of plugins/module_utils."""
     from ansible.module_utils.basic import AnsibleModule
     from ansible.module_utils.testing import patch_module_args
     with patch_module_args({}):

@@ -1,4 +1,4 @@
-"""migration_ops against this machine's Docker engine, on real containers of mec-test/counter:1.
+"""The migration operations (plugins/module_utils) against this machine's Docker engine, on real containers of mec-test/counter:1.
 
 Source and "target" share one engine here, so the target container gets another name and volume; the
 lab tests (test_migrate_lab.py) run the real two-host playbook.
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.mec.migration.plugins.module_utils import migration_ops as ops
+from ansible_collections.mec.migration.plugins.module_utils import images, relocation, run_config, volumes
 
 pytestmark = pytest.mark.docker
 
@@ -61,18 +61,18 @@ def _retarget(run_config, suffix):
 def test_export_import_loses_image_config(docker_client, counter_image, cleanup, unique, tmp_path):
     c = docker_client
     _run_counter(c, cleanup, counter_image, unique)
-    src = ops.capture_run_config(c, unique)
-    exp = ops.export_container(c, unique, str(tmp_path / "fs.tar"))
+    src = run_config.capture_run_config(c, unique)
+    exp = images.export_container(c, unique, str(tmp_path / "fs.tar"))
     assert exp["size"] == os.path.getsize(str(tmp_path / "fs.tar")) > 1000000
     ref = "mec-test/%s-imported:1" % unique
     cleanup.images.append(ref)
-    imp = ops.import_image(c, exp["path"], ref, source_config=src["image_config"])
+    imp = images.import_image(c, exp["path"], ref, source_config=src["image_config"])
     assert imp["lost_config"] == ["CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "EXPOSE", "LABEL"]
 
     name = unique + "-m1"
     cleanup.containers.append(name)
     command = src["effective"]["entrypoint"] + src["effective"]["cmd"]  # the seed's manual input
-    ops.create_container_from_config(c, _retarget(src, "-m1"), ref, name=name, start_command=command, start=True)
+    run_config.create_container_from_config(c, _retarget(src, "-m1"), ref, name=name, start_command=command, start=True)
     cfg = c.api.inspect_container(name)["Config"]
     assert cfg["Entrypoint"] is None and cfg["WorkingDir"] == "" and cfg["User"] == ""
     assert "MEC_APP=counter" not in cfg["Env"] and "RUN_ENV=1" in cfg["Env"]  # run-time env kept, image env lost
@@ -82,20 +82,20 @@ def test_export_import_loses_image_config(docker_client, counter_image, cleanup,
 def test_commit_save_load_keeps_image_config(docker_client, counter_image, cleanup, unique, tmp_path):
     c = docker_client
     _run_counter(c, cleanup, counter_image, unique, restart_policy={"Name": "unless-stopped"})
-    src = ops.capture_run_config(c, unique)
+    src = run_config.capture_run_config(c, unique)
     ref = "mec-test/%s-committed:1" % unique
     cleanup.images.append(ref)
-    com = ops.commit_container(c, unique, ref)
+    com = images.commit_container(c, unique, ref)
     print("commit %.3fs, freeze %.3fs (%s)" % (com["duration"], com["freeze_duration"], com["freeze_source"]))
     assert 0 < com["freeze_duration"] <= com["duration"] + 0.05
-    saved = ops.save_image(c, ref, str(tmp_path / "img.tar"))
+    saved = images.save_image(c, ref, str(tmp_path / "img.tar"))
     c.api.remove_image(ref, force=True)
-    loaded = ops.load_image(c, saved["path"])
+    loaded = images.load_image(c, saved["path"])
     assert loaded["images"] == [ref]
 
     name = unique + "-m2"
     cleanup.containers.append(name)
-    ops.create_container_from_config(c, _retarget(src, "-m2"), ref, name=name, start=True)
+    run_config.create_container_from_config(c, _retarget(src, "-m2"), ref, name=name, start=True)
     cleanup.volumes.extend(m["name"] for m in _retarget(src, "-m2")["mounts"] if m["type"] == "volume")
     want, got = c.api.inspect_container(unique), c.api.inspect_container(name)
     for key in ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts"):
@@ -114,13 +114,13 @@ def test_run_config_networks_aliases_ports(docker_client, counter_image, cleanup
     c.api.create_container(counter_image, name=unique, host_config=hc, networking_config=netcfg, ports=[8080],
                            labels={"mec.migration.test": "1"})
     cleanup.containers.append(unique)
-    src = ops.capture_run_config(c, unique)
+    src = run_config.capture_run_config(c, unique)
     assert src["networks"] == {net: {"aliases": ["gateway-app"], "ipv4_address": None}}
     cfg = _retarget(src, "-copy")
     cfg["ports"] = src["ports"]
     name = unique + "-copy"
     cleanup.containers.append(name)
-    ops.create_container_from_config(c, cfg, counter_image, name=name)
+    run_config.create_container_from_config(c, cfg, counter_image, name=name)
     got = c.api.inspect_container(name)
     assert got["NetworkSettings"]["Networks"][net]["Aliases"][:1] == ["gateway-app"]
     assert got["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
@@ -131,10 +131,10 @@ def test_volume_archive_restore(docker_client, counter_image, cleanup, unique, t
     _run_counter(c, cleanup, counter_image, unique, volume=unique + "-data")
     value = _wait_value(c, unique, "/data/count", minimum=3)
     c.api.stop(unique, timeout=2)
-    arch = ops.archive_volume(c, unique + "-data", str(tmp_path / "v.tar"))
+    arch = volumes.archive_volume(c, unique + "-data", str(tmp_path / "v.tar"))
     assert arch["volume_size"] > 0
     cleanup.volumes.append(unique + "-copy")
-    res = ops.restore_volume(c, unique + "-copy", arch["path"])
+    res = volumes.restore_volume(c, unique + "-copy", arch["path"])
     mp = c.api.inspect_volume(unique + "-copy")["Mountpoint"]
     assert res["created"] is True
     assert int(open(os.path.join(mp, "count")).read()) >= value
@@ -147,24 +147,24 @@ def test_relocation_on_loopback_continues_volume_counter(docker_client, counter_
     """Both halves of migration_relocate on one engine over 127.0.0.1; prints the downtime figures."""
     c = docker_client
     _run_counter(c, cleanup, counter_image, unique, volume=unique + "-data")
-    src = ops.capture_run_config(c, unique)
+    src = run_config.capture_run_config(c, unique)
     dst = _retarget(src, "-t")
     cleanup.containers.append(dst["name"])
     cleanup.volumes.append(unique + "-data-t")
-    ops.create_container_from_config(c, dst, counter_image)
+    run_config.create_container_from_config(c, dst, counter_image)
     before = _wait_value(c, unique, "/data/count", minimum=5)
     port = 47000 + int(unique[-3:], 16) % 1000
     out = {}
 
     def target():
         try:
-            out["t"] = ops.relocate_target(ansible_module, c, None, dst["name"], transfer, port=port, timeout=20,
+            out["t"] = relocation.relocate_target(ansible_module, c, None, dst["name"], transfer, port=port, timeout=20,
                                            listen_address="127.0.0.1")
         except Exception as exc:
             out["err"] = exc
     t = threading.Thread(target=target)
     t.start()
-    s = ops.relocate_source(ansible_module, c, None, unique, transfer, "127.0.0.1", port=port, stop_timeout=2,
+    s = relocation.relocate_source(ansible_module, c, None, unique, transfer, "127.0.0.1", port=port, stop_timeout=2,
                             timeout=20, local_workdir=str(tmp_path))
     t.join(30)
     assert "err" not in out, out.get("err")
@@ -184,6 +184,6 @@ def test_rollback_brings_source_back_with_volume(docker_client, counter_image, c
     _run_counter(c, cleanup, counter_image, unique, volume=unique + "-data")
     before = _wait_value(c, unique, "/data/count", minimum=3)
     c.api.stop(unique, timeout=2)
-    res = ops.rollback_source(c, None, unique)
+    res = relocation.rollback_source(c, None, unique)
     assert (res["method"], res["running"]) == ("start", True)
     assert _wait_value(c, unique, "/data/count", minimum=before + 1) > before

@@ -2,7 +2,6 @@ from unittest import mock
 
 import pytest
 
-from ansible_collections.mec.migration.plugins.module_utils import migration_ops
 from ansible_collections.mec.migration.plugins.modules import app_phase
 from .conftest import AnsibleFailJson
 
@@ -32,7 +31,7 @@ def test_unexpected_status_fails(run_module):
 
 
 def test_check_mode_does_not_call(run_module):
-    with mock.patch.object(migration_ops, "notify_phase") as notify:
+    with mock.patch.object(app_phase, "notify_phase") as notify:
         result = run_module(app_phase, {"url": "http://127.0.0.1:1/x", "_ansible_check_mode": True})
     notify.assert_not_called()
     assert result["changed"] is True

@@ -1,7 +1,7 @@
 import pytest
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C
-from ansible_collections.mec.migration.plugins.module_utils.migration_ops import DEFAULT_SSH_OPTIONS
+from ansible_collections.mec.migration.plugins.module_utils.transport import DEFAULT_SSH_OPTIONS
 from ansible_collections.mec.migration.plugins.modules import file_transfer
 from .conftest import AnsibleFailJson
 

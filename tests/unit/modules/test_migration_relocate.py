@@ -1,6 +1,6 @@
 """migration_relocate: both halves over real loopback sockets, with mocked Docker clients.
 
-The target half runs in a thread through migration_ops.relocate_target (its own mocked client); the
+The target half runs in a thread through relocation.relocate_target (its own mocked client); the
 source half runs the module's main() (module args are process-global, so only one main() at a time).
 """
 import threading
@@ -8,7 +8,8 @@ from unittest import mock
 
 import pytest
 
-from ansible_collections.mec.migration.plugins.module_utils import migration_ops
+from ansible_collections.mec.migration.plugins.module_utils import relocation, transport
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C
 from ansible_collections.mec.migration.plugins.modules import migration_relocate
 from .conftest import AnsibleFailJson, inspect_container
@@ -50,7 +51,7 @@ def test_nc_relocation_moves_volume_and_reports_times(run_module, client, tmp_pa
 
     def run_target():
         try:
-            target["result"] = migration_ops.relocate_target(mock.MagicMock(), tclient, None, "app", "nc", port=port,
+            target["result"] = relocation.relocate_target(mock.MagicMock(), tclient, None, "app", "nc", port=port,
                                                              timeout=10, listen_address="127.0.0.1")
         except Exception as exc:  # reported by the assertions below
             target["error"] = exc
@@ -141,13 +142,13 @@ def test_cut_stream_fails_target_without_start(tmp_path):
 
     def run_target():
         try:
-            migration_ops.relocate_target(mock.MagicMock(), tclient, None, "app", "nc", port=port, timeout=5,
+            relocation.relocate_target(mock.MagicMock(), tclient, None, "app", "nc", port=port, timeout=5,
                                           listen_address="127.0.0.1")
-        except migration_ops.MigrationError as exc:
+        except MigrationError as exc:
             errors["msg"] = exc.msg
     t = threading.Thread(target=run_target)
     t.start()
-    sock = migration_ops._connect_retry("127.0.0.1", port, __import__("time").monotonic() + 5)
+    sock = transport.connect_retry("127.0.0.1", port, __import__("time").monotonic() + 5)
     sock.sendall(b"appdata/count\0" + b"\0" * 100)  # half a tar header, then the line goes dead
     sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+"""The relocation (the app is down): the source's and the target's halves, the rollback of the source, and
+the app's phase notification before it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tarfile
+import time
+
+from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir, create_checkpoint, start_from_checkpoint
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
+from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container, volume_mounts, volume_streams, wait_running
+from ansible_collections.mec.migration.plugins.module_utils.timing import Stopwatch, wall_clock
+from ansible_collections.mec.migration.plugins.module_utils.transport import connect_retry, ssh_command, transfer, wait_remote_ready
+from ansible_collections.mec.migration.plugins.module_utils.volumes import STREAM_CHUNK, extract_volumes_tar, write_volumes_tar
+
+def notify_phase(url, timeout=5, method="GET", validate_certs=True):
+    """Tell a migration-aware app its phase (e.g. GET /changePhase?inMigration=1)."""
+    from ansible.module_utils.urls import open_url
+    t0 = time.monotonic()
+    resp = open_url(url, method=method, timeout=timeout, validate_certs=validate_certs)
+    body = resp.read()
+    return dict(status=resp.getcode(), body=body.decode("utf-8", "replace")[:2048],
+                duration=round(time.monotonic() - t0, 6))
+
+def relocate_source(module, client, cli, name, transfer_method, target_host, checkpoint=None,
+                    target_checkpoint_dir=None, remote_workdir=None, port=None, stop_timeout=2,
+                    ssh_options=None, user="root", timeout=120, local_workdir=None, result=None):
+    """Source half of the relocation: stop (or final checkpoint), send state, signal completion.
+
+    ``result`` (a dict) is filled as the steps go, so a caller still has the
+    figures (and ``source_stopped``) when a step fails.
+    """
+    info = require_container(client, name)
+    if not (info.get("State") or {}).get("Running"):
+        raise MigrationError("Container %s is not running on the source host %s." % (name, hostname()))
+    volumes = volume_streams(info)
+    sw = Stopwatch()
+    result = {} if result is None else result
+    result.update(volumes=sorted(volume_mounts(info)), sizes={}, source_stopped=False, durations=sw.durations)
+    deadline = time.monotonic() + timeout
+    # Handshake before the stop: the source stops only once the target is ready to receive, so a target
+    # that is down or failed its checks costs no downtime (and the wait is not part of the downtime).
+    t0 = time.monotonic()
+    sock = None
+    if transfer_method == "nc":
+        sock = connect_retry(target_host, port, deadline)
+    else:
+        wait_remote_ready(module, target_host, os.path.join(remote_workdir, "target.ready"), deadline,
+                           user=user, ssh_options=ssh_options)
+    result["handshake_duration"] = round(time.monotonic() - t0, 6)
+    # A restart policy would bring the source back after the stop or the final checkpoint (which the
+    # engine does not count as a manual stop): clear it; migration_rollback puts it back.
+    policy = (info.get("HostConfig") or {}).get("RestartPolicy") or {}
+    if policy.get("Name") not in (None, "", "no"):
+        client.api.update_container(info["Id"], restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        result["restart_policy_cleared"] = policy
+    try:
+        result["stopped_at"] = wall_clock()
+        result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
+        if checkpoint:
+            with sw.step("checkpoint"):
+                ck = create_checkpoint(client, cli, name, checkpoint, leave_running=False)
+            result["sizes"]["checkpoint_final"] = ck["size"]
+            result["checkpoint_path"] = ck["path"]
+        else:
+            with sw.step("stop"):
+                client.api.stop(info["Id"], timeout=stop_timeout)
+        result["sizes"]["volume"] = sum(dir_size(mp) for mp in volumes.values())
+        if checkpoint:
+            with sw.step("checkpoint_transfer"):
+                tr = transfer(module, "rsync", ck["path"].rstrip("/") + "/", target_host,
+                              target_checkpoint_dir.rstrip("/") + "/", user=user, ssh_options=ssh_options)
+            result["rsync_stats"] = tr["stats"]
+            result["sizes"]["checkpoint_transferred"] = tr["transferred_bytes"]
+        if transfer_method == "nc":
+            with sw.step("volume_transfer"):
+                try:
+                    sock.settimeout(max(1.0, deadline - time.monotonic()))
+                    with sock.makefile("wb", buffering=STREAM_CHUNK) as wf:
+                        write_volumes_tar(wf, volumes, stream=True)
+                    sock.shutdown(socket.SHUT_WR)  # EOF = completion signal
+                    ack = sock.makefile("rb").readline().decode("utf-8", "replace").strip()
+                finally:
+                    sock.close()
+            if ack != "OK":
+                raise MigrationError("The target did not confirm the volume stream (answer: %r)." % ack)
+        else:
+            archive = os.path.join(local_workdir, "volumes.tar")
+            with sw.step("volume_archive"):
+                with open(archive, "wb") as fh:
+                    write_volumes_tar(fh, volumes)
+            result["sizes"]["volume_tarball"] = os.path.getsize(archive)
+            with sw.step("volume_transfer"):
+                transfer(module, "scp", archive, target_host, os.path.join(remote_workdir, "volumes.tar"),
+                         user=user, ssh_options=ssh_options)
+            with sw.step("signal"):
+                ssh_command(module, target_host, ["touch", os.path.join(remote_workdir, "relocation.done")],
+                            user=user, ssh_options=ssh_options, what="writing the completion marker on the target")
+    except BaseException:
+        if sock is not None:
+            sock.close()  # the target sees the stream end early and fails at once
+        raise
+    result["durations"] = sw.durations
+    result["transfer_duration"] = round(sum(v for k, v in sw.durations.items()
+                                            if k in ("checkpoint_transfer", "volume_transfer", "signal")), 6)
+    result["source_duration"] = round(sum(v for k, v in sw.durations.items()
+                                          if k in ("checkpoint", "stop", "volume_archive")), 6)
+    return result
+
+def relocate_target(module, client, cli, name, transfer_method, checkpoint=None, port=None, workdir=None,
+                    timeout=120, listen_address="0.0.0.0", result=None):
+    """Target half: receive the volumes, wait for the completion signal, start (from the checkpoint)."""
+    info = require_container(client, name)
+    if (info.get("State") or {}).get("Running"):
+        raise MigrationError("Container %s already runs on the target host %s." % (name, hostname()))
+    volumes = volume_streams(info)
+    sw = Stopwatch()
+    result = {} if result is None else result
+    result.update(volumes=sorted(volume_mounts(info)), durations=sw.durations)
+    deadline = time.monotonic() + timeout
+    if transfer_method == "nc":
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            srv.bind((listen_address, port))
+            srv.listen(1)
+            srv.settimeout(timeout)
+            with sw.step("wait"):
+                try:
+                    conn, _peer = srv.accept()
+                except socket.timeout:
+                    raise MigrationError("No volume stream arrived on port %s of host %s within %ss (did the "
+                                         "source fail?)." % (port, hostname(), timeout))
+                conn.settimeout(max(1.0, deadline - time.monotonic()))
+                try:
+                    # the source connects before it stops the app; the stream starts after its stop
+                    conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    pass  # reported by the extraction below
+            try:
+                with sw.step("volume_receive"):
+                    with conn.makefile("rb", buffering=STREAM_CHUNK) as rf:
+                        result["members"] = extract_volumes_tar(rf, volumes, stream=True)
+                        rest = rf.read()  # up to EOF: the completion signal
+                        if rest.strip(b"\0"):
+                            raise MigrationError("Unexpected data after the volume stream.")
+                conn.sendall(b"OK\n")
+            except (OSError, tarfile.TarError, EOFError) as exc:
+                raise MigrationError("The volume stream was cut on host %s: %s" % (hostname(), exc))
+            finally:
+                conn.close()
+        finally:
+            srv.close()
+    else:
+        marker = os.path.join(workdir, "relocation.done")
+        with open(os.path.join(workdir, "target.ready"), "w") as fh:
+            fh.write("%s\n" % wall_clock())
+        with sw.step("wait"):
+            while not os.path.exists(marker):
+                if time.monotonic() > deadline:
+                    raise MigrationError("The completion marker %s did not appear on host %s within %ss (did "
+                                         "the source fail?)." % (marker, hostname(), timeout))
+                time.sleep(0.002)
+        with sw.step("volume_restore"):
+            with open(os.path.join(workdir, "volumes.tar"), "rb") as fh:
+                result["members"] = extract_volumes_tar(fh, volumes)
+    with sw.step("start"):
+        if checkpoint:
+            start_from_checkpoint(client, cli, info["Id"], checkpoint)
+        else:
+            client.api.start(info["Id"])
+        running, state = wait_running(client, info["Id"], timeout=10)
+    result["running_at"] = wall_clock()
+    if not running:
+        raise MigrationError("Container %s did not stay running on the target host %s (status %s, exit code %s, "
+                             "error %r)." % (name, hostname(), state.get("Status"), state.get("ExitCode"),
+                                             state.get("Error")), state=state)
+    result["durations"] = sw.durations
+    result["target_duration"] = round(sum(v for k, v in sw.durations.items() if k != "wait"), 6)
+    return result
+
+def _restore_policy(client, info, restart_policy):
+    if restart_policy and restart_policy.get("Name") not in (None, "", "no") and \
+            (info.get("HostConfig") or {}).get("RestartPolicy") != restart_policy:
+        client.api.update_container(info["Id"], restart_policy=dict(
+            Name=restart_policy["Name"], MaximumRetryCount=restart_policy.get("MaximumRetryCount") or 0))
+        return True
+    return False
+
+def rollback_source(client, cli, name, checkpoint=None, restart_policy=None):
+    """Bring the source container back: from its checkpoint (m3) or a plain start with its volumes.
+
+    ``restart_policy`` (the source's own, which the relocation cleared) is put back.
+    """
+    info = require_container(client, name)
+    if (info.get("State") or {}).get("Running"):
+        policy_changed = _restore_policy(client, info, restart_policy)
+        return dict(changed=policy_changed, method="already running", running=True)
+    method = "start"
+    errors = []
+    if checkpoint and os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)):
+        rc, _out, err = cli.run(["start", "--checkpoint", checkpoint, info["Id"]], check=False)
+        if rc == 0:
+            method = "checkpoint"
+        else:
+            errors.append("start from checkpoint %s failed: %s" % (checkpoint, err.strip()))
+    if method == "start":
+        client.api.start(info["Id"])
+    running, state = wait_running(client, info["Id"], timeout=10)
+    _restore_policy(client, info, restart_policy)
+    return dict(changed=True, method=method, running=running, state=state, errors=errors)

@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+"""A container's run configuration: looked up, captured (what the image gives and what `docker run` added),
+compared, and re-created on another engine."""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
+
+IMAGE_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Labels")
+
+
+IMAGE_CONFIG_NAMES = dict(Cmd="CMD", Entrypoint="ENTRYPOINT", Env="ENV", WorkingDir="WORKDIR", User="USER",
+                          ExposedPorts="EXPOSE", Labels="LABEL")
+
+
+def find_container(client, name):
+    """Inspect data of container ``name``, or None."""
+    from ansible_collections.mec.migration.plugins.module_utils.docker_client import NotFound
+    try:
+        return client.api.inspect_container(name)
+    except NotFound:
+        return None
+
+def require_container(client, name):
+    info = find_container(client, name)
+    if info is None:
+        raise MigrationError("Container %s does not exist on host %s." % (name, hostname()), host=hostname())
+    return info
+
+def volume_mounts(info):
+    """``{volume_name: mountpoint}`` of the named volumes a container mounts."""
+    return dict((m["Name"], m["Source"]) for m in info.get("Mounts") or [] if m.get("Type") == "volume")
+
+def volume_streams(info):
+    """``{key: mountpoint}`` of a container's named volumes, keyed by the (quoted) mount destination, which is
+    the same on source and target even where the volumes' names differ."""
+    from urllib.parse import quote
+    return dict((quote(m["Destination"], safe=""), m["Source"]) for m in info.get("Mounts") or []
+                if m.get("Type") == "volume")
+
+def _short_aliases(info):
+    return set([info["Id"][:12], info["Id"], info["Name"].lstrip("/")])
+
+def capture_run_config(client, name):
+    """The run configuration of a container, split into what the image gives and what `docker run` added.
+
+    ``overrides`` holds only the run-time settings that differ from the image's
+    configuration, so re-creating from an image that kept its configuration
+    (commit/save/load) reproduces the source exactly, while an imported image
+    (export/import) gets only the run-time settings: what the image gave is lost.
+    """
+    info = require_container(client, name)
+    image = client.api.inspect_image(info["Image"])
+    cfg = info.get("Config") or {}
+    host = info.get("HostConfig") or {}
+    icfg = image.get("Config") or {}
+
+    overrides = {}
+    image_env = set(icfg.get("Env") or [])
+    env = [e for e in cfg.get("Env") or [] if e not in image_env]
+    if env:
+        overrides["env"] = env
+    for key, field in (("cmd", "Cmd"), ("entrypoint", "Entrypoint"), ("working_dir", "WorkingDir"),
+                       ("user", "User")):
+        if (cfg.get(field) or None) != (icfg.get(field) or None) and cfg.get(field):
+            overrides[key] = cfg.get(field)
+    image_labels = icfg.get("Labels") or {}
+    labels = dict((k, v) for k, v in (cfg.get("Labels") or {}).items() if image_labels.get(k) != v)
+    if labels:
+        overrides["labels"] = labels
+    if cfg.get("Hostname") and cfg.get("Hostname") != info["Id"][:12]:
+        overrides["hostname"] = cfg["Hostname"]
+    image_ports = set((icfg.get("ExposedPorts") or {}).keys())
+    exposed = sorted(set((cfg.get("ExposedPorts") or {}).keys()) - image_ports)
+    if exposed:
+        overrides["exposed_ports"] = exposed
+    if cfg.get("StopSignal") and cfg.get("StopSignal") != icfg.get("StopSignal"):
+        overrides["stop_signal"] = cfg["StopSignal"]
+
+    mounts = []
+    for m in info.get("Mounts") or []:
+        if m.get("Type") == "volume":
+            mounts.append(dict(type="volume", name=m["Name"], destination=m["Destination"], rw=bool(m.get("RW")),
+                               driver=m.get("Driver") or "local"))
+        elif m.get("Type") == "bind":
+            mounts.append(dict(type="bind", source=m["Source"], destination=m["Destination"], rw=bool(m.get("RW"))))
+
+    skip_aliases = _short_aliases(info)
+    networks = {}
+    drivers = {}
+    for net, ep in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        aliases = [a for a in (ep.get("Aliases") or []) if a not in skip_aliases]
+        ipam = ep.get("IPAMConfig") or {}
+        networks[net] = dict(aliases=aliases, ipv4_address=ipam.get("IPv4Address") or None)
+        if net not in ("bridge", "host", "none"):
+            try:
+                ninfo = client.api.inspect_network(net)
+                drivers[net] = dict(driver=ninfo.get("Driver") or "bridge",
+                                    subnets=[c.get("Subnet") for c in ((ninfo.get("IPAM") or {}).get("Config") or [])
+                                             if c.get("Subnet")],
+                                    labels=ninfo.get("Labels") or {})
+            except Exception:
+                drivers[net] = dict(driver="bridge", subnets=[], labels={})
+
+    state = info.get("State") or {}
+    return dict(
+        name=info["Name"].lstrip("/"),
+        id=info["Id"],
+        image=cfg.get("Image"),
+        image_id=info["Image"],
+        running=bool(state.get("Running")),
+        status=state.get("Status"),
+        overrides=overrides,
+        ports=host.get("PortBindings") or {},
+        mounts=mounts,
+        tmpfs=host.get("Tmpfs") or {},
+        network_mode=host.get("NetworkMode") or "default",
+        networks=networks,
+        network_drivers=drivers,
+        restart_policy=host.get("RestartPolicy") or {},
+        image_config=dict((k, icfg.get(k)) for k in IMAGE_CONFIG_KEYS),
+        effective=dict(cmd=cfg.get("Cmd"), entrypoint=cfg.get("Entrypoint"), env=cfg.get("Env"),
+                       working_dir=cfg.get("WorkingDir"), user=cfg.get("User")),
+    )
+
+def lost_image_config(source_config, new_config):
+    """Names (CMD, ENV, ...) of the configuration keys the source image had and the new image lacks."""
+    lost = []
+    for key in IMAGE_CONFIG_KEYS:
+        had = (source_config or {}).get(key)
+        now = (new_config or {}).get(key)
+        if had and had != now:
+            lost.append(IMAGE_CONFIG_NAMES[key])
+    return lost
+
+def ensure_networks(client, run_config):
+    """Create the user-defined networks of ``run_config`` that the engine lacks; returns their names."""
+    created = []
+    for net, spec in (run_config.get("network_drivers") or {}).items():
+        if any(n.get("Name") == net for n in client.api.networks(names=[net])):
+            continue
+        ipam = None
+        if spec.get("subnets"):
+            from docker.types import IPAMConfig, IPAMPool
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=s) for s in spec["subnets"]])
+        client.api.create_network(net, driver=spec.get("driver") or "bridge", ipam=ipam,
+                                  labels=spec.get("labels") or None)
+        created.append(net)
+    return created
+
+def create_container_from_config(client, run_config, image, name=None, start_command=None, start=False):
+    """Create (and optionally start) a container from a captured run configuration.
+
+    ``start_command`` (a list) replaces the command, the seed's manual input for
+    images that lost theirs. Returns ``(container_id, created_networks)``.
+    """
+    name = name or run_config["name"]
+    ov = run_config.get("overrides") or {}
+    created_networks = ensure_networks(client, run_config)
+
+    binds, volumes = [], []
+    for m in run_config.get("mounts") or []:
+        mode = "rw" if m.get("rw", True) else "ro"
+        src = m["name"] if m["type"] == "volume" else m["source"]
+        if m["type"] == "volume" and not client.api.volumes(filters={"name": m["name"]}).get("Volumes"):
+            client.api.create_volume(name=m["name"], driver=m.get("driver") or "local")
+        binds.append("%s:%s:%s" % (src, m["destination"], mode))
+        volumes.append(m["destination"])
+
+    port_bindings = {}
+    for port, bindings in (run_config.get("ports") or {}).items():
+        # the SDK takes (ip, port) tuples; an empty host port lets the engine choose
+        port_bindings[port] = [(b.get("HostIp") or "", b["HostPort"]) if b.get("HostPort") else (b.get("HostIp") or "",)
+                               for b in (bindings or [])] or None
+    ports = sorted(set(list(port_bindings.keys()) + list(ov.get("exposed_ports") or [])))
+    ports = [tuple(p.split("/", 1)) if "/" in p else p for p in ports]
+
+    restart = run_config.get("restart_policy") or {}
+    restart_policy = None
+    if restart.get("Name") and restart.get("Name") != "no":
+        restart_policy = dict(Name=restart["Name"], MaximumRetryCount=restart.get("MaximumRetryCount") or 0)
+
+    networks = run_config.get("networks") or {}
+    mode = run_config.get("network_mode") or "default"
+    first_net = mode if mode in networks else (sorted(networks)[0] if networks else None)
+    host_config = client.api.create_host_config(
+        binds=binds or None, port_bindings=port_bindings or None, restart_policy=restart_policy,
+        network_mode=mode if mode not in ("default",) else None, tmpfs=run_config.get("tmpfs") or None)
+    networking_config = None
+    if first_net and first_net not in ("bridge", "host", "none"):
+        spec = networks[first_net]
+        networking_config = client.api.create_networking_config({first_net: client.api.create_endpoint_config(
+            aliases=spec.get("aliases") or None, ipv4_address=spec.get("ipv4_address") or None)})
+
+    command = list(start_command) if start_command else ov.get("cmd")
+    kwargs = dict(image=image, command=command, name=name, environment=ov.get("env"),
+                  hostname=ov.get("hostname"), user=ov.get("user"), working_dir=ov.get("working_dir"),
+                  entrypoint=ov.get("entrypoint"), labels=ov.get("labels"), ports=ports or None,
+                  volumes=volumes or None, host_config=host_config, networking_config=networking_config,
+                  stop_signal=ov.get("stop_signal"))
+    result = client.api.create_container(**dict((k, v) for k, v in kwargs.items() if v is not None))
+    cid = result["Id"]
+    for net, spec in sorted(networks.items()):
+        if net == first_net or net in ("bridge", "host", "none") or mode in ("host", "none"):
+            continue
+        client.api.connect_container_to_network(cid, net, aliases=spec.get("aliases") or None,
+                                                ipv4_address=spec.get("ipv4_address") or None)
+    if start:
+        client.api.start(cid)
+    return cid, created_networks
+
+def container_info(client, name, with_sizes=True):
+    """Run configuration plus sizes (bytes) of container ``name``; ``None`` when absent."""
+    if find_container(client, name) is None:
+        return None
+    cfg = capture_run_config(client, name)
+    if with_sizes:
+        rows = client.api.containers(all=True, size=True, filters={"id": cfg["id"]})
+        row = rows[0] if rows else {}
+        cfg["size_rw"] = int(row.get("SizeRw") or 0)
+        cfg["size_root_fs"] = int(row.get("SizeRootFs") or 0)
+        cfg["image_size"] = int(client.api.inspect_image(cfg["image_id"]).get("Size") or 0)
+        cfg["volume_sizes"] = dict((m["name"], dir_size(mp)) for m in cfg["mounts"] if m["type"] == "volume"
+                                   for mp in [volume_mounts(require_container(client, name)).get(m["name"], "")])
+    return cfg
+
+def wait_running(client, container, timeout=10.0):
+    """Wait until the container runs; returns (running, state)."""
+    deadline = time.monotonic() + timeout
+    state = {}
+    while True:
+        state = client.api.inspect_container(container).get("State") or {}
+        if state.get("Running") and not state.get("Restarting"):
+            return True, state
+        if time.monotonic() >= deadline or state.get("Status") in ("exited", "dead"):
+            return False, state
+        time.sleep(0.02)
