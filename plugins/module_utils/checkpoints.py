@@ -12,12 +12,15 @@ import time
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
+
 def docker_root(client):
     return client.info().get("DockerRootDir", "/var/lib/docker")
+
 
 def container_checkpoint_dir(client, container_id, name=None):
     base = os.path.join(docker_root(client), "containers", container_id, "checkpoints")
     return os.path.join(base, name) if name else base
+
 
 def create_checkpoint(client, cli, name, checkpoint, leave_running=True, checkpoint_dir=None):
     """`docker checkpoint create`; returns where it is, its size and the duration."""
@@ -34,6 +37,7 @@ def create_checkpoint(client, cli, name, checkpoint, leave_running=True, checkpo
         container_checkpoint_dir(client, info["Id"], checkpoint)
     return dict(path=path, size=dir_size(path), duration=duration)
 
+
 def place_checkpoint(client, container, src_dir, checkpoint):
     """Copy checkpoint dir ``src_dir`` into the container's own ``checkpoints/<name>/``."""
     info = require_container(client, container)
@@ -43,6 +47,7 @@ def place_checkpoint(client, container, src_dir, checkpoint):
             shutil.rmtree(dest)
         shutil.copytree(src_dir, dest, symlinks=True)
     return dest
+
 
 def start_from_checkpoint(client, cli, container, checkpoint):
     """`docker start --checkpoint` (the checkpoint must be in the container's own dir)."""

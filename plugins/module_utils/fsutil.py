@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 
+
 def dir_size(path):
     """Bytes of the regular files below ``path`` (0 if it does not exist)."""
     total = 0
@@ -20,12 +21,14 @@ def dir_size(path):
             total += st.st_size
     return total
 
+
 def free_bytes(path):
     """Free bytes on the file system of ``path`` (or its closest existing parent)."""
     while path and not os.path.exists(path):
         path = os.path.dirname(path)
     st = os.statvfs(path or "/")
     return st.f_bavail * st.f_frsize
+
 
 def stream_to_file(chunks, path):
     size = 0
@@ -34,6 +37,7 @@ def stream_to_file(chunks, path):
             fh.write(chunk)
             size += len(chunk)
     return size
+
 
 def clear_dir(path):
     for entry in os.listdir(path):

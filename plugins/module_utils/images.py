@@ -16,6 +16,7 @@ from ansible_collections.mec.migration.plugins.module_utils.module_glue import M
 from ansible_collections.mec.migration.plugins.module_utils.run_config import IMAGE_CONFIG_KEYS, lost_image_config, require_container
 from ansible_collections.mec.migration.plugins.module_utils.timing import wall_clock
 
+
 def export_container(client, name, dest):
     """`docker export` of ``name`` into the tarball ``dest``; returns bytes and duration."""
     require_container(client, name)
@@ -23,11 +24,13 @@ def export_container(client, name, dest):
     size = stream_to_file(client.api.export(name), dest)
     return dict(path=dest, size=size, duration=round(time.monotonic() - t0, 6))
 
+
 def _repo_tag(ref):
     if ":" in ref.rsplit("/", 1)[-1]:
         repo, tag = ref.rsplit(":", 1)
         return repo, tag
     return ref, "latest"
+
 
 def find_image(client, ref):
     from ansible_collections.mec.migration.plugins.module_utils.docker_client import NotFound
@@ -35,6 +38,7 @@ def find_image(client, ref):
         return client.api.inspect_image(ref)
     except NotFound:
         return None
+
 
 def import_image(client, src, ref, changes=None, source_config=None):
     """`docker import` of tarball ``src`` as ``ref`` with Dockerfile ``changes``; reports lost config."""
@@ -50,6 +54,7 @@ def import_image(client, src, ref, changes=None, source_config=None):
     return dict(image=ref, image_id=image["Id"], size=int(image.get("Size") or 0), duration=duration,
                 lost_config=lost_image_config(source_config, new_cfg) if source_config is not None else None,
                 config=new_cfg)
+
 
 def commit_container(client, name, ref, changes=None):
     """`docker commit` (the engine pauses the container); measures the pause from the engine's events."""
@@ -81,11 +86,13 @@ def commit_container(client, name, ref, changes=None):
                 freeze_duration=freeze if freeze is not None else duration,
                 freeze_source="engine events" if freeze is not None else "commit duration (upper bound)")
 
+
 def save_image(client, ref, dest):
     """`docker save` of ``ref`` into ``dest``."""
     t0 = time.monotonic()
     size = stream_to_file(client.api.get_image(ref), dest)
     return dict(path=dest, size=size, duration=round(time.monotonic() - t0, 6))
+
 
 def load_image(client, src):
     """`docker load` of tarball ``src``; returns the loaded references."""

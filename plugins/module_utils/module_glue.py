@@ -12,6 +12,7 @@ import tarfile
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
 
+
 class MigrationError(Exception):
     """An expected failure with a message for the user and details for the result."""
 
@@ -19,6 +20,7 @@ class MigrationError(Exception):
         super(MigrationError, self).__init__(msg)
         self.msg = msg
         self.details = details
+
 
 def run_guarded(module, func, *args, **kwargs):
     """Call ``func``; turn expected and unexpected failures into a clear ``fail_json``.
@@ -44,6 +46,7 @@ def run_guarded(module, func, *args, **kwargs):
     except Exception as exc:
         fail(module, "Unexpected %s on host %s: %s" % (type(exc).__name__, hostname(), exc), exc=exc,
              host=hostname(), **(extra or {}))
+
 
 def write_artifact(module, dest, force, func, *args, **kwargs):
     """The shape of the modules that write one file (export, save, volume archive): an existing ``dest`` is

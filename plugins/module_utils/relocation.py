@@ -20,6 +20,7 @@ from ansible_collections.mec.migration.plugins.module_utils.timing import Stopwa
 from ansible_collections.mec.migration.plugins.module_utils.transport import connect_retry, ssh_command, transfer, wait_remote_ready
 from ansible_collections.mec.migration.plugins.module_utils.volumes import STREAM_CHUNK, extract_volumes_tar, write_volumes_tar
 
+
 def notify_phase(url, timeout=5, method="GET", validate_certs=True):
     """Tell a migration-aware app its phase (e.g. GET /changePhase?inMigration=1)."""
     from ansible.module_utils.urls import open_url
@@ -28,6 +29,7 @@ def notify_phase(url, timeout=5, method="GET", validate_certs=True):
     body = resp.read()
     return dict(status=resp.getcode(), body=body.decode("utf-8", "replace")[:2048],
                 duration=round(time.monotonic() - t0, 6))
+
 
 def relocate_source(module, client, cli, name, transfer_method, target_host, checkpoint=None,
                     target_checkpoint_dir=None, remote_workdir=None, port=None, stop_timeout=2,
@@ -114,6 +116,7 @@ def relocate_source(module, client, cli, name, transfer_method, target_host, che
                                           if k in ("checkpoint", "stop", "volume_archive")), 6)
     return result
 
+
 def relocate_target(module, client, cli, name, transfer_method, checkpoint=None, port=None, workdir=None,
                     timeout=120, listen_address="0.0.0.0", result=None):
     """Target half: receive the volumes, wait for the completion signal, start (from the checkpoint)."""
@@ -186,6 +189,7 @@ def relocate_target(module, client, cli, name, transfer_method, checkpoint=None,
     result["target_duration"] = round(sum(v for k, v in sw.durations.items() if k != "wait"), 6)
     return result
 
+
 def _restore_policy(client, info, restart_policy):
     if restart_policy and restart_policy.get("Name") not in (None, "", "no") and \
             (info.get("HostConfig") or {}).get("RestartPolicy") != restart_policy:
@@ -193,6 +197,7 @@ def _restore_policy(client, info, restart_policy):
             Name=restart_policy["Name"], MaximumRetryCount=restart_policy.get("MaximumRetryCount") or 0))
         return True
     return False
+
 
 def rollback_source(client, cli, name, checkpoint=None, restart_policy=None):
     """Bring the source container back: from its checkpoint (m3) or a plain start with its volumes.

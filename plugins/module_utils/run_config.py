@@ -12,6 +12,7 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 
+
 IMAGE_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Labels")
 
 
@@ -27,15 +28,18 @@ def find_container(client, name):
     except NotFound:
         return None
 
+
 def require_container(client, name):
     info = find_container(client, name)
     if info is None:
         raise MigrationError("Container %s does not exist on host %s." % (name, hostname()), host=hostname())
     return info
 
+
 def volume_mounts(info):
     """``{volume_name: mountpoint}`` of the named volumes a container mounts."""
     return dict((m["Name"], m["Source"]) for m in info.get("Mounts") or [] if m.get("Type") == "volume")
+
 
 def volume_streams(info):
     """``{key: mountpoint}`` of a container's named volumes, keyed by the (quoted) mount destination, which is
@@ -44,8 +48,10 @@ def volume_streams(info):
     return dict((quote(m["Destination"], safe=""), m["Source"]) for m in info.get("Mounts") or []
                 if m.get("Type") == "volume")
 
+
 def _short_aliases(info):
     return set([info["Id"][:12], info["Id"], info["Name"].lstrip("/")])
+
 
 def capture_run_config(client, name):
     """The run configuration of a container, split into what the image gives and what `docker run` added.
@@ -129,6 +135,7 @@ def capture_run_config(client, name):
                        working_dir=cfg.get("WorkingDir"), user=cfg.get("User")),
     )
 
+
 def lost_image_config(source_config, new_config):
     """Names (CMD, ENV, ...) of the configuration keys the source image had and the new image lacks."""
     lost = []
@@ -138,6 +145,7 @@ def lost_image_config(source_config, new_config):
         if had and had != now:
             lost.append(IMAGE_CONFIG_NAMES[key])
     return lost
+
 
 def ensure_networks(client, run_config):
     """Create the user-defined networks of ``run_config`` that the engine lacks; returns their names."""
@@ -153,6 +161,7 @@ def ensure_networks(client, run_config):
                                   labels=spec.get("labels") or None)
         created.append(net)
     return created
+
 
 def create_container_from_config(client, run_config, image, name=None, start_command=None, start=False):
     """Create (and optionally start) a container from a captured run configuration.
@@ -215,6 +224,7 @@ def create_container_from_config(client, run_config, image, name=None, start_com
         client.api.start(cid)
     return cid, created_networks
 
+
 def container_info(client, name, with_sizes=True):
     """Run configuration plus sizes (bytes) of container ``name``; ``None`` when absent."""
     if find_container(client, name) is None:
@@ -229,6 +239,7 @@ def container_info(client, name, with_sizes=True):
         cfg["volume_sizes"] = dict((m["name"], dir_size(mp)) for m in cfg["mounts"] if m["type"] == "volume"
                                    for mp in [volume_mounts(require_container(client, name)).get(m["name"], "")])
     return cfg
+
 
 def wait_running(client, container, timeout=10.0):
     """Wait until the container runs; returns (running, state)."""

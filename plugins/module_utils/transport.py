@@ -15,6 +15,7 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 
+
 DEFAULT_SSH_OPTIONS = [
     "-o", "BatchMode=yes",
     "-o", "StrictHostKeyChecking=no",
@@ -34,6 +35,7 @@ def ssh_base(module, ssh_options=None):
         os.makedirs("/var/tmp/mec-migration", mode=0o700, exist_ok=True)
     return opts
 
+
 def run_checked(module, argv, what):
     binary = module.get_bin_path(argv[0], required=True)
     rc, out, err = module.run_command([binary] + list(argv[1:]), environ_update=LANG_C)
@@ -41,6 +43,7 @@ def run_checked(module, argv, what):
         raise MigrationError("%s failed on host %s (rc=%s): %s" % (what, hostname(), rc, (err or out).strip()),
                              rc=rc, stdout=out, stderr=err)
     return out
+
 
 RSYNC_STATS = {
     "files_transferred": r"Number of regular files transferred: ([\d,]+)",
@@ -61,6 +64,7 @@ def parse_rsync_stats(text):
         if m:
             stats[key] = int(m.group(1).replace(",", ""))
     return stats
+
 
 def transfer(module, method, src, dest_host, dest_path, user="root", ssh_options=None, delete=True):
     """Copy ``src`` to ``user@dest_host:dest_path`` with scp or rsync (over ssh), host to host."""
@@ -85,12 +89,14 @@ def transfer(module, method, src, dest_host, dest_path, user="root", ssh_options
     return dict(method=method, duration=round(time.monotonic() - t0, 6), stats=stats,
                 transferred_bytes=stats.get("bytes_sent", 0))
 
+
 def ssh_command(module, dest_host, argv, user="root", ssh_options=None, what=None):
     """Run ``argv`` on ``dest_host`` over ssh (list argv; each word quoted for the remote shell)."""
     import shlex
     opts = ssh_base(module, ssh_options)
     return run_checked(module, ["ssh"] + opts + ["%s@%s" % (user, dest_host), " ".join(shlex.quote(a) for a in argv)],
                 what or "ssh %s %s" % (dest_host, argv[0]))
+
 
 def connect_retry(host, port, deadline):
     last = None
@@ -101,6 +107,7 @@ def connect_retry(host, port, deadline):
             last = exc
             time.sleep(0.005)
     raise MigrationError("Could not connect to the target's receiver at %s:%s: %s" % (host, port, last))
+
 
 def wait_remote_ready(module, host, path, deadline, user="root", ssh_options=None):
     """Poll (over the run's shared ssh connection) until ``path`` exists on ``host``."""

@@ -13,6 +13,7 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import clear_dir, dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 
+
 STREAM_CHUNK = 1024 * 1024
 
 
@@ -22,12 +23,14 @@ def _tar_extract(tf, member, dest):
     else:  # Python < 3.11.4 (Debian 12 has 3.11.2)
         tf.extract(member, dest, set_attrs=True, numeric_owner=True)
 
+
 def write_volumes_tar(fileobj, volumes, stream=False):
     """Write ``{key: mountpoint}`` as one tar (members ``<key>/...``) into ``fileobj``."""
     with tarfile.open(fileobj=fileobj, mode="w|" if stream else "w", bufsize=STREAM_CHUNK if stream else 10240,
                       format=tarfile.PAX_FORMAT) as tf:
         for vol, mp in sorted(volumes.items()):
             tf.add(mp, arcname=vol, recursive=True)
+
 
 def extract_volumes_tar(fileobj, volumes, stream=False):
     """Extract a tar made by ``write_volumes_tar`` into the mountpoints of ``{key: mountpoint}``."""
@@ -49,6 +52,7 @@ def extract_volumes_tar(fileobj, volumes, stream=False):
             count += 1
     return count
 
+
 def archive_volume(client, volume, dest):
     """Tar of the volume's Mountpoint into ``dest``."""
     mp = client.api.inspect_volume(volume)["Mountpoint"]
@@ -57,6 +61,7 @@ def archive_volume(client, volume, dest):
         write_volumes_tar(fh, {"volume": mp})
     return dict(path=dest, size=os.path.getsize(dest), volume_size=dir_size(mp),
                 duration=round(time.monotonic() - t0, 6))
+
 
 def restore_volume(client, volume, src, create=True):
     """Create ``volume`` (if missing) and fill its Mountpoint from the tar ``src``."""
