@@ -31,7 +31,7 @@ def notify_phase(url, timeout=5, method="GET", validate_certs=True):
                 duration=round(time.monotonic() - t0, 6))
 
 
-def relocate_source(module, client, cli, name, transfer_method, target_host, checkpoint=None,
+def relocate_source(module, client, name, transfer_method, target_host, checkpoint=None,
                     target_checkpoint_dir=None, remote_workdir=None, port=None, stop_timeout=2,
                     ssh_options=None, user="root", timeout=120, local_workdir=None, result=None):
     """Source half of the relocation: stop (or final checkpoint), send state, signal completion.
@@ -68,7 +68,7 @@ def relocate_source(module, client, cli, name, transfer_method, target_host, che
         result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
         if checkpoint:
             with sw.step("checkpoint"):
-                ck = create_checkpoint(client, cli, name, checkpoint, leave_running=False)
+                ck = create_checkpoint(client, name, checkpoint, leave_running=False, container_id=info["Id"])
             result["sizes"]["checkpoint_final"] = ck["size"]
             result["checkpoint_path"] = ck["path"]
         else:
@@ -117,7 +117,7 @@ def relocate_source(module, client, cli, name, transfer_method, target_host, che
     return result
 
 
-def relocate_target(module, client, cli, name, transfer_method, checkpoint=None, port=None, workdir=None,
+def relocate_target(module, client, name, transfer_method, checkpoint=None, port=None, workdir=None,
                     timeout=120, listen_address="0.0.0.0", result=None):
     """Target half: receive the volumes, wait for the completion signal, start (from the checkpoint)."""
     info = require_container(client, name)
@@ -176,7 +176,7 @@ def relocate_target(module, client, cli, name, transfer_method, checkpoint=None,
                 result["members"] = extract_volumes_tar(fh, volumes)
     with sw.step("start"):
         if checkpoint:
-            start_from_checkpoint(client, cli, info["Id"], checkpoint)
+            start_from_checkpoint(client, info["Id"], checkpoint)
         else:
             client.api.start(info["Id"])
         running, state = wait_running(client, info["Id"], timeout=10)
@@ -199,7 +199,7 @@ def _restore_policy(client, info, restart_policy):
     return False
 
 
-def rollback_source(client, cli, name, checkpoint=None, restart_policy=None):
+def rollback_source(client, name, checkpoint=None, restart_policy=None):
     """Bring the source container back: from its checkpoint (m3) or a plain start with its volumes.
 
     ``restart_policy`` (the source's own, which the relocation cleared) is put back.
@@ -211,11 +211,11 @@ def rollback_source(client, cli, name, checkpoint=None, restart_policy=None):
     method = "start"
     errors = []
     if checkpoint and os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)):
-        rc, _out, err = cli.run(["start", "--checkpoint", checkpoint, info["Id"]], check=False)
-        if rc == 0:
+        try:
+            start_from_checkpoint(client, info["Id"], checkpoint)
             method = "checkpoint"
-        else:
-            errors.append("start from checkpoint %s failed: %s" % (checkpoint, err.strip()))
+        except MigrationError as exc:
+            errors.append(exc.msg)
     if method == "start":
         client.api.start(info["Id"])
     running, state = wait_running(client, info["Id"], timeout=10)

@@ -11,7 +11,11 @@ short_description: Checkpoint a running container with CRIU (docker checkpoint c
 description:
   - Dumps the container's processes (memory pages, registers, files, sockets) with CRIU through the engine
     (strategy m3). Needs an engine with experimental features on and a working C(criu).
-  - The Docker SDK has no checkpoint call, so this module runs the C(docker) CLI.
+  - The Docker SDK has no checkpoint call; this module calls the engine's checkpoint API directly (what
+    C(docker checkpoint create) calls), through the SDK's client.
+  - A failed dump names CRIU's reason, read from CRIU's log on the host (RV(criu_errors), RV(criu_log) in the
+    failure's result). Established TCP connections follow the runtime's CRIU configuration
+    (M(mec.migration.criu_config)).
 version_added: 0.1.0
 author: mec.migration developers
 extends_documentation_fragment: [mec.migration.docker]
@@ -72,8 +76,9 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    DOCKER_COMMON_ARGS, DockerCli, get_client)
-from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir, create_checkpoint
+    DOCKER_COMMON_ARGS, get_client)
+from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
+    container_checkpoint_dir, create_checkpoint, remove_checkpoint)
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
@@ -89,7 +94,6 @@ def main():
         **DOCKER_COMMON_ARGS), supports_check_mode=True)
     p = module.params
     client = get_client(module)
-    cli = DockerCli(module)
     info = run_guarded(module, require_container, client, p["name"])
     path = os.path.join(p["checkpoint_dir"], p["checkpoint"]) if p["checkpoint_dir"] else \
         run_guarded(module, container_checkpoint_dir, client, info["Id"], p["checkpoint"])
@@ -98,10 +102,9 @@ def main():
     if module.check_mode:
         module.exit_json(changed=True, checkpoint_path=path, size=0, duration=0.0)
     if os.path.isdir(path):
-        args = ["checkpoint", "rm"] + (["--checkpoint-dir", p["checkpoint_dir"]] if p["checkpoint_dir"] else [])
-        cli.run(args + [p["name"], p["checkpoint"]])
-    res = run_guarded(module, create_checkpoint, client, cli, p["name"], p["checkpoint"],
-                      leave_running=p["leave_running"], checkpoint_dir=p["checkpoint_dir"])
+        run_guarded(module, remove_checkpoint, client, info["Id"], p["checkpoint"], p["checkpoint_dir"])
+    res = run_guarded(module, create_checkpoint, client, p["name"], p["checkpoint"],
+                      leave_running=p["leave_running"], checkpoint_dir=p["checkpoint_dir"], container_id=info["Id"])
     module.exit_json(changed=True, checkpoint_path=res["path"], size=res["size"], duration=res["duration"])
 
 

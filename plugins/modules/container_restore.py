@@ -63,7 +63,7 @@ running:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    DOCKER_COMMON_ARGS, DockerCli, get_client, hostname)
+    DOCKER_COMMON_ARGS, get_client, hostname)
 from ansible_collections.mec.migration.plugins.module_utils.checkpoints import place_checkpoint, start_from_checkpoint
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container, wait_running
@@ -84,8 +84,7 @@ def main():
     result = {}
     if p["src"]:
         result["placed"] = run_guarded(module, place_checkpoint, client, info["Id"], p["src"], p["checkpoint"])
-    cli = DockerCli(module)
-    result["duration"] = run_guarded(module, start_from_checkpoint, client, cli, info["Id"], p["checkpoint"])
+    result["duration"] = run_guarded(module, start_from_checkpoint, client, info["Id"], p["checkpoint"])
     running, state = run_guarded(module, wait_running, client, info["Id"])
     if not running:
         module.fail_json(msg="Container %s did not stay running after the restore on host %s (status %s, error %r)."

@@ -14,7 +14,10 @@ description:
     (strategy m3), the engine has experimental features on and C(criu check) passes; the tools of the
     transfer are installed.
   - O(role=source), the container exists and runs; O(peer_address) is not an address of this host (source
-    and target must differ).
+    and target must differ). With O(checkpoint=true), what would make CRIU refuse the dump, found before
+    anything changes - non-root processes on a host whose capability bounding set lacks CAP_SYS_RESOURCE
+    (CRIU dumps only root processes there), a terminal (C(docker run -t)), a network or PID namespace
+    shared with the host or another container, and established TCP connections when O(tcp_policy=refuse).
   - O(role=target), the work directory's and the Docker root's file systems have at least twice
     O(expected_size) free; no container named O(name) exists and none of O(volumes) exists; with
     O(transfer=nc) the receiver's O(port) is free.
@@ -68,6 +71,13 @@ options:
     description: TCP port of the volume receiver (target role, O(transfer=nc)).
     type: int
     default: 47777
+  tcp_policy:
+    description:
+      - The policy for established TCP connections that the migration gives CRIU (see M(mec.migration.criu_config)).
+      - With V(refuse), established connections of the container are a problem (the dump would fail).
+    type: str
+    choices: [close, established, refuse]
+    default: close
   tools:
     description: Extra programs that must be on PATH.
     type: list
@@ -103,6 +113,13 @@ container:
   description: C(exists), C(running), C(image_id) of O(name) on this host.
   returned: always
   type: dict
+criu:
+  description:
+    - With O(checkpoint=true), C(version) of CRIU, C(cap_sys_resource) (whether this host's bounding set has it),
+      C(runtime_config_policy) (the TCP policy the runtime's CRIU configuration gives now) and, on the source,
+      C(established) (established TCP connections of the container now) and C(processes) (its process count).
+  returned: when O(checkpoint=true)
+  type: dict
 """
 
 import errno
@@ -112,6 +129,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, LANG_C, NotFound, get_client, hostname)
+from ansible_collections.mec.migration.plugins.module_utils.criu import (
+    CAP_SYS_RESOURCE, RUNC_CRIU_CONFIG, bounding_set, dump_obstacles, has_capability, namespace_pids,
+    policy_of_config, read_text, tcp_connections)
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import free_bytes
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import find_container
@@ -176,12 +196,24 @@ def check(module, client, p):
                             "checkpoints, strategy m3): set \"experimental\": true in /etc/docker/daemon.json."
                             % host)
         criu = module.get_bin_path("criu")
+        bounding = bounding_set()
+        criu_facts = dict(version=None, cap_sys_resource=has_capability(bounding, CAP_SYS_RESOURCE),
+                          runtime_config_policy=policy_of_config(read_text(RUNC_CRIU_CONFIG)))
         if criu:
+            rc, out, err = module.run_command([criu, "--version"], environ_update=LANG_C)
+            criu_facts["version"] = (out.split("Version:")[-1].split()[0] if rc == 0 and "Version:" in out
+                                     else None)
             rc, out, err = module.run_command([criu, "check"], environ_update=LANG_C)
             if rc != 0:
                 problems.append("criu check fails on %s (strategy m3 needs a working CRIU): %s" % (
                     host, " ".join((err or out).strip().splitlines()[-2:])))
     c = find_container(client, p["name"])
+    if p["checkpoint"] and p["role"] == "source" and c is not None and (c.get("State") or {}).get("Running"):
+        pid = c["State"].get("Pid") or 0
+        pids = namespace_pids(pid) if pid else []
+        criu_facts["processes"] = len(pids)
+        criu_facts["established"] = len([t for t in tcp_connections(pid) if t[0] == "ESTABLISHED"]) if pid else 0
+        problems += dump_obstacles(c, pids, bounding=bounding, tcp_policy=p["tcp_policy"])
     state = (c or {}).get("State") or {}
     container = dict(exists=c is not None, running=bool(state.get("Running")), image_id=(c or {}).get("Image"))
     free = min(free_bytes(p["workdir"]), free_bytes(engine["docker_root_dir"] or "/var/lib/docker"))
@@ -212,7 +244,10 @@ def check(module, client, p):
         if p["transfer"] == "nc" and not port_free(p["port"]):
             problems.append("Port %s is busy on the target host %s (the volume receiver needs it): choose "
                             "another migration_port." % (p["port"], host))
-    return dict(problems=problems, engine=engine, free_bytes=free, container=container)
+    res = dict(problems=problems, engine=engine, free_bytes=free, container=container)
+    if p["checkpoint"]:
+        res["criu"] = criu_facts
+    return res
 
 
 def main():
@@ -226,6 +261,7 @@ def main():
         volumes=dict(type="list", elements="str", default=[]),
         workdir=dict(type="path", default="/var/tmp/mec-migration"),
         port=dict(type="int", default=47777),
+        tcp_policy=dict(type="str", choices=["close", "established", "refuse"], default="close"),
         tools=dict(type="list", elements="str", default=[]),
         **DOCKER_COMMON_ARGS), supports_check_mode=True)
     client = get_client(module)

@@ -138,7 +138,7 @@ source_stopped:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    DOCKER_COMMON_ARGS, DockerCli, get_client)
+    DOCKER_COMMON_ARGS, get_client)
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.relocation import relocate_source, relocate_target
 
@@ -172,16 +172,15 @@ def main():
     p = module.params
     run_guarded(module, _check, p)
     client = get_client(module)
-    cli = DockerCli(module) if p["checkpoint"] else None
     partial = dict(role=p["role"])
     if p["role"] == "source":
-        run_guarded(module, relocate_source, module, client, cli, p["name"], p["transfer"], p["peer_address"],
+        run_guarded(module, relocate_source, module, client, p["name"], p["transfer"], p["peer_address"],
                     checkpoint=p["checkpoint"], target_checkpoint_dir=p["target_checkpoint_dir"],
                     remote_workdir=p["remote_workdir"], port=p["port"], stop_timeout=p["stop_timeout"],
                     ssh_options=p["ssh_options"], user=p["ssh_user"], timeout=p["wait_timeout"],
                     local_workdir=p["workdir"], result=partial, fail_extra=partial)
     else:
-        run_guarded(module, relocate_target, module, client, cli, p["name"], p["transfer"],
+        run_guarded(module, relocate_target, module, client, p["name"], p["transfer"],
                     checkpoint=p["checkpoint"], port=p["port"], workdir=p["workdir"], timeout=p["wait_timeout"],
                     result=partial, fail_extra=partial)
     module.exit_json(changed=True, **partial)

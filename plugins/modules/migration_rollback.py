@@ -71,7 +71,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    DOCKER_COMMON_ARGS, DockerCli, get_client, hostname)
+    DOCKER_COMMON_ARGS, get_client, hostname)
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.relocation import rollback_source
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
@@ -86,7 +86,7 @@ def main():
     client = get_client(module)
     info = run_guarded(module, require_container, client, p["name"])
     if (info.get("State") or {}).get("Running") and not module.check_mode:
-        res = run_guarded(module, rollback_source, client, None, p["name"], restart_policy=p["restart_policy"])
+        res = run_guarded(module, rollback_source, client, p["name"], restart_policy=p["restart_policy"])
         module.exit_json(changed=res["changed"], method=res["method"], running=True, duration=0.0)
     if (info.get("State") or {}).get("Running"):
         module.exit_json(changed=False, method="already running", running=True, duration=0.0)
@@ -94,8 +94,7 @@ def main():
         module.exit_json(changed=True, method="checkpoint" if p["checkpoint"] else "start", running=False,
                          duration=0.0)
     t0 = time.monotonic()
-    cli = DockerCli(module) if p["checkpoint"] else None
-    res = run_guarded(module, rollback_source, client, cli, p["name"], checkpoint=p["checkpoint"],
+    res = run_guarded(module, rollback_source, client, p["name"], checkpoint=p["checkpoint"],
                       restart_policy=p["restart_policy"])
     res["duration"] = round(time.monotonic() - t0, 6)
     state = res.pop("state", {})

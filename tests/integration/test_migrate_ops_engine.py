@@ -158,13 +158,13 @@ def test_relocation_on_loopback_continues_volume_counter(docker_client, counter_
 
     def target():
         try:
-            out["t"] = relocation.relocate_target(ansible_module, c, None, dst["name"], transfer, port=port, timeout=20,
+            out["t"] = relocation.relocate_target(ansible_module, c, dst["name"], transfer, port=port, timeout=20,
                                            listen_address="127.0.0.1")
         except Exception as exc:
             out["err"] = exc
     t = threading.Thread(target=target)
     t.start()
-    s = relocation.relocate_source(ansible_module, c, None, unique, transfer, "127.0.0.1", port=port, stop_timeout=2,
+    s = relocation.relocate_source(ansible_module, c, unique, transfer, "127.0.0.1", port=port, stop_timeout=2,
                             timeout=20, local_workdir=str(tmp_path))
     t.join(30)
     assert "err" not in out, out.get("err")
@@ -184,6 +184,6 @@ def test_rollback_brings_source_back_with_volume(docker_client, counter_image, c
     _run_counter(c, cleanup, counter_image, unique, volume=unique + "-data")
     before = _wait_value(c, unique, "/data/count", minimum=3)
     c.api.stop(unique, timeout=2)
-    res = relocation.rollback_source(c, None, unique)
+    res = relocation.rollback_source(c, unique)
     assert (res["method"], res["running"]) == ("start", True)
     assert _wait_value(c, unique, "/data/count", minimum=before + 1) > before

@@ -61,6 +61,8 @@ def client():
     c.info.return_value = {"DockerRootDir": "/var/lib/docker", "ExperimentalBuild": True, "ID": "ENGINE1",
                            "Name": "host1"}
     c.version.return_value = {"Version": "20.10.24"}
+    # the engine's API paths the modules call without an SDK method (checkpoints)
+    c.api._url.side_effect = lambda path, *args: "http+docker://e" + path.format(*args)
     with mock.patch("ansible_collections.mec.migration.plugins.module_utils.docker_client.get_client",
                     return_value=c):
         yield c

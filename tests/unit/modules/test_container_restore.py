@@ -1,6 +1,5 @@
 import pytest
 
-from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C
 from ansible_collections.mec.migration.plugins.modules import container_restore
 from .conftest import AnsibleFailJson, inspect_container
 
@@ -18,15 +17,16 @@ def test_places_checkpoint_and_starts_from_it(run_module, client, run_command, t
     result = run_module(container_restore, {"name": "app", "checkpoint": "fin", "src": str(src)})
     placed = tmp_path / "docker" / "containers" / CID / "checkpoints" / "fin"
     assert (placed / "core-1.img").read_bytes() == b"core"
-    run_command.assert_called_once_with(["/usr/bin/docker", "start", "--checkpoint", "fin", CID],
-                                        environ_update=LANG_C)
+    client.api._post.assert_called_once_with("http+docker://e/containers/%s/start" % CID,
+                                             params={"checkpoint": "fin"})
+    run_command.assert_not_called()
     assert (result["changed"], result["running"], result["placed"]) == (True, True, str(placed))
 
 
 def test_running_container_unchanged(run_module, client, run_command):
     client.api.inspect_container.return_value = inspect_container(cid=CID, running=True)
     result = run_module(container_restore, {"name": "app", "checkpoint": "fin"})
-    run_command.assert_not_called()
+    client.api._post.assert_not_called()
     assert result["changed"] is False
 
 

@@ -14,7 +14,9 @@ def test_source_ready(run_module, client, run_command, tmp_path):
     run_command.return_value = (0, "Looks good.\n", "")
     res = run_module(migration_preflight, {"role": "source", "name": "app", "checkpoint": True,
                                            "peer_address": "192.0.2.12", "workdir": str(tmp_path)})
-    run_command.assert_called_once_with(["/usr/bin/criu", "check"], environ_update=LANG_C)
+    assert [c.args[0] for c in run_command.call_args_list] == [["/usr/bin/criu", "--version"],
+                                                               ["/usr/bin/criu", "check"]]
+    assert run_command.call_args.kwargs == {"environ_update": LANG_C}
     assert res["changed"] is False
     assert res["problems"] == []
     assert res["container"]["running"] is True

@@ -51,7 +51,7 @@ def test_nc_relocation_moves_volume_and_reports_times(run_module, client, tmp_pa
 
     def run_target():
         try:
-            target["result"] = relocation.relocate_target(mock.MagicMock(), tclient, None, "app", "nc", port=port,
+            target["result"] = relocation.relocate_target(mock.MagicMock(), tclient, "app", "nc", port=port,
                                                              timeout=10, listen_address="127.0.0.1")
         except Exception as exc:  # reported by the assertions below
             target["error"] = exc
@@ -89,10 +89,12 @@ def test_ssh_relocation_with_checkpoint_argv(run_module, client, run_command, tm
         % DST_ID, "workdir": str(tmp_path), "remote_workdir": "/var/tmp/mec-migration/run1",
         "ssh_options": ["-o", "BatchMode=yes"]})
     argvs = [c.args[0] for c in run_command.call_args_list]
+    # the final checkpoint through the engine's API (no CLI), after the handshake and before the rsync
+    client.api._post_json.assert_called_once_with("http+docker://e/containers/%s/checkpoints" % SRC_ID,
+                                                  data={"CheckpointID": "run1-final", "Exit": True})
     ck_src = str(tmp_path / "docker" / "containers" / SRC_ID / "checkpoints" / "run1-final")
     assert argvs == [
         ["/usr/bin/ssh", "-o", "BatchMode=yes", "root@192.0.2.12", "test -e /var/tmp/mec-migration/run1/target.ready"],
-        ["/usr/bin/docker", "checkpoint", "create", "app", "run1-final"],
         ["/usr/bin/rsync", "-a", "--stats", "-e", "/usr/bin/ssh -o BatchMode=yes", "--delete", ck_src + "/",
          "root@192.0.2.12:/var/lib/docker/containers/%s/checkpoints/run1-final/" % DST_ID],
         ["/usr/bin/scp", "-q", "-r", "-o", "BatchMode=yes", str(tmp_path / "volumes.tar"),
@@ -142,7 +144,7 @@ def test_cut_stream_fails_target_without_start(tmp_path):
 
     def run_target():
         try:
-            relocation.relocate_target(mock.MagicMock(), tclient, None, "app", "nc", port=port, timeout=5,
+            relocation.relocate_target(mock.MagicMock(), tclient, "app", "nc", port=port, timeout=5,
                                           listen_address="127.0.0.1")
         except MigrationError as exc:
             errors["msg"] = exc.msg

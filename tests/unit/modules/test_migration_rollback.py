@@ -1,4 +1,6 @@
-from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C
+import socket
+
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError
 from ansible_collections.mec.migration.plugins.modules import migration_rollback
 from .conftest import inspect_container
 
@@ -11,8 +13,8 @@ def test_restores_from_checkpoint(run_module, client, run_command, tmp_path):
     stopped, running = inspect_container(cid=CID, running=False), inspect_container(cid=CID, running=True)
     client.api.inspect_container.side_effect = [stopped, stopped, running]
     res = run_module(migration_rollback, {"name": "app", "checkpoint": "run1-final"})
-    run_command.assert_called_once_with(["/usr/bin/docker", "start", "--checkpoint", "run1-final", CID],
-                                        environ_update=LANG_C)
+    client.api._post.assert_called_once_with("http+docker://e/containers/%s/start" % CID,
+                                             params={"checkpoint": "run1-final"})
     client.api.start.assert_not_called()
     assert (res["changed"], res["method"], res["running"]) == (True, "checkpoint", True)
 
@@ -22,11 +24,12 @@ def test_failed_restore_falls_back_to_start(run_module, client, run_command, tmp
     (tmp_path / "containers" / CID / "checkpoints" / "fin").mkdir(parents=True)
     stopped, running = inspect_container(cid=CID, running=False), inspect_container(cid=CID, running=True)
     client.api.inspect_container.side_effect = [stopped, stopped, running]
-    run_command.return_value = (1, "", "criu restore failed")
+    client.api._post.side_effect = APIError("500", explanation="criu restore failed")
     res = run_module(migration_rollback, {"name": "app", "checkpoint": "fin"})
     client.api.start.assert_called_once_with(CID)
     assert res["method"] == "start"
-    assert res["errors"] == ["start from checkpoint fin failed: criu restore failed"]
+    assert res["errors"] == ["The start of container %s from checkpoint fin failed on host %s: CRIU says: criu "
+                             "restore failed" % (CID, socket.gethostname())]
 
 
 def test_plain_start_without_checkpoint(run_module, client, run_command):
@@ -34,7 +37,7 @@ def test_plain_start_without_checkpoint(run_module, client, run_command):
     client.api.inspect_container.side_effect = [stopped, stopped, running]
     res = run_module(migration_rollback, {"name": "app"})
     client.api.start.assert_called_once_with(CID)
-    run_command.assert_not_called()
+    client.api._post.assert_not_called()
     assert (res["method"], res["running"]) == ("start", True)
 
 
