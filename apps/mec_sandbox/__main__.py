@@ -8,6 +8,7 @@ import sys
 
 from aiohttp import web
 
+from .callbacks import LOOPBACK, CallbackPolicy, listen_address, parse_networks
 from .mobility import PLACEMENTS, Placement
 from .notify import Notifier
 from .scenario import DEFAULT_PRIORITY, ScenarioError, add_clones, load_scenario
@@ -19,7 +20,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  description="Local ETSI MEC Sandbox: MEC 013 location/v2, MEC 012 rni/v2, "
                                              "MEC 021 amsi/v1 over a moving AdvantEDGE scenario.")
     ap.add_argument("--scenario", help="AdvantEDGE scenario JSON (default: packaged 4g-5g-wifi-macro, Monaco)")
-    ap.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="listen address (default 127.0.0.1), or a network in CIDR notation to listen on this "
+                         "machine's address in it, e.g. 172.30.77.0/24 (the container's address on the lab network)")
     ap.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     ap.add_argument("--base-path", default="", help="prefix of every path, e.g. /sbx1234 (the sandbox's "
                                                     "/{sandbox}); MEP-scoped paths /{base}/{mep}/... work too")
@@ -41,6 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="add copies of the moving UEs (spread along their paths) up to this many UEs")
     ap.add_argument("--public-url", default="", help="scheme://host:port used in resourceURL and links "
                                                      "(default: from each request's Host header)")
+    ap.add_argument("--callback-networks", default=",".join(LOOPBACK),
+                    help="networks (CIDRs, comma-separated) that subscription callbacks may point to; a "
+                         "subscription whose callback is elsewhere is refused with 400 (default: loopback, "
+                         f"{','.join(LOOPBACK)})")
     ap.add_argument("--notify-timeout", type=float, default=2.0, help="seconds per callback POST (default 2)")
     ap.add_argument("--notify-retries", type=int, default=2, help="retries per notification (default 2)")
     ap.add_argument("--log-level", default="INFO")
@@ -54,15 +61,18 @@ def make_sandbox(args: argparse.Namespace) -> Sandbox:
         add_clones(scenario, args.ue_count)
     placement = Placement(scenario, args.placement, coverage=args.coverage)
     base = "/" + args.base_path.strip("/") if args.base_path.strip("/") else ""
+    policy = CallbackPolicy(parse_networks(args.callback_networks))
     return Sandbox(scenario, placement, base_path=base, speed=args.speed, step=args.step, tick=args.tick,
-                   start_epoch=args.start_time, public_url=args.public_url,
-                   notifier=Notifier(timeout=args.notify_timeout, retries=args.notify_retries))
+                   start_epoch=args.start_time, public_url=args.public_url, callback_policy=policy,
+                   notifier=Notifier(timeout=args.notify_timeout, retries=args.notify_retries,
+                                     resolver_factory=policy.resolver))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        host = listen_address(args.host)
         sandbox = make_sandbox(args)
     except ScenarioError as exc:
         print(f"mec_sandbox: bad scenario: {exc}", file=sys.stderr)
@@ -71,10 +81,11 @@ def main(argv=None) -> int:
         print(f"mec_sandbox: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("mec_sandbox").info(
-        "scenario %s: %d UEs, %d access points, zones %s; placement %s; speed %s; serving on %s:%d%s",
+        "scenario %s: %d UEs, %d access points, zones %s; placement %s; speed %s; serving on %s:%d%s; "
+        "callbacks allowed to %s",
         sandbox.scenario.name, len(sandbox.scenario.ues), len(sandbox.scenario.poas), sandbox.scenario.zones,
-        sandbox.placement.mode, args.speed, args.host, args.port, sandbox.base or "/")
-    web.run_app(build_app(sandbox), host=args.host, port=args.port, access_log=None, print=None)
+        sandbox.placement.mode, args.speed, host, args.port, sandbox.base or "/", sandbox.policy.describe())
+    web.run_app(build_app(sandbox), host=host, port=args.port, access_log=None, print=None)
     return 0
 
 

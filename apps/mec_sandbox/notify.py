@@ -20,8 +20,11 @@ LOG = logging.getLogger("mec_sandbox.notify")
 
 
 class Notifier:
-    def __init__(self, timeout: float = 2.0, retries: int = 2, backoff: float = 0.2, queue_size: int = 1000):
+    def __init__(self, timeout: float = 2.0, retries: int = 2, backoff: float = 0.2, queue_size: int = 1000,
+                 resolver_factory=None):
         self.timeout = timeout
+        # e.g. CallbackPolicy.resolver: names resolve only to addresses inside the allowed networks
+        self.resolver_factory = resolver_factory
         self.retries = retries
         self.backoff = backoff
         self.queue_size = queue_size
@@ -33,7 +36,8 @@ class Notifier:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=16),
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=16,
+                                           resolver=self.resolver_factory() if self.resolver_factory else None),
             json_serialize=json.dumps)
 
     async def close(self) -> None:

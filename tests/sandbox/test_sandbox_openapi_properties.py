@@ -16,6 +16,7 @@ POOLS = {
     "zoneId": SCENARIO.zones, "accessPointId": list(SCENARIO.poas), "address": list(SCENARIO.ues),
     "ue_ipv4_address": list(SCENARIO.ues), "cell_id": sorted({p.cell_id for p in SCENARIO.poas.values() if p.cell_id}),
     "interestRealm": SCENARIO.zones, "app_ins_id": ["app-1", "a2"], "requester": ["app-1"],
+    "filter": ["(eq,appInstanceId,app-1)", "(neq,appInstanceId,a2);(in,appDId,x,y)", "(ncont,mecHostInformation/hostId,z)"],
 }
 PATH_POOLS = {"zoneId": SCENARIO.zones, "accessPointId": list(SCENARIO.poas)}
 NOISE = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=10)

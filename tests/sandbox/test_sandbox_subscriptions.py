@@ -164,10 +164,12 @@ def test_application_mobility_moveout_triggered_then_completed_or_failed(sandbox
     reg_body = reg.json()
     reg_id = reg_body["appMobilityServiceId"]
     assert reg.headers["Location"].endswith(f"/amsi/v1/app_mobility_services/{reg_id}")
+    statuses = ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED", "INTERHOST_MOVEOUT_FAILED"]
     sub = sandbox.post("amsi/v1/subscriptions", {
         "subscriptionType": "MobilityProcedureSubscription", "callbackReference": receiver.url("/ams"),
-        "filterCriteria": {"appInstanceId": "app-a2"}})
+        "filterCriteria": {"appInstanceId": "app-a2", "mobilityStatus": statuses}})
     assert sub.status_code == 201 and sub.json()["_links"]["self"]["href"]
+    assert sub.json()["filterCriteria"]["mobilityStatus"] == statuses
 
     mob = mirror(sandbox)
     first = _next_host_change(mob, CAR)
@@ -209,7 +211,11 @@ def test_adjacent_app_info_on_registration(sandbox, receiver):
     assert items[0][1]["notificationType"] == "AdjacentAppInfoNotification"
     assert [a["appInstanceId"] for a in items[0][1]["adjacentAppInfo"]] == ["app-2"]
     listed = sandbox.get("amsi/v1/subscriptions", params={"subscriptionType": "adj_app_info"}).json()
-    assert [s["subscriptionType"] for s in listed["subscription"]] == ["AdjacentAppInfoSubscription"]
+    # AdvantEDGE 1.9.2's SubscriptionLinkList: the links are under _links, next to self
+    assert "subscription" not in listed
+    assert [s["subscriptionType"] for s in listed["_links"]["subscription"]] == ["AdjacentAppInfoSubscription"]
+    assert listed["_links"]["subscription"][0]["href"] == sub.json()["_links"]["self"]["href"]
+    assert listed["_links"]["self"]["href"].endswith("/amsi/v1/subscriptions")
 
 
 def test_dead_and_slow_callbacks_do_not_block_the_service_or_others(sandbox, receiver):
