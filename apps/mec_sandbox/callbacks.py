@@ -71,19 +71,20 @@ class CallbackPolicy:
         if not host:
             raise Problem(400, f"'{field}': {url!r} has no host")
         refused = f"'{field}': callbacks may only go to the networks {self.describe()}"
+        hint = " (the sandbox's --callback-networks, role variable mec_sandbox_callback_networks)"
         try:
             _address(host)
-            addresses = [host]
         except ValueError:  # a name: every address it resolves to must be allowed
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port or 80, type=socket.SOCK_STREAM)
             except OSError as exc:
                 raise Problem(400, f"'{field}': host {host!r} does not resolve ({exc})") from None
-            addresses = sorted({info[4][0] for info in infos})
-        outside = [a for a in addresses if not self.allows(a)]
-        if outside:
-            raise Problem(400, f"{refused}; {host} is {', '.join(outside)}"
-                               " (the sandbox's --callback-networks, role variable mec_sandbox_callback_networks)")
+            outside = sorted({info[4][0] for info in infos if not self.allows(info[4][0])})
+            if outside:
+                raise Problem(400, f"{refused}; {host} resolves to {', '.join(outside)}{hint}")
+            return url
+        if not self.allows(host):
+            raise Problem(400, f"{refused}; {host} is outside them{hint}")
         return url
 
     def resolver(self) -> AbstractResolver:
