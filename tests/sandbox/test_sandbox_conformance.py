@@ -183,6 +183,20 @@ def _register(sandbox, app, ues=(), mep=None):
     return r.json()
 
 
+def test_registrations_list_and_read_back(sandbox):
+    assert sandbox.get("amsi/v1/app_mobility_services").json() == []
+    one = _register(sandbox, "app-1", ues=[CAR])
+    two = _register(sandbox, "app-2")
+    listed = sandbox.get("amsi/v1/app_mobility_services")
+    assert listed.status_code == 200  # was a 500 (the list read registrations as subscriptions)
+    assert listed.json() == [one, two]
+    assert one["deviceInformation"][0]["contextTransferState"] == "NOT_TRANSFERRED"
+    assert sandbox.get(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}").json() == two
+    assert sandbox.post(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}/deregister_task",
+                        {}).status_code == 204
+    assert sandbox.get("amsi/v1/app_mobility_services").json() == [one]
+
+
 def test_adjacent_app_instances_lists_registered_instances_with_mec009_filters(sandbox):
     assert sandbox.get("amsi/v1/queries/adjacent_app_instances").json() == []
     _register(sandbox, "app-1", mep="mep-zone01")
