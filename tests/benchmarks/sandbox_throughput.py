@@ -81,20 +81,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_sandbox(port, ues, apps_dir, log, profile=None):
-    """The sandbox as a child process; its log goes to a file (a pipe nobody reads would block it)."""
+def start_sandbox(port, ues, extra=(), apps_dir=APPS, log=None, profile=None):
+    """The sandbox as a child process; its log goes to a file or nowhere (a pipe nobody reads would block it)."""
     prefix = [sys.executable] + (["-m", "cProfile", "-o", profile] if profile else [])
     proc = subprocess.Popen(prefix + ["-m", "mec_sandbox", "--host", "127.0.0.1", "--port", str(port),
-                                      "--ue-count", str(ues), "--speed", "1"],
-                            env=dict(os.environ, PYTHONPATH=apps_dir), stdout=log, stderr=subprocess.STDOUT)
+                                      "--ue-count", str(ues), "--speed", "1", *extra],
+                            env=dict(os.environ, PYTHONPATH=apps_dir), stdout=log or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return proc
         if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"sandbox failed to start: {log.read().decode(errors='replace')}")
+            if log:
+                log.seek(0)
+            raise SystemExit(f"sandbox failed to start: {log.read().decode(errors='replace') if log else ''}")
         time.sleep(0.1)
     proc.kill()
     raise SystemExit("sandbox did not open its port")
@@ -215,7 +217,7 @@ def main():
     args = ap.parse_args()
     port = free_port()
     log = tempfile.TemporaryFile()
-    proc = start_sandbox(port, args.ues, args.apps, log, args.profile)
+    proc = start_sandbox(port, args.ues, apps_dir=args.apps, log=log, profile=args.profile)
     root = f"http://127.0.0.1:{port}"
     try:
         register_apps(root)
