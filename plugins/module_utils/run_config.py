@@ -13,11 +13,11 @@ from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_si
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 
 
-IMAGE_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Labels")
+IMAGE_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts", "Labels", "StopSignal")
 
 
 IMAGE_CONFIG_NAMES = dict(Cmd="CMD", Entrypoint="ENTRYPOINT", Env="ENV", WorkingDir="WORKDIR", User="USER",
-                          ExposedPorts="EXPOSE", Labels="LABEL")
+                          ExposedPorts="EXPOSE", Labels="LABEL", StopSignal="STOPSIGNAL")
 
 
 def find_container(client, name):
