@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,24 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import labutil  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ci_may_skip: a skip of this test is fine in CI too (say why in the reason)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (env CI=true) a skipped test FAILS: a missing lab, Docker engine, CRIU or tool must not pass as a
+    green run. Only tests marked ``ci_may_skip`` may still skip there."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("ci_may_skip") is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = "skipped in CI, which counts as a failure (CI=%s): %s" % (os.environ.get("CI"), reason)
 
 
 @pytest.fixture(scope="session")
