@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import queue
 import re
 import secrets
 import socket
 import struct
+import threading
 import time
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
@@ -146,7 +148,7 @@ STREAM_MAGIC = b"MECSTRM1"
 STREAM_NONCE_SIZE = 32
 STREAM_SECRET_SIZE = 32
 STREAM_MAC_SIZE = 32
-STREAM_FRAME_SIZE = 1024 * 1024          # payload bytes per DATA frame
+STREAM_FRAME_SIZE = 1024 * 1024          # payload bytes per DATA frame (tarfile's stream writes are this size)
 STREAM_MAX_PAYLOAD = STREAM_FRAME_SIZE    # the receiver refuses longer frames before reading them
 STREAM_HANDSHAKE_TIMEOUT = 10.0           # seconds a connected peer has for the whole handshake
 _FRAME_HEADER = struct.Struct(">BQI")
@@ -290,6 +292,7 @@ class StreamSender:
         self._tx = self._rx = None
         self._buf = bytearray()
         self._closed = False
+        self._queue = self._worker = self._error = None
 
     # -- connection
     def connect(self, deadline):
@@ -366,13 +369,46 @@ class StreamSender:
             self._send(_FRAME_DATA, chunk)
 
     def _send(self, ftype, payload):
-        frame = self._tx.seal(ftype, payload)
-        try:
-            self.sock.sendall(frame)
-        except OSError as exc:
-            raise StreamError("The volume stream to %s:%s was cut: %s" % (self.address, self.port, exc))
+        """Queue a frame for the sending thread, which seals (HMAC) and sends it while the caller makes the
+        next one (hashlib and the socket release the GIL)."""
+        if self._worker is None:
+            self._queue = queue.Queue(maxsize=4)
+            self._worker = threading.Thread(target=self._send_frames, name="stream-send", daemon=True)
+            self._worker.start()
+        while True:
+            if self._error is not None:
+                self._raise_cut(self._error)
+            try:
+                self._queue.put((ftype, payload), timeout=0.2)
+                break
+            except queue.Full:
+                continue
         if ftype == _FRAME_DATA:
             self.bytes_sent += len(payload)
+
+    def _send_frames(self):
+        while True:
+            ftype, payload = self._queue.get()
+            if ftype is None:  # aborted
+                return
+            try:
+                self.sock.sendall(self._tx.seal(ftype, payload))
+            except (OSError, AttributeError) as exc:  # AttributeError: aborted (sock is None)
+                self._error = exc
+                return
+            if ftype == _FRAME_END:
+                return
+
+    def _raise_cut(self, exc):
+        """The stream broke while sending: report the receiver's refusal if it sent one, else the cut."""
+        try:
+            self.sock.settimeout(2)
+            ftype, payload = self._rx.open(self.sock, "the receiver's answer", max_payload=65536)
+        except Exception:
+            raise StreamError("The volume stream to %s:%s was cut: %s" % (self.address, self.port, exc))
+        if ftype == _FRAME_ACK and payload and payload[0] == 0:
+            raise StreamError("The target refused the volume stream: %s" % bytes(payload[1:]).decode("utf-8", "replace"))
+        raise StreamError("The volume stream to %s:%s was cut: %s" % (self.address, self.port, exc))
 
     def close(self, deadline=None):
         """Send the rest and the END frame, then wait (until ``deadline``) for the receiver's answer.
@@ -383,6 +419,12 @@ class StreamSender:
         try:
             self.flush()
             self._send(_FRAME_END, struct.pack(">Q", self.bytes_sent))
+            self._worker.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
+            if self._error is not None:
+                self._raise_cut(self._error)
+            if self._worker.is_alive():
+                raise StreamError("The volume stream to %s:%s did not drain before the deadline." % (
+                    self.address, self.port))
             self.sock.settimeout(None if deadline is None else max(0.1, deadline - time.monotonic()))
             ftype, payload = self._rx.open(self.sock, "the receiver's acknowledgement", max_payload=65536)
             if ftype != _FRAME_ACK or not payload:
@@ -397,6 +439,11 @@ class StreamSender:
     def abort(self):
         """Close the connection without an end frame (the receiver sees a truncated stream and fails)."""
         self._closed = True
+        if self._worker is not None and self._worker.is_alive():
+            try:
+                self._queue.put_nowait((None, None))
+            except queue.Full:
+                pass  # the worker is blocked sending: closing the socket ends it
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -419,7 +466,7 @@ class StreamReader:
     Returns b"" only after the authenticated END frame (whose byte count must match); a stream that ends
     before it raises StreamError."""
 
-    def __init__(self, sock, channel, peer):
+    def __init__(self, sock, channel, peer, prefetch=True):
         self._sock = sock
         self._rx = channel
         self.peer = peer
@@ -427,12 +474,48 @@ class StreamReader:
         self._pos = 0
         self.eof = False
         self.bytes_received = 0
+        # A thread receives and verifies the next frames while the caller extracts the current one (hashlib
+        # and the socket release the GIL); only verified frames enter the queue.
+        self._prefetch = prefetch
+        self._queue = None
+        self._stop = threading.Event()
 
     def readable(self):
         return True
 
+    def _receive_frames(self):
+        what = "the volume stream from %s" % self.peer[0]
+        while not self._stop.is_set():
+            try:
+                item = self._rx.open(self._sock, what)
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException) or item[0] != _FRAME_DATA:
+                return
+
+    def _open_next(self):
+        if not self._prefetch:
+            return self._rx.open(self._sock, "the volume stream from %s" % self.peer[0])
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=4)
+            threading.Thread(target=self._receive_frames, name="stream-prefetch", daemon=True).start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self):
+        """Stop the prefetching thread (the receiver's close() does it)."""
+        self._stop.set()
+
     def _next_frame(self):
-        ftype, payload = self._rx.open(self._sock, "the volume stream from %s" % self.peer[0])
+        ftype, payload = self._open_next()
         if ftype == _FRAME_DATA:
             self._buf, self._pos = bytes(payload), 0
             self.bytes_received += len(payload)
@@ -594,6 +677,8 @@ class StreamReceiver:
                 raise  # a refusal that does not arrive is no worse: the sender fails without an answer
 
     def close(self):
+        if self.reader is not None:
+            self.reader.stop()
         for sock in (self.conn, self.server):
             if sock is not None:
                 try:
