@@ -23,6 +23,8 @@ from .subscriptions import SubscriptionKind, expiry_deadline, expiry_notificatio
 
 CONTEXT_STATES = ("NOT_TRANSFERRED", "USER_CONTEXT_TRANSFER_COMPLETED", "USER_CONTEXT_TRANSFER_FAILED")
 MOBILITY_STATUSES = ("INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED", "INTERHOST_MOVEOUT_FAILED")
+# MEC 021 v2.1.1 (older AdvantEDGE models) numbered them 1 to 3; a filter may use either form
+STATUS_NUMBERS = {name: i for i, name in enumerate(MOBILITY_STATUSES, 1)}
 SUBSCRIPTION_TYPES = {"mobility_proc": "MobilityProcedureSubscription", "adj_app_info": "AdjacentAppInfoSubscription"}
 # ETSI GS MEC 009 attribute filters, e.g. (eq,appInstanceId,app-1);(neq,mecHostInformation/hostId,mep-zone01)
 _FILTER = re.compile(r"\((eq|neq|in|nin|cont|ncont),([A-Za-z0-9_/]+),([^()]*)\)")
@@ -156,8 +158,11 @@ class AmsApi:
             statuses = f.get("mobilityStatus")
             if statuses is None or statuses == []:
                 statuses = ["INTERHOST_MOVEOUT_TRIGGERED"]  # MEC 021's default, shown in the answer
-            elif not isinstance(statuses, list) or any(s not in MOBILITY_STATUSES for s in statuses):
-                raise Problem(400, f"'filterCriteria.mobilityStatus' must be a list of {list(MOBILITY_STATUSES)}")
+            elif not isinstance(statuses, list) or any(
+                    isinstance(s, bool) or (s not in MOBILITY_STATUSES and s not in STATUS_NUMBERS.values())
+                    for s in statuses):
+                raise Problem(400, f"'filterCriteria.mobilityStatus' must be a list of {list(MOBILITY_STATUSES)} "
+                                   "(or their numbers 1 to 3)")
             body["filterCriteria"] = dict(f, mobilityStatus=statuses)
         return body, body.get("callbackReference"), "callbackReference"
 
@@ -193,7 +198,7 @@ class AmsApi:
             ids = [a.get("value") for a in f.get("associateId") or []]
             if ids and ue not in ids:
                 continue
-            if status not in f["mobilityStatus"]:
+            if status not in f["mobilityStatus"] and STATUS_NUMBERS[status] not in f["mobilityStatus"]:
                 continue
             note = {"notificationType": "MobilityProcedureNotification", "timeStamp": self.sb.ts(t),
                     "associateId": [{"type": "UE_IPv4_ADDRESS", "value": ue}], "mobilityStatus": status,

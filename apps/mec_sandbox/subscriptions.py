@@ -17,7 +17,7 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -45,7 +45,7 @@ class SubscriptionKind:
     """What differs between the APIs' subscriptions."""
     name: str  # e.g. "zonalTraffic", "rni", "ams"
     collection: str  # path of the collection under the base path, e.g. "rni/v2/subscriptions"
-    # request body -> (body to store, callback URL); raises Problem on a bad body
+    # request body -> (body to store, its callback URL, the field that holds it); raises Problem on a bad body
     check: Callable[[dict], tuple[dict, object, str]]
     # a subscription -> its representation (GET, POST and PUT answers)
     represent: Callable[[Subscription, float], dict]
@@ -59,7 +59,7 @@ class SubscriptionKind:
 
 def timestamp(value: float) -> dict:
     seconds = math.floor(value)
-    return {"seconds": int(seconds), "nanoSeconds": int(round((value - seconds) * 1e9)) % 1_000_000_000}
+    return {"seconds": int(seconds), "nanoSeconds": int((value - seconds) * 1e9)}
 
 
 @dataclass
@@ -68,11 +68,11 @@ class SubscriptionStore:
     policy: CallbackPolicy
     now: Callable[[], float]  # sandbox time, Unix seconds
     url: Callable[[web.Request, str], str]  # (request, path under the base) -> absolute URL
-    ids: Iterable[int] = field(default_factory=lambda: itertools.count(1))
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     kinds: dict[str, SubscriptionKind] = field(default_factory=dict)
     active: dict[str, dict[str, Subscription]] = field(default_factory=dict)
     _deadlines: list = field(default_factory=list)  # heap of (deadline, seq, subscription)
-    _seq: Iterable[int] = field(default_factory=itertools.count)
+    _seq: Iterator[int] = field(default_factory=itertools.count)
 
     def register(self, kind: SubscriptionKind) -> None:
         self.kinds[kind.name] = kind

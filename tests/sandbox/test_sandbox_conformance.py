@@ -247,11 +247,12 @@ def test_mobility_status_filter_selects_the_notifications(sandbox, receiver):
     default = subscribe("/default", None)
     assert default["filterCriteria"]["mobilityStatus"] == ["INTERHOST_MOVEOUT_TRIGGERED"]
     subscribe("/completed", ["INTERHOST_MOVEOUT_COMPLETED"])
-    subscribe("/failed", ["INTERHOST_MOVEOUT_FAILED"])
-    bad = sandbox.post("amsi/v1/subscriptions", {
-        "subscriptionType": "MobilityProcedureSubscription", "callbackReference": receiver.url("/x"),
-        "filterCriteria": {"mobilityStatus": ["MOVED"]}})
-    assert bad.status_code == 400
+    assert subscribe("/failed", [3])["filterCriteria"]["mobilityStatus"] == [3]  # v2.1.1's number, kept as given
+    for wrong in (["MOVED"], [4], [True], "INTERHOST_MOVEOUT_TRIGGERED"):
+        bad = sandbox.post("amsi/v1/subscriptions", {
+            "subscriptionType": "MobilityProcedureSubscription", "callbackReference": receiver.url("/x"),
+            "filterCriteria": {"mobilityStatus": wrong}})
+        assert bad.status_code == 400, (wrong, bad.text)
 
     mob = mirror(sandbox)
     _next_host_change(mob, CAR)
