@@ -1,0 +1,524 @@
+"""Fault campaign on the local lab: playbooks/migrate.yml (and recover.yml) under faults, for m1, m2 and m3.
+
+After each fault: the app runs on exactly one host, its state is intact (the volume counter never goes back;
+for m3 restored on the target, the in-memory counter too), nothing that takes disk is left (tarball, image,
+work directory on the target; the source's work directory), the app's locks are free and a record says what
+happened. The campaign's table is written to results/fault_campaign.json and printed at the end.
+
+Then bad inputs: each refused with a clear message before anything changes on either host.
+Every test uses its own app name and a migration port of its own (4780x), so runs of other sessions on the
+same lab do not collide with these.
+"""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts, load_image, migrate
+
+pytestmark = pytest.mark.lab
+
+STRATEGIES = ["m1", "m2", "m3"]
+WORK_ROOT = "/var/tmp/mec-migration"
+STATE_ROOT = "/var/lib/mec-migration"
+CAMPAIGN = []
+_PORTS = iter(range(47810, 47900))
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if not os.path.exists(INVENTORY):
+        pytest.fail("the local lab is not up (no %s): bring it up with playbooks/lab.yml" % INVENTORY)
+    hosts = lab_hosts()
+    return Host(hosts["source"]), Host(hosts["target"])
+
+
+@pytest.fixture(scope="session")
+def lab_image(lab, counter_image):
+    if lab[0].run(["docker", "image", "inspect", counter_image], check=False).returncode != 0:
+        load_image(counter_image, lab[0])
+    return counter_image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def campaign_summary():
+    yield
+    if not CAMPAIGN:
+        return
+    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "results", "fault_campaign.json"), "w") as fh:
+        json.dump(CAMPAIGN, fh, indent=2)
+    lines = ["", "fault campaign (results/fault_campaign.json):",
+             "%-34s %-3s %-10s %-12s %-9s %s" % ("fault", "str", "passed", "outcome", "one host", "lost nothing")]
+    for row in CAMPAIGN:
+        lines.append("%-34s %-3s %-10s %-12s %-9s %s" % (row["fault"], row["strategy"], row["passed"],
+                                                          row.get("outcome"), row.get("one_host"),
+                                                          row.get("lost_nothing")))
+    print("\n".join(lines))
+
+
+class App(object):
+    """A counter app on the lab's source; everything it leaves on both hosts is removed at teardown."""
+
+    def __init__(self, lab, image, strategy):
+        self.src, self.dst = lab
+        self.image, self.strategy = image, strategy
+        self.name = "mf" + uuid.uuid4().hex[:8]
+        self.volume = self.name + "-data"
+        self.port = next(_PORTS)
+        self.run_ids = []
+
+    def start(self):
+        argv = ["docker", "run", "-d", "--name", self.name, "--label", "mec.migration.test=1",
+                "--restart", "unless-stopped", "-v", self.volume + ":/data"]
+        if self.strategy == "m3":
+            argv += ["--user", "0"]  # CRIU dumps only root tasks on hosts without CAP_SYS_RESOURCE
+        self.src.out(argv + [self.image])
+        self.src.wait_int(self.name, "/data/count", minimum=3)
+        return self.src.inspect(self.name)
+
+    def run_id(self):
+        rid = "tf" + uuid.uuid4().hex[:10]
+        self.run_ids.append(rid)
+        return rid
+
+    def migrate(self, tmp_path, **extra):
+        extra.setdefault("run_id", self.run_id())
+        extra.setdefault("migration_port", self.port)
+        extra.setdefault("migration_wait_timeout", 30)
+        return migrate(tmp_path, app=self.name, strategy=self.strategy, **extra)
+
+    def cleanup(self):
+        for h in (self.src, self.dst):
+            h.run("docker rm -f %s; docker volume rm -f %s; docker images -q 'mec-migration/%s' | xargs -r docker rmi -f;"
+                  " rm -f %s/locks/%s.lock" % (self.name, self.volume, self.name, STATE_ROOT, self.name), check=False)
+            for rid in self.run_ids:
+                h.run(["rm", "-rf", "%s/%s" % (WORK_ROOT, rid), "%s/runs/%s.json" % (STATE_ROOT, rid)], check=False)
+
+
+@pytest.fixture
+def make_app(lab, lab_image):
+    apps = []
+
+    def _make(strategy):
+        a = App(lab, lab_image, strategy)
+        apps.append(a)
+        return a
+    yield _make
+    for a in apps:
+        a.cleanup()
+
+
+def _volume_count(host, volume):
+    p = host.run("cat $(docker volume inspect -f '{{.Mountpoint}}' %s)/count" % volume, check=False)
+    return int(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip() else None
+
+
+def check_outcome(app, count_before, record, fault, out, expect=None):
+    """The invariants after a fault; appends the campaign's row and asserts."""
+    src_runs, dst_runs = app.src.running(app.name), app.dst.running(app.name)
+    where = app.src if src_runs else app.dst
+    row = dict(fault=fault, strategy=app.strategy, outcome=(record or {}).get("outcome"),
+               status=(record or {}).get("status"), one_host=src_runs != dst_runs, passed=False)
+    CAMPAIGN.append(row)
+    assert record is not None, "no record written:\n" + out[-3000:]
+    assert src_runs != dst_runs, "the app must run on exactly one host (source %s, target %s):\n%s" % (
+        src_runs, dst_runs, out[-3000:])
+    count_now = where.wait_int(app.name, "/data/count", minimum=count_before + 1)
+    # nothing that takes disk is left: the run's work dirs on both hosts, its image on the target if the app
+    # is back on the source; the app's locks are free
+    for rid in app.run_ids:
+        for h in (app.src, app.dst):
+            assert h.run(["test", "-e", "%s/%s" % (WORK_ROOT, rid)], check=False).returncode != 0, \
+                "%s:%s/%s left behind" % (h.address, WORK_ROOT, rid)
+    if src_runs:
+        assert app.dst.out("docker images -q 'mec-migration/%s'" % app.name) == "", "the target keeps the run's image"
+        assert app.dst.inspect(app.name) is None, "the target keeps the half-made container"
+    for h in (app.src, app.dst):
+        assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False).returncode != 0, \
+            "%s keeps the app's lock" % h.address
+    if expect:
+        assert record["outcome"] in expect, (record["outcome"], record.get("error"))
+    row.update(lost_nothing=count_now > count_before, passed=True)
+
+
+def _fill_volume(app, mib):
+    app.src.out(["docker", "exec", app.name, "dd", "if=/dev/zero", "of=/data/filler", "bs=1M", "count=%d" % mib])
+
+
+def _watch(host, condition, action, timeout=150):
+    """On ``host``: once the shell ``condition`` holds, run ``action`` (shell), in a thread."""
+    script = ("i=0; while [ $i -lt %d ]; do if %s; then %s; exit 0; fi; sleep 0.05; i=$((i+1)); done; exit 1"
+              % (timeout * 20, condition, action))
+    t = threading.Thread(target=host.run, args=(script,), kwargs={"check": False, "timeout": timeout + 30})
+    t.start()
+    return t
+
+
+def _streaming(app):
+    return "[ -s \"$(docker volume inspect -f '{{.Mountpoint}}' %s 2>/dev/null)/filler\" ]" % app.volume
+
+
+def _engine_back(host):
+    host.run(["/usr/local/sbin/mec-dockerd-supervisor", "start"], check=False)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if host.run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the engine of %s did not come back" % host.address)
+
+
+# ------------------------------------------------------------------------------------------- faults
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_target_engine_killed_during_relocation(make_app, tmp_path, strategy):
+    app = make_app(strategy)
+    app.start()
+    _fill_volume(app, 256)
+    before = _volume_count(app.src, app.volume)
+    w = _watch(app.dst, _streaming(app), "kill -KILL $(cat /run/mec-dockerd.pid.supervisor) $(cat /run/mec-dockerd.pid)")
+    try:
+        rc, out, record = app.migrate(tmp_path)
+        w.join(200)
+    finally:
+        _engine_back(app.dst)
+    # the engine's death may leave the target's half-made container: a second look once it is back
+    if app.dst.inspect(app.name) is not None and not app.dst.running(app.name):
+        app.dst.run(["docker", "rm", "-f", app.name], check=False)
+    assert rc != 0
+    check_outcome(app, before, record, "target engine killed (relocation)", out, expect=["rolled_back"])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_transfer_cut_mid_stream(make_app, tmp_path, strategy):
+    app = make_app(strategy)
+    app.start()
+    _fill_volume(app, 256)
+    before = _volume_count(app.src, app.volume)
+    cut = ("pid=$(ss -Htnp state established '( sport = :%d )' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1);"
+           " [ -n \"$pid\" ] && kill -KILL $pid" % app.port)
+    w = _watch(app.dst, _streaming(app), cut)
+    rc, out, record = app.migrate(tmp_path)
+    w.join(200)
+    assert rc != 0
+    check_outcome(app, before, record, "transfer cut mid-stream", out, expect=["rolled_back"])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_target_disk_full_during_pre_relocation(make_app, lab, tmp_path, strategy):
+    app = make_app(strategy)
+    app.start()
+    before = _volume_count(app.src, app.volume)
+    dst = lab[1]
+    # the run's work dir becomes a 40 MiB file system once the run has begun on the target (the preflight saw
+    # the work root's free space): the image tarball (~176 MB) does not fit
+    rid = app.run_id()
+    wd = "%s/%s" % (WORK_ROOT, rid)
+    w = _watch(dst, "[ -f %s/runs/%s.json ]" % (STATE_ROOT, rid), "mkdir -p %s && mount -t tmpfs -o size=40m tmpfs %s" % (wd, wd))
+    try:
+        rc, out, record = app.migrate(tmp_path, run_id=rid)
+        w.join(200)
+    finally:
+        dst.run("umount %s 2>/dev/null; rm -rf %s" % (wd, wd), check=False)
+    assert rc != 0
+    assert "No space left" in out or "ENOSPC" in out or "space" in out, out[-3000:]
+    check_outcome(app, before, record, "target disk full (pre-relocation)", out, expect=["rolled_back"])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_target_disk_full_during_relocation(make_app, lab, tmp_path, strategy):
+    app = make_app(strategy)
+    app.start()
+    _fill_volume(app, 64)
+    before = _volume_count(app.src, app.volume)
+    dst = lab[1]
+    # the target's volume (made with the container during pre-relocation) gets a 4 MiB file system: the
+    # volume stream (64 MiB) does not fit
+    mp = "/var/lib/docker/volumes/%s/_data" % app.volume
+    w = _watch(dst, "[ -d %s ]" % mp, "mount -t tmpfs -o size=4m tmpfs %s" % mp)
+    try:
+        rc, out, record = app.migrate(tmp_path)
+        w.join(200)
+    finally:
+        dst.run("umount %s 2>/dev/null" % mp, check=False)
+    assert rc != 0
+    check_outcome(app, before, record, "target disk full (relocation)", out, expect=["rolled_back"])
+
+
+def test_corrupted_checkpoint_on_target(make_app, lab, tmp_path):
+    app = make_app("m3")
+    app.start()
+    before = _volume_count(app.src, app.volume)
+    mem_before = app.src.wait_int(app.name, "/tmp/mem.value", minimum=10)
+    dst = lab[1]
+    # once the pre-relocation checkpoint has arrived, its page images are overwritten with garbage of the same
+    # size and time stamp (rsync's quick check then does not see it): the restore from it must fail or the
+    # migration must roll back; either way nothing is lost
+    ck = "/var/lib/docker/containers/*/checkpoints/*-final"
+    corrupt = ("for f in %s/pages-*.img; do s=$(stat -c %%s $f); t=$(stat -c %%Y $f); "
+               "head -c $s /dev/urandom > $f; touch -d @$t $f; done" % ck)
+    w = _watch(dst, "ls %s/pages-*.img >/dev/null 2>&1" % ck, "sleep 0.2; " + corrupt)
+    rc, out, record = app.migrate(tmp_path)
+    w.join(200)
+    check_outcome(app, before, record, "corrupted checkpoint (target)", out, expect=["rolled_back", "migrated"])
+    if record["outcome"] == "rolled_back":
+        assert app.src.wait_int(app.name, "/tmp/mem.value", minimum=mem_before) >= mem_before
+
+
+@pytest.mark.parametrize("variant", ["missing", "broken"])
+def test_criu_missing_or_broken_on_target(make_app, lab, tmp_path, variant):
+    app = make_app("m3")
+    before_info = app.start()
+    before = _volume_count(app.src, app.volume)
+    dst = lab[1]
+    criu = "/usr/local/sbin/criu"
+    dst.out(["mv", criu, criu + ".mec-fault"])
+    try:
+        if variant == "broken":
+            # `criu check` passes, everything else fails: the restore on the target breaks after the stop
+            dst.out(["sh", "-c", "printf '#!/bin/sh\\n[ \"$1\" = check ] && { echo Looks good.; exit 0; }\\n"
+                                 "echo broken criu >&2; exit 1\\n' > %s && chmod 0755 %s" % (criu, criu)])
+        rc, out, record = app.migrate(tmp_path)
+    finally:
+        dst.run(["rm", "-f", criu], check=False)
+        dst.out(["mv", criu + ".mec-fault", criu])
+    assert rc != 0
+    if variant == "missing":
+        assert "criu" in out and "Preflight failed on target host" in out
+        assert record["outcome"] == "unchanged" and record["phase"] == "preflight"
+        assert app.src.inspect(app.name)["Id"] == before_info["Id"]
+    check_outcome(app, before, record, "CRIU %s (target)" % variant, out,
+                  expect=["unchanged"] if variant == "missing" else ["rolled_back"])
+
+
+def _kill_controller_when(app, tmp_path, host, condition, **extra):
+    """Run migrate.yml in the background and SIGKILL its whole process group once ``condition`` holds on
+    ``host``; then wait until the dead controller's modules ended on the hosts."""
+    extra.setdefault("run_id", app.run_id())
+    extra.setdefault("migration_port", app.port)
+    extra.setdefault("migration_wait_timeout", 30)
+    args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"), "-e",
+            json.dumps(dict(app=app.name, strategy=app.strategy, results_dir=str(tmp_path), **extra))]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if host.run(condition, check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return killed
+
+
+def _recover(app, tmp_path):
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "recover.yml"),
+                        "-e", json.dumps(dict(app=app.name, results_dir=str(tmp_path)))],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    records = sorted(f for f in os.listdir(str(tmp_path)) if f.endswith(".json"))
+    record = json.load(open(os.path.join(str(tmp_path), records[-1]))) if records else None
+    return p.returncode, p.stdout + p.stderr, record
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("when", ["pre_relocation", "relocation"])
+def test_controller_killed_then_recovered(make_app, lab, tmp_path, strategy, when):
+    app = make_app(strategy)
+    app.start()
+    if when == "relocation":
+        _fill_volume(app, 256)
+    before = _volume_count(app.src, app.volume)
+    src, dst = lab
+    rid = app.run_id()
+    if when == "pre_relocation":
+        # the image tarball is arriving on the target
+        cond = "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid)
+    else:
+        cond = _streaming(app)
+    assert _kill_controller_when(app, tmp_path / "killed", dst, cond, run_id=rid), "the run ended before the fault"
+    # a second migration now is refused by the lock, naming the run and recover.yml
+    rc, out, _ = app.migrate(tmp_path / "second")
+    assert rc != 0 and "recover.yml" in out and app.run_ids[0] in out, out[-3000:]
+    rc, out, record = _recover(app, tmp_path / "recovered")
+    assert rc == 0, out[-4000:]
+    assert record["recovered_by"] == "recover.yml"
+    check_outcome(app, before, record, "controller killed (%s)" % when, out, expect=["rolled_back", "migrated"])
+    # a second recovery finds nothing to do
+    rc, out, _ = _recover(app, tmp_path / "again")
+    assert rc == 0 and "nothing to do" in out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_source_engine_restarted_during_pre_relocation(make_app, lab, tmp_path, strategy):
+    app = make_app(strategy)
+    app.start()
+    before = _volume_count(app.src, app.volume)
+    src = lab[0]
+    restart = "kill -TERM $(cat /run/mec-dockerd.pid)"
+    rid = app.run_id()
+    # once the image tarball is being written on the source (export or save)
+    w = _watch(src, "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid), restart)
+    try:
+        rc, out, record = app.migrate(tmp_path, run_id=rid)
+        w.join(200)
+    finally:
+        _engine_back(src)
+    # the app has restart policy unless-stopped: the engine brings it back, or the rollback does
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (src.running(app.name) or app.dst.running(app.name)):
+        time.sleep(0.5)
+    check_outcome(app, before, record, "source engine restarted (pre-relocation)", out,
+                  expect=["rolled_back", "migrated"])
+
+
+def test_concurrent_migration_of_the_same_app_is_refused(make_app, lab, tmp_path):
+    app = make_app("m2")
+    app.start()
+    _fill_volume(app, 128)
+    before = _volume_count(app.src, app.volume)
+    first = {}
+    t = threading.Thread(target=lambda: first.update(zip(("rc", "out", "record"), app.migrate(tmp_path / "first"))))
+    t.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and lab[0].run(["test", "-f", "%s/locks/%s.lock" % (STATE_ROOT, app.name)],
+                                                     check=False).returncode != 0:
+        time.sleep(0.2)
+    rc, out, record = app.migrate(tmp_path / "second", migration_port=app.port + 100)
+    t.join(600)
+    assert rc != 0
+    assert "is being migrated by run %s" % app.run_ids[0] in out and "recover.yml" in out, out[-3000:]
+    assert record["outcome"] == "unchanged"
+    assert first["rc"] == 0, first["out"][-3000:]
+    check_outcome(app, before, first["record"], "concurrent migration (lock)", first["out"], expect=["migrated"])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_foreign_client_with_hostile_archive_is_dropped(make_app, lab, tmp_path, strategy):
+    app = make_app(strategy)
+    app.start()
+    before = _volume_count(app.src, app.volume)
+    dst = lab[1]
+    # a tar with ../ and absolute members, sent to the receiver's port as soon as it listens
+    hostile = ("python3 - <<'EOF'\nimport io, socket, tarfile, time\nb = io.BytesIO()\n"
+               "with tarfile.open(fileobj=b, mode='w') as t:\n"
+               "    for n in ('../../../../tmp/mec-hostile-%s', '/tmp/mec-hostile-abs-%s'):\n"
+               "        i = tarfile.TarInfo(n); d = b'pwned'; i.size = len(d); t.addfile(i, io.BytesIO(d))\n"
+               "s = socket.create_connection(('127.0.0.1', %d), timeout=5)\n"
+               "try:\n    s.sendall(b.getvalue()); s.shutdown(socket.SHUT_WR); s.recv(100)\nexcept OSError:\n    pass\nEOF"
+               % (app.name, app.name, app.port))
+    w = _watch(dst, "ss -Hltn '( sport = :%d )' | grep -q LISTEN" % app.port, hostile)
+    rc, out, record = app.migrate(tmp_path)
+    w.join(200)
+    assert dst.run("ls /tmp/mec-hostile-*%s* 2>/dev/null" % app.name, check=False).stdout.strip() == "", \
+        "the hostile archive wrote outside the volume"
+    check_outcome(app, before, record, "foreign client, hostile archive", out, expect=["migrated"])
+    assert rc == 0, out[-3000:]
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+def _nothing_changed(app, before):
+    assert app.src.running(app.name) and app.src.inspect(app.name)["Id"] == before["Id"]
+    assert app.dst.inspect(app.name) is None
+    for h in (app.src, app.dst):
+        assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False).returncode != 0
+        assert h.out("docker images -q 'mec-migration/%s'" % app.name) == ""
+
+
+BAD_INPUTS = [
+    # (id, extra vars (app added unless given), expected text in the output)
+    ("no_app", {"app": None}, "app is required"),
+    ("empty_app", {"app": ""}, "app is required"),
+    ("app_with_slash", {"app": "../etc"}, "app is required"),
+    ("app_not_string", {"app": 5}, "app is required"),
+    ("unknown_strategy", {"strategy": "m9"}, "strategy in m1, m2, m3"),
+    ("strategy_case", {"strategy": "M2"}, "strategy in m1, m2, m3"),
+    ("unknown_transfer", {"transfer": "ftp"}, "transfer in nc, ssh"),
+    ("empty_network_label", {"network_label": ""}, "network_label="),
+    ("network_label_path", {"network_label": "n1/../x"}, "network_label="),
+    ("cleanup_not_bool", {"migration_cleanup": "maybe"}, "migration_cleanup=maybe: true or false"),
+    ("recover_not_bool", {"migration_recover": "perhaps"}, "migration_recover=perhaps: true or false"),
+    ("port_zero", {"migration_port": 0}, "a TCP port from 1024 to 65535"),
+    ("port_too_big", {"migration_port": 70000}, "a TCP port from 1024 to 65535"),
+    ("port_text", {"migration_port": "abc"}, "a TCP port from 1024 to 65535"),
+    ("stop_timeout_negative", {"migration_stop_timeout": -1}, "migration_stop_timeout=-1: whole seconds"),
+    ("wait_timeout_zero", {"migration_wait_timeout": 0}, "migration_wait_timeout=0: whole seconds, 1 or more"),
+    ("wait_timeout_text", {"migration_wait_timeout": "soon"}, "migration_wait_timeout=soon"),
+    ("run_id_traversal", {"run_id": "../../etc"}, "run_id=../../etc: letters, digits"),
+    ("run_id_empty", {"run_id": ""}, "run_id=: letters, digits"),
+    ("run_id_too_long", {"run_id": "r" * 200}, "at most 128"),
+    ("start_command_with_m2", {"strategy": "m2", "start_command": "/bin/sh -c true"}, "start_command is for strategy m1 only"),
+    ("import_changes_with_m2", {"strategy": "m2", "import_changes": ["USER 1000"]}, "import_changes is for strategy m1 only"),
+    ("import_changes_string", {"strategy": "m1", "import_changes": "USER 1000"}, "import_changes: a list of Dockerfile"),
+    ("import_changes_run", {"strategy": "m1", "import_changes": ["RUN rm -rf /"]}, "import_changes: a list of Dockerfile"),
+    ("start_command_dict", {"strategy": "m1", "start_command": {"a": 1}}, "start_command: a string or a list"),
+    ("state_check_command_dict", {"state_check_command": {"a": 1}}, "state_check_command: a string or a list"),
+    ("phase_url_scheme", {"app_phase_url": "ftp://x/y"}, "app_phase_url=ftp://x/y: an http://"),
+    ("state_check_url_scheme", {"state_check_url": "file:///etc/passwd"}, "state_check_url=file:///etc/passwd"),
+    ("unknown_container", {"app": "{name}-ghost"}, "does not exist on the source host"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_app(lab, lab_image):
+    a = App(lab, lab_image, "m2")
+    a.start()
+    yield a
+    a.cleanup()
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_refused_before_any_change(bad_input_app, tmp_path, case):
+    _id, extra, expected = case
+    app = bad_input_app
+    before = app.src.inspect(app.name)
+    extra = dict(extra)
+    name = extra.pop("app", app.name)
+    extra.setdefault("strategy", "m2")
+    extra.setdefault("migration_port", app.port)
+    if isinstance(name, str):
+        name = name.replace("{name}", app.name)
+    args = dict(extra, results_dir=str(tmp_path))
+    if name is not None:
+        args["app"] = name
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"),
+                        "-e", json.dumps(args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert expected in out, out[-3000:]
+    _nothing_changed(app, before)
+
+
+def test_reused_run_id_is_refused(bad_input_app, tmp_path):
+    app = bad_input_app
+    before = app.src.inspect(app.name)
+    rid = app.run_id()
+    app.dst.out(["mkdir", "-p", "%s/%s" % (WORK_ROOT, rid)])  # an old run's work dir
+    rc, out, record = app.migrate(tmp_path, run_id=rid)
+    assert rc != 0 and "The run id %s was used before" % rid in out, out[-3000:]
+    assert record["status"] == "failed" and record["outcome"] == "unchanged"
+    app.dst.run(["rmdir", "%s/%s" % (WORK_ROOT, rid)], check=False)
+    _nothing_changed(app, before)
+
+
+def test_stale_lock_is_refused_with_the_recovery_command(bad_input_app, tmp_path):
+    app = bad_input_app
+    before = app.src.inspect(app.name)
+    lock = json.dumps(dict(run_id="tfstale0001", app=app.name, started_at=1.0, controller="elsewhere"))
+    app.src.out("mkdir -p %s/locks && printf '%%s' '%s' > %s/locks/%s.lock" % (STATE_ROOT, lock, STATE_ROOT, app.name))
+    try:
+        rc, out, record = app.migrate(tmp_path)
+    finally:
+        app.src.run(["rm", "-f", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False)
+    assert rc != 0
+    assert "is being migrated by run tfstale0001" in out and "playbooks/recover.yml -e app=%s" % app.name in out
+    assert record["outcome"] == "unchanged"
+    _nothing_changed(app, before)
