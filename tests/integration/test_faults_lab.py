@@ -24,6 +24,8 @@ from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts, load_im
 pytestmark = pytest.mark.lab
 
 STRATEGIES = ["m1", "m2", "m3"]
+# the relocation's transfer; the product's default unless MEC_TEST_TRANSFER says otherwise (e.g. ssh)
+TRANSFER = os.environ.get("MEC_TEST_TRANSFER")
 WORK_ROOT = "/var/tmp/mec-migration"
 STATE_ROOT = "/var/lib/mec-migration"
 CAMPAIGN = []
@@ -91,6 +93,8 @@ class App(object):
         extra.setdefault("run_id", self.run_id())
         extra.setdefault("migration_port", self.port)
         extra.setdefault("migration_wait_timeout", 30)
+        if TRANSFER:
+            extra.setdefault("transfer", TRANSFER)
         return migrate(tmp_path, app=self.name, strategy=self.strategy, **extra)
 
     def cleanup(self):
@@ -303,6 +307,8 @@ def _kill_controller_when(app, tmp_path, host, condition, **extra):
     extra.setdefault("run_id", app.run_id())
     extra.setdefault("migration_port", app.port)
     extra.setdefault("migration_wait_timeout", 30)
+    if TRANSFER:
+        extra.setdefault("transfer", TRANSFER)
     args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"), "-e",
             json.dumps(dict(app=app.name, strategy=app.strategy, results_dir=str(tmp_path), **extra))]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -421,6 +427,33 @@ def test_foreign_client_with_hostile_archive_is_dropped(make_app, lab, tmp_path,
         "the hostile archive wrote outside the volume"
     check_outcome(app, before, record, "foreign client, hostile archive", out, expect=["migrated"])
     assert rc == 0, out[-3000:]
+
+
+# ------------------------------------------------------------------------------------------- m1's lost configuration
+
+def test_m1_warns_and_applies_the_configuration_passed_back(make_app, tmp_path):
+    app = make_app("m1")
+    app.start()
+    # without it: a warning naming every lost field and the app runs as root on the target
+    rc, out, record = app.migrate(tmp_path / "plain")
+    assert rc == 0, out[-3000:]
+    assert "WARNING: m1 (docker export/import) loses the source image's CMD, ENTRYPOINT, ENV, WORKDIR, USER" in out
+    assert "as user root (the source image runs as 1000)" in out and "USER 1000" in out
+    assert record["lost_config"] == ["CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "EXPOSE", "LABEL"]
+    assert app.dst.out(["docker", "exec", app.name, "id", "-u"]) == "0"
+    # back to the source by hand, then with the configuration passed back
+    app.dst.out(["docker", "rm", "-f", app.name])
+    app.dst.out(["docker", "volume", "rm", app.volume])
+    app.src.out(["docker", "start", app.name])
+    rc, out, record = app.migrate(tmp_path / "given", import_changes=[
+        "USER 1000", "WORKDIR /opt/counter", "ENV COUNTER_INTERVAL=0.1", "ENV MEC_APP=counter",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "STOPSIGNAL SIGINT"])
+    assert rc == 0, out[-3000:]
+    got = app.dst.inspect(app.name)["Config"]
+    assert (got["User"], got["WorkingDir"], got["StopSignal"]) == ("1000", "/opt/counter", "SIGINT")
+    assert "MEC_APP=counter" in got["Env"]
+    assert app.dst.out(["docker", "exec", app.name, "id", "-u"]) == "1000"
+    assert record["lost_config"] == ["CMD", "ENTRYPOINT", "EXPOSE", "LABEL"]
 
 
 # ------------------------------------------------------------------------------------------- bad input
