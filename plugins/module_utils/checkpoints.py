@@ -6,12 +6,17 @@ A failed dump or restore names CRIU's own reason, read from its log on the host.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
+import stat
 import time
 
-from ansible_collections.mec.migration.plugins.module_utils.criu import RUNC_CRIU_CONFIG, failure_report
-from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
+from ansible_collections.mec.migration.plugins.module_utils.criu import (
+    RUNC_CRIU_CONFIG, failure_report, log_errors, log_phases, read_text)
+from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
@@ -26,20 +31,25 @@ def container_checkpoint_dir(client, container_id, name=None):
     return os.path.join(base, name) if name else base
 
 
+def _hint(errors):
+    """What to do about CRIU's errors, where we know."""
+    if any("Connected TCP socket" in e or "tcp-established" in e for e in errors):
+        return (" The container has an established TCP connection and the runtime's CRIU configuration (%s) does "
+                "not allow it: set migration_criu_tcp=close (the default) and run the migration again."
+                % RUNC_CRIU_CONFIG)
+    if any("Operation not permitted" in e and "rlimit" not in e for e in errors):
+        return (" On a host without CAP_SYS_RESOURCE CRIU handles only root processes: run the app as root "
+                "there, or use hosts that have the capability.")
+    return ""
+
+
 def _criu_failure(client, exc, what, container_id, since):
     """A MigrationError for a dump or restore the engine reported failed, with CRIU's own reason from its log
     on this host (``criu_log``, ``criu_errors``)."""
     message = getattr(exc, "explanation", None) or str(exc)
     log, errors = failure_report(message, container_id=container_id, since=since)
     reason = "; ".join(errors) if errors else message.strip()
-    hint = ""
-    if any("Connected TCP socket" in e or "tcp-established" in e for e in errors):
-        hint = (" The container has an established TCP connection and the runtime's CRIU configuration "
-                "(%s) does not allow it: set migration_criu_tcp=close (the default) and run the migration again."
-                % RUNC_CRIU_CONFIG)
-    elif any("CAP_SYS_RESOURCE" in e or "Operation not permitted" in e for e in errors):
-        hint = (" On a host without CAP_SYS_RESOURCE CRIU handles only root processes: run the app as root there.")
-    return MigrationError("%s failed on host %s: CRIU says: %s%s" % (what, hostname(), reason, hint),
+    return MigrationError("%s failed on host %s: CRIU says: %s%s" % (what, hostname(), reason, _hint(errors)),
                           criu_log=log, criu_errors=errors, engine_error=message.strip())
 
 
@@ -99,3 +109,216 @@ def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None):
         raise _criu_failure(client, exc, "The start of container %s from checkpoint %s" % (container, checkpoint),
                             container, since)
     return round(time.monotonic() - t0, 6)
+
+
+# --------------------------------------------------------------------------- through the runtime (runc)
+#
+# The engine's checkpoint call pauses the container, has runc dump it into a temporary directory, copies
+# the images into containerd's content store as a tar and extracts them again into the checkpoint
+# directory: about 0.43 s for a 14 MB Python app whose CRIU dump takes 0.07 s. runc, the runtime below the
+# engine, dumps the same container straight into a directory of our choice (0.19 s); the engine sees the
+# container exit as after its own checkpoint with exit, and starts it from these images as from its own.
+
+RUNC_ROOTS = ("/run/docker/runtime-runc/moby", "/var/run/docker/runtime-runc/moby")
+
+
+def runtime_root(container_id, roots=RUNC_ROOTS):
+    """runc's state directory that holds the (running) container, or None (another runtime or exec root)."""
+    for root in roots:
+        if os.path.isfile(os.path.join(root, container_id, "state.json")):
+            return root
+    return None
+
+
+def runtime_checkpoint(module, container_id, image_path, leave_running=True, root=None):
+    """Dump a running container with runc into ``image_path`` (made empty first). Returns its size and the
+    duration; a failure (the container keeps running: CRIU unfreezes it) names CRIU's reason from its log."""
+    root = root or runtime_root(container_id)
+    if root is None:
+        raise MigrationError("runc has no state for container %s on host %s." % (container_id[:12], hostname()))
+    runc = module.get_bin_path("runc", required=True)
+    work = image_path.rstrip("/") + ".work"
+    for d in (image_path, work):
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        os.makedirs(d, mode=0o700)
+    argv = [runc, "--root", root, "checkpoint", "--image-path", image_path, "--work-path", work]
+    if leave_running:
+        argv.append("--leave-running")
+    t0 = time.monotonic()
+    rc, out, err = module.run_command(argv + [container_id], environ_update=LANG_C)
+    duration = round(time.monotonic() - t0, 6)
+    log = os.path.join(work, "dump.log")
+    if rc != 0:
+        errors = log_errors(read_text(log) or "")
+        reason = "; ".join(errors) if errors else (err or out).strip()
+        raise MigrationError("The checkpoint of container %s failed on host %s: CRIU says: %s%s" % (
+            container_id[:12], hostname(), reason, _hint(errors)), criu_log=log, criu_errors=errors,
+            runtime_error=(err or out).strip())
+    phases = log_phases(read_text(log) or "")
+    return dict(path=image_path, size=dir_size(image_path), duration=duration, criu_log=log,
+                criu_duration=phases.get("total"))
+
+
+# --------------------------------------------------------------------------- the final checkpoint's delta
+#
+# At the relocation the target already holds the pre-relocation checkpoint (sent while the app served) in
+# the directory the final one must fill; the source holds both. The source compares them page by page
+# (CRIU's images are page-aligned) and sends only what differs, in the relocation's authenticated stream:
+#   b"MECCK1\n", then per file one JSON line {"name", "size", "mode", "sha256", "runs": [[offset, length]...]}
+#   followed by the runs' bytes, or {"name", "delete": true}; last {"end": true, "files": N}.
+# The target patches its copy in place and checks every file's SHA-256 against the source's.
+
+DELTA_MAGIC = b"MECCK1\n"
+DELTA_BLOCK = 4096
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._+-]{1,200}$")
+
+
+def _safe_image_name(name):
+    if not _SAFE_NAME.match(name or "") or name in (".", ".."):
+        raise MigrationError("Unsafe file name %r in a checkpoint delta." % (name,))
+    return name
+
+
+def _changed_runs(new_path, old_path, block=DELTA_BLOCK, chunk=1 << 20):
+    """``[(offset, length)]`` of the blocks of ``new_path`` that differ from ``old_path`` at the same offset
+    (all of it when ``old_path`` is missing), adjacent blocks merged."""
+    runs = []
+    if not old_path or not os.path.isfile(old_path):
+        size = os.path.getsize(new_path)
+        return [(0, size)] if size else []
+    with open(new_path, "rb") as new, open(old_path, "rb") as old:
+        offset = 0
+        while True:
+            a = new.read(chunk)
+            if not a:
+                break
+            b = old.read(len(a))
+            if a != b:
+                for i in range(0, len(a), block):
+                    if a[i:i + block] != b[i:i + block]:
+                        start, length = offset + i, min(block, len(a) - i)
+                        if runs and runs[-1][0] + runs[-1][1] == start:
+                            runs[-1] = (runs[-1][0], runs[-1][1] + length)
+                        else:
+                            runs.append((start, length))
+            offset += len(a)
+    return runs
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checkpoint_delta(out, new_dir, base_dir):
+    """Write the delta of checkpoint ``new_dir`` against ``base_dir`` (what the target holds) into ``out``.
+    Returns ``dict(files, literal_bytes, total_bytes, stream_bytes)``."""
+    written = [0]
+    raw_write = out.write
+
+    def write(data):
+        written[0] += len(data)
+        return raw_write(data)
+    write(DELTA_MAGIC)
+    names = sorted(os.listdir(new_dir))
+    literal = total = 0
+    for name in names:
+        path = os.path.join(new_dir, name)
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise MigrationError("The checkpoint %s holds %s, which is not a regular file." % (new_dir, name))
+        _safe_image_name(name)
+        runs = _changed_runs(path, os.path.join(base_dir, name))
+        st = os.stat(path)
+        head = dict(name=name, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=_sha256(path), runs=runs)
+        write(json.dumps(head, separators=(",", ":")).encode("utf-8") + b"\n")
+        with open(path, "rb") as fh:
+            for offset, length in runs:
+                fh.seek(offset)
+                write(fh.read(length))
+                literal += length
+        total += st.st_size
+    for name in sorted(set(os.listdir(base_dir)) - set(names)) if os.path.isdir(base_dir) else []:
+        write(json.dumps(dict(name=_safe_image_name(name), delete=True)).encode("utf-8") + b"\n")
+    write(json.dumps(dict(end=True, files=len(names))).encode("utf-8") + b"\n")
+    return dict(files=len(names), literal_bytes=literal, total_bytes=total, stream_bytes=written[0])
+
+
+class LineReader(object):
+    """``readline()`` and exact ``read(n)`` over a stream's ``read(n)``, keeping what it read ahead for the
+    next reader (the volumes' tar follows the delta in the same stream)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.buf = b""
+
+    def readline(self, limit=65536):
+        while b"\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise MigrationError("A line of the checkpoint delta is longer than %d bytes." % limit)
+            data = self.raw.read(65536)
+            if not data:
+                raise MigrationError("The checkpoint delta ended early.")
+            self.buf += data
+        line, _sep, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            data, self.buf = self.buf + self.raw.read(), b""
+            return data
+        while len(self.buf) < n:
+            data = self.raw.read(max(65536, n - len(self.buf)))
+            if not data:
+                break
+            self.buf += data
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_exact(self, n):
+        data = self.read(n)
+        if len(data) != n:
+            raise MigrationError("The checkpoint delta ended early (%d of %d bytes)." % (len(data), n))
+        return data
+
+
+def apply_checkpoint_delta(reader, dest_dir):
+    """Patch the checkpoint in ``dest_dir`` (the pre-relocation one) with a delta from ``reader`` (a
+    LineReader); every file's SHA-256 must then match the source's. Returns ``dict(files, literal_bytes)``."""
+    if reader.readline() + b"\n" != DELTA_MAGIC:
+        raise MigrationError("The relocation stream does not start with a checkpoint delta.")
+    os.makedirs(dest_dir, mode=0o700, exist_ok=True)
+    literal = 0
+    files = 0
+    while True:
+        try:
+            head = json.loads(reader.readline().decode("utf-8"))
+        except ValueError as exc:
+            raise MigrationError("A malformed entry in the checkpoint delta: %s" % exc)
+        if head.get("end"):
+            if head.get("files") != files:
+                raise MigrationError("The checkpoint delta announced %s files, %d arrived." % (head.get("files"), files))
+            return dict(files=files, literal_bytes=literal)
+        path = os.path.join(dest_dir, _safe_image_name(head.get("name")))
+        if head.get("delete"):
+            if os.path.lexists(path):
+                os.unlink(path)
+            continue
+        if os.path.islink(path):
+            os.unlink(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "r+b") as fh:
+            for offset, length in head["runs"]:
+                fh.seek(offset)
+                fh.write(reader.read_exact(length))
+                literal += length
+            fh.truncate(head["size"])
+        os.chmod(path, head.get("mode", 0o600) & 0o777)
+        if _sha256(path) != head["sha256"]:
+            raise MigrationError("The checkpoint file %s on host %s does not match the source's after the delta "
+                                 "(the pre-relocation copy on the target was changed or incomplete)." % (
+                                     head["name"], hostname()))
+        files += 1

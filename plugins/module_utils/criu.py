@@ -27,6 +27,7 @@ TCP_POLICIES = {
 CONFIG_MARK = "# Managed by mec.migration (module criu_config)"
 
 CAP_SYS_RESOURCE = 24
+BENIGN_ERRORS = ("rlimit: Can't setup RLIMIT_NOFILE for self",)
 
 _LOG_LINE = re.compile(r"^\((?P<t>\d+\.\d+)\)\s+(?:(?P<pid>\d+):\s+)?(?P<text>.*)$")
 _ERROR = re.compile(r"^\s*(Error|Warn)\s*(\([^)]*\))?\s*:?", re.I)
@@ -110,6 +111,9 @@ def log_errors(text, limit=12):
         e = _ERROR.match(body)
         if e:
             (errors if e.group(1).lower() == "error" else warnings).append(body)
+    # printed on every run of a host without CAP_SYS_RESOURCE, also by runs that succeed
+    real = [e for e in errors if not any(b in e for b in BENIGN_ERRORS)]
+    errors = real or errors
     picked = errors or warnings or tail[-3:]
     if errors and warnings:
         picked = errors + [w for w in warnings if "consider" in w or "--" in w]
@@ -163,6 +167,7 @@ def log_paths(message):
 def candidate_logs(container_id, names=("criu-dump.log", "criu-restore.log", "dump.log", "restore.log")):
     """Where containerd and runc leave CRIU's logs of a container's last dump or restore, newest first."""
     dirs = [
+        "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/%s" % container_id,
         "/run/containerd/io.containerd.runtime.v2.task/moby/%s" % container_id,
         "/run/containerd/io.containerd.runtime.v2.task/moby/%s/criu-work" % container_id,
         "/run/containerd/runc/moby/%s/criu.work" % container_id,

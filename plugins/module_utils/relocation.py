@@ -7,18 +7,21 @@ the app's phase notification before it."""
 from __future__ import annotations
 
 import os
-import socket
 import tarfile
 import time
 
-from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir, create_checkpoint, start_from_checkpoint
+from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
+    LineReader, apply_checkpoint_delta, container_checkpoint_dir, create_checkpoint, place_checkpoint,
+    runtime_checkpoint, runtime_root, start_from_checkpoint, write_checkpoint_delta)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
-from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container, volume_mounts, volume_streams, wait_running
+from ansible_collections.mec.migration.plugins.module_utils.run_config import (
+    require_container, volume_mounts, volume_streams, wait_running)
 from ansible_collections.mec.migration.plugins.module_utils.timing import Stopwatch, wall_clock
-from ansible_collections.mec.migration.plugins.module_utils.transport import connect_retry, ssh_command, transfer, wait_remote_ready
-from ansible_collections.mec.migration.plugins.module_utils.volumes import STREAM_CHUNK, extract_volumes_tar, write_volumes_tar
+from ansible_collections.mec.migration.plugins.module_utils.transport import (
+    StreamReceiver, StreamSender, ssh_command, transfer, wait_remote_ready)
+from ansible_collections.mec.migration.plugins.module_utils.volumes import extract_volumes_tar, write_volumes_tar
 
 
 def notify_phase(url, timeout=5, method="GET", validate_certs=True):
@@ -31,15 +34,35 @@ def notify_phase(url, timeout=5, method="GET", validate_certs=True):
                 duration=round(time.monotonic() - t0, 6))
 
 
-def relocate_source(module, client, name, transfer_method, target_host, checkpoint=None,
-                    target_checkpoint_dir=None, remote_workdir=None, port=None, stop_timeout=2,
-                    ssh_options=None, user="root", timeout=120, local_workdir=None, result=None):
-    """Source half of the relocation: stop (or final checkpoint), send state, signal completion.
+def _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw, result):
+    """The final checkpoint (the app stops): through the runtime into the work directory where its state is
+    known, else through the engine's API. Fills ``result``; returns the checkpoint's directory."""
+    with sw.step("checkpoint"):
+        if local_workdir and runtime_root(info["Id"]):
+            ck = runtime_checkpoint(module, info["Id"], os.path.join(local_workdir, checkpoint), leave_running=False)
+            result["checkpoint_via"] = "runtime"
+        else:
+            ck = create_checkpoint(client, name, checkpoint, leave_running=False, container_id=info["Id"])
+            result["checkpoint_via"] = "engine"
+    result["checkpoint_path"] = ck["path"]
+    result["sizes"]["checkpoint_final"] = ck["size"]
+    if ck.get("criu_duration") is not None:
+        result["criu_dump_duration"] = ck["criu_duration"]
+    return ck["path"]
 
-    ``result`` (a dict) is filled as the steps go, so a caller still has the
-    figures (and ``source_stopped``) when a step fails.
+
+def relocate_source(module, client, name, transfer_method, target_host, checkpoint=None, base_checkpoint_dir=None,
+                    target_checkpoint_dir=None, remote_workdir=None, port=None, stop_timeout=2, ssh_options=None,
+                    user="root", timeout=120, local_workdir=None, secret=None, run_id=None, source_address=None,
+                    info=None, result=None):
+    """Source half of the relocation: stop (or final checkpoint), send state, get the target's confirmation.
+
+    With ``transfer_method="stream"`` everything (the checkpoint's delta against ``base_checkpoint_dir``, the
+    pre-relocation checkpoint the target already holds, then the volumes) goes in ONE authenticated stream
+    opened before the app stops. ``result`` (a dict) is filled as the steps go, so a caller still has the
+    figures (and ``source_stopped``, ``checkpoint_path`` for the rollback) when a step fails.
     """
-    info = require_container(client, name)
+    info = info or require_container(client, name)
     if not (info.get("State") or {}).get("Running"):
         raise MigrationError("Container %s is not running on the source host %s." % (name, hostname()))
     volumes = volume_streams(info)
@@ -50,12 +73,12 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
     # Handshake before the stop: the source stops only once the target is ready to receive, so a target
     # that is down or failed its checks costs no downtime (and the wait is not part of the downtime).
     t0 = time.monotonic()
-    sock = None
-    if transfer_method == "nc":
-        sock = connect_retry(target_host, port, deadline)
+    sender = None
+    if transfer_method == "stream":
+        sender = StreamSender(secret, run_id, target_host, port, source_address=source_address).connect(deadline)
     else:
         wait_remote_ready(module, target_host, os.path.join(remote_workdir, "target.ready"), deadline,
-                           user=user, ssh_options=ssh_options)
+                          user=user, ssh_options=ssh_options)
     result["handshake_duration"] = round(time.monotonic() - t0, 6)
     # A restart policy would bring the source back after the stop or the final checkpoint (which the
     # engine does not count as a manual stop): clear it; migration_rollback puts it back.
@@ -67,33 +90,29 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
         result["stopped_at"] = wall_clock()
         result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
         if checkpoint:
-            with sw.step("checkpoint"):
-                ck = create_checkpoint(client, name, checkpoint, leave_running=False, container_id=info["Id"])
-            result["sizes"]["checkpoint_final"] = ck["size"]
-            result["checkpoint_path"] = ck["path"]
+            ck_path = _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw, result)
         else:
             with sw.step("stop"):
                 client.api.stop(info["Id"], timeout=stop_timeout)
-        result["sizes"]["volume"] = sum(dir_size(mp) for mp in volumes.values())
-        if checkpoint:
-            with sw.step("checkpoint_transfer"):
-                tr = transfer(module, "rsync", ck["path"].rstrip("/") + "/", target_host,
-                              target_checkpoint_dir.rstrip("/") + "/", user=user, ssh_options=ssh_options)
-            result["rsync_stats"] = tr["stats"]
-            result["sizes"]["checkpoint_transferred"] = tr["transferred_bytes"]
-        if transfer_method == "nc":
-            with sw.step("volume_transfer"):
-                try:
-                    sock.settimeout(max(1.0, deadline - time.monotonic()))
-                    with sock.makefile("wb", buffering=STREAM_CHUNK) as wf:
-                        write_volumes_tar(wf, volumes, stream=True)
-                    sock.shutdown(socket.SHUT_WR)  # EOF = completion signal
-                    ack = sock.makefile("rb").readline().decode("utf-8", "replace").strip()
-                finally:
-                    sock.close()
-            if ack != "OK":
-                raise MigrationError("The target did not confirm the volume stream (answer: %r)." % ack)
+        if transfer_method == "stream":
+            with sw.step("transfer"):
+                if checkpoint:
+                    delta = write_checkpoint_delta(sender, ck_path, base_checkpoint_dir or "")
+                    result["sizes"]["checkpoint_delta"] = delta["literal_bytes"]
+                    result["sizes"]["checkpoint_transferred"] = delta["stream_bytes"]
+                    result["checkpoint_delta"] = delta
+                write_volumes_tar(sender, volumes, stream=True)
+                ack = sender.close(deadline)
+                result["sizes"]["stream"] = sender.bytes_sent
+            result["target_answer"] = ack
         else:
+            if checkpoint:
+                with sw.step("checkpoint_transfer"):
+                    tr = transfer(module, "rsync", ck_path.rstrip("/") + "/", target_host,
+                                  target_checkpoint_dir.rstrip("/") + "/", user=user, ssh_options=ssh_options)
+                result["rsync_stats"] = tr["stats"]
+                result["sizes"]["checkpoint_transferred"] = tr["transferred_bytes"]
+                result["sizes"]["checkpoint_delta"] = tr["stats"].get("literal_data")
             archive = os.path.join(local_workdir, "volumes.tar")
             with sw.step("volume_archive"):
                 with open(archive, "wb") as fh:
@@ -106,21 +125,27 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
                 ssh_command(module, target_host, ["touch", os.path.join(remote_workdir, "relocation.done")],
                             user=user, ssh_options=ssh_options, what="writing the completion marker on the target")
     except BaseException:
-        if sock is not None:
-            sock.close()  # the target sees the stream end early and fails at once
+        if sender is not None:
+            sender.abort()  # the target sees the stream end early and fails at once
         raise
+    # after the target confirmed: figures for the record, outside the downtime
+    result["sizes"]["volume"] = sum(dir_size(mp) for mp in volumes.values())
     result["durations"] = sw.durations
     result["transfer_duration"] = round(sum(v for k, v in sw.durations.items()
-                                            if k in ("checkpoint_transfer", "volume_transfer", "signal")), 6)
+                                            if k in ("transfer", "checkpoint_transfer", "volume_transfer",
+                                                     "signal")), 6)
     result["source_duration"] = round(sum(v for k, v in sw.durations.items()
                                           if k in ("checkpoint", "stop", "volume_archive")), 6)
     return result
 
 
 def relocate_target(module, client, name, transfer_method, checkpoint=None, port=None, workdir=None,
-                    timeout=120, listen_address="0.0.0.0", result=None):
-    """Target half: receive the volumes, wait for the completion signal, start (from the checkpoint)."""
-    info = require_container(client, name)
+                    timeout=120, listen_address=None, source_address=None, secret=None, run_id=None,
+                    info=None, result=None):
+    """Target half: receive the state (authenticated stream, or scp + completion marker), start (from the
+    checkpoint for m3). With the stream the receiver binds ``listen_address`` only and takes the stream of
+    ``source_address`` only, after the run's challenge-response."""
+    info = info or require_container(client, name)
     if (info.get("State") or {}).get("Running"):
         raise MigrationError("Container %s already runs on the target host %s." % (name, hostname()))
     volumes = volume_streams(info)
@@ -128,39 +153,34 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
     result = {} if result is None else result
     result.update(volumes=sorted(volume_mounts(info)), durations=sw.durations)
     deadline = time.monotonic() + timeout
-    if transfer_method == "nc":
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ck_dir = container_checkpoint_dir(client, info["Id"], checkpoint) if checkpoint else None
+    if transfer_method == "stream":
+        receiver = StreamReceiver(secret, run_id, listen_address, port, source_address)
         try:
-            srv.bind((listen_address, port))
-            srv.listen(1)
-            srv.settimeout(timeout)
+            receiver.listen()
             with sw.step("wait"):
-                try:
-                    conn, _peer = srv.accept()
-                except socket.timeout:
-                    raise MigrationError("No volume stream arrived on port %s of host %s within %ss (did the "
-                                         "source fail?)." % (port, hostname(), timeout))
-                conn.settimeout(max(1.0, deadline - time.monotonic()))
-                try:
-                    # the source connects before it stops the app; the stream starts after its stop
-                    conn.recv(1, socket.MSG_PEEK)
-                except OSError:
-                    pass  # reported by the extraction below
+                reader = receiver.accept_authenticated(deadline)
+                # the source connects before it stops the app; the stream starts after its stop
+                reader.wait_for_data()
             try:
-                with sw.step("volume_receive"):
-                    with conn.makefile("rb", buffering=STREAM_CHUNK) as rf:
-                        result["members"] = extract_volumes_tar(rf, volumes, stream=True)
-                        rest = rf.read()  # up to EOF: the completion signal
-                        if rest.strip(b"\0"):
-                            raise MigrationError("Unexpected data after the volume stream.")
-                conn.sendall(b"OK\n")
-            except (OSError, tarfile.TarError, EOFError) as exc:
-                raise MigrationError("The volume stream was cut on host %s: %s" % (hostname(), exc))
-            finally:
-                conn.close()
+                with sw.step("receive"):
+                    lines = LineReader(reader)
+                    if checkpoint:
+                        result["checkpoint_delta"] = apply_checkpoint_delta(lines, ck_dir)
+                    result["members"] = extract_volumes_tar(lines, volumes, stream=True)
+                    if lines.read().strip(b"\0"):
+                        raise MigrationError("Unexpected data after the volume stream.")
+            except (MigrationError, OSError, tarfile.TarError, EOFError) as exc:
+                msg = getattr(exc, "msg", None) or "The relocation stream was refused on host %s: %s" % (hostname(), exc)
+                try:
+                    receiver.acknowledge(False, msg)
+                except Exception:
+                    pass
+                raise MigrationError(msg)
+            receiver.acknowledge(True, "received")
+            result["rejected_peers"] = receiver.rejected
         finally:
-            srv.close()
+            receiver.close()
     else:
         marker = os.path.join(workdir, "relocation.done")
         with open(os.path.join(workdir, "target.ready"), "w") as fh:
@@ -199,15 +219,20 @@ def _restore_policy(client, info, restart_policy):
     return False
 
 
-def rollback_source(client, name, checkpoint=None, restart_policy=None):
-    """Bring the source container back: from its checkpoint (m3) or a plain start with its volumes.
+def rollback_source(client, name, checkpoint=None, restart_policy=None, checkpoint_dir=None):
+    """Bring the source container back: from its final checkpoint (m3) or a plain start with its volumes.
 
+    The final checkpoint is looked for in the container's own ``checkpoints/<checkpoint>`` (made through the
+    engine), else in ``checkpoint_dir/<checkpoint>`` (made through the runtime), which is placed there first.
     ``restart_policy`` (the source's own, which the relocation cleared) is put back.
     """
     info = require_container(client, name)
     if (info.get("State") or {}).get("Running"):
         policy_changed = _restore_policy(client, info, restart_policy)
         return dict(changed=policy_changed, method="already running", running=True)
+    if checkpoint and checkpoint_dir and not os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)) \
+            and os.path.isdir(os.path.join(checkpoint_dir, checkpoint)):
+        place_checkpoint(client, info["Id"], os.path.join(checkpoint_dir, checkpoint), checkpoint)
     method = "start"
     errors = []
     if checkpoint and os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)):

@@ -20,7 +20,7 @@ description:
     shared with the host or another container, and established TCP connections when O(tcp_policy=refuse).
   - O(role=target), the work directory's and the Docker root's file systems have at least twice
     O(expected_size) free; no container named O(name) exists and none of O(volumes) exists; with
-    O(transfer=nc) the receiver's O(port) is free.
+    O(transfer=stream) the receiver's O(port) is free.
 version_added: 0.1.0
 author: mec.migration developers
 extends_documentation_fragment: [mec.migration.docker]
@@ -47,10 +47,10 @@ options:
     type: bool
     default: false
   transfer:
-    description: How the relocation sends the volumes.
+    description: How the relocation sends the state (V(nc) is a deprecated alias of V(stream)).
     type: str
-    choices: [nc, ssh]
-    default: nc
+    choices: [stream, ssh, nc]
+    default: stream
   peer_address:
     description: Address of the other host (source role).
     type: str
@@ -68,7 +68,7 @@ options:
     type: path
     default: /var/tmp/mec-migration
   port:
-    description: TCP port of the volume receiver (target role, O(transfer=nc)).
+    description: TCP port of the stream receiver (target role, O(transfer=stream)).
     type: int
     default: 47777
   tcp_policy:
@@ -241,7 +241,7 @@ def check(module, client, p):
                 problems.append("A volume named %s already exists on the target host %s." % (vol, host))
             except NotFound:
                 pass
-        if p["transfer"] == "nc" and not port_free(p["port"]):
+        if p["transfer"] in ("stream", "nc") and not port_free(p["port"]):
             problems.append("Port %s is busy on the target host %s (the volume receiver needs it): choose "
                             "another migration_port." % (p["port"], host))
     res = dict(problems=problems, engine=engine, free_bytes=free, container=container)
@@ -255,7 +255,7 @@ def main():
         role=dict(type="str", choices=["source", "target"], required=True),
         name=dict(type="str", required=True),
         checkpoint=dict(type="bool", default=False),
-        transfer=dict(type="str", choices=["nc", "ssh"], default="nc"),
+        transfer=dict(type="str", choices=["stream", "ssh", "nc"], default="stream"),
         peer_address=dict(type="str"),
         expected_size=dict(type="int", default=0),
         volumes=dict(type="list", elements="str", default=[]),

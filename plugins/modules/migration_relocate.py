@@ -12,14 +12,21 @@ description:
   - Runs on the source and the target host at the same time (one task, both hosts, forks >= 2), so the
     downtime holds no orchestration round trips.
   - O(role=source) stops the container (or, with O(checkpoint), takes the final CRIU checkpoint, which
-    stops it), rsyncs the checkpoint over the pre-relocation one directly into the target container's
-    C(checkpoints/<checkpoint>/) directory (only the delta travels), sends the container's named volumes
-    and signals completion. With O(transfer=nc) the volumes go as one raw tar stream over TCP to the
-    target's O(port) (unencrypted, lab use; EOF is the completion signal; the target answers C(OK));
-    with O(transfer=ssh) they go as a tarball with scp and a marker file written over ssh is the signal.
-  - O(role=target) receives the volumes into the Mountpoints of the container created during
-    pre-relocation, waits (at most O(wait_timeout) seconds) for the completion signal, starts the container
-    (from O(checkpoint) when given) and confirms it runs.
+    stops it: through the runtime, runc, into O(workdir) when runc holds the container's state, else through
+    the engine's API), sends the state and waits for the target's confirmation.
+  - With O(transfer=stream) (the default) one authenticated, integrity-checked TCP stream carries everything:
+    the source opens it before it stops the app (mutual challenge-response with the run's O(secret), bound to
+    O(run_id)); after the stop it sends the final checkpoint's delta against O(base_checkpoint_dir) (the
+    pre-relocation checkpoint that the target already holds in its container's C(checkpoints/<checkpoint>/),
+    compared page by page on the source, every file's SHA-256 checked on the target) and then the named
+    volumes as a tar, in HMAC-SHA256 frames with an authenticated end. The target's receiver binds
+    O(listen_address) only and drops every peer but O(peer_address) and every peer that fails the challenge;
+    it extracts nothing unauthenticated and extracts safely (no path or link out of a volume, no devices).
+    V(nc) is the deprecated old name of V(stream).
+  - With O(transfer=ssh) the checkpoint goes with rsync over ssh into the target container's checkpoint
+    directory, the volumes as a tarball with scp, and a marker file written over ssh is the signal.
+  - O(role=target) receives the state into the container created during pre-relocation, waits (at most
+    O(wait_timeout) seconds), starts the container (from O(checkpoint) when given) and confirms it runs.
   - Both report wall-clock instants (C(stopped_at) on the source, C(running_at) on the target; the hosts'
     clocks must agree, for example with NTP) and per-operation durations.
 version_added: 0.1.0
@@ -44,20 +51,39 @@ options:
     type: str
     required: true
   transfer:
-    description: How the volumes travel.
+    description: How the state travels; V(nc) is a deprecated alias of V(stream).
     type: str
-    choices: [nc, ssh]
-    default: nc
+    choices: [stream, ssh, nc]
+    default: stream
   checkpoint:
     description: Name of the final checkpoint (strategy m3); omit for a stop and a plain start.
     type: str
   peer_address:
-    description: The target's address (source role).
+    description: The other host's address (source role, the target's; target role, the source's, the only
+      peer the stream receiver accepts).
+    type: str
+  listen_address:
+    description: The address the stream receiver binds (target role, O(transfer=stream)); the target's address
+      facing the source.
+    type: str
+  source_address:
+    description: The address the source connects from (source role, O(transfer=stream)); default is the
+      system's choice.
     type: str
   port:
-    description: TCP port of the target's volume receiver (O(transfer=nc)).
+    description: TCP port of the target's stream receiver (O(transfer=stream)).
     type: int
     default: 47777
+  secret:
+    description: The run's secret for the stream, 64 hex digits (32 random bytes), the same on both hosts.
+    type: str
+  run_id:
+    description: The run's id, bound into the stream's authentication.
+    type: str
+  base_checkpoint_dir:
+    description: The pre-relocation checkpoint on the source, which the target holds already (source role, m3,
+      O(transfer=stream)); the final checkpoint travels as its delta against it.
+    type: str
   target_checkpoint_dir:
     description: The target container's checkpoint directory for O(checkpoint) (source role, m3).
     type: str
@@ -91,12 +117,27 @@ EXAMPLES = r"""
   mec.migration.migration_relocate:
     role: "{{ 'source' if inventory_hostname in groups['source'] else 'target' }}"
     name: v2x-app
-    transfer: nc
-    peer_address: "{{ hostvars[groups['target'][0]].ansible_host }}"
+    transfer: stream
+    secret: "{{ migration_stream_secret }}"
+    run_id: run1
+    peer_address: "{{ hostvars[groups['target' if inventory_hostname in groups['source'] else 'source'][0]].ansible_host }}"
+    listen_address: "{{ hostvars[groups['target'][0]].ansible_host }}"
     workdir: /var/tmp/mec-migration/run1
 """
 
 RETURN = r"""
+checkpoint_path:
+  description: Where the final checkpoint is on the source (source role, m3; also in a failure's result, for the rollback).
+  returned: source role with O(checkpoint)
+  type: str
+checkpoint_via:
+  description: V(runtime) (runc, into O(workdir)) or V(engine) (the engine's checkpoint API).
+  returned: source role with O(checkpoint)
+  type: str
+rejected_peers:
+  description: Peers the stream receiver dropped, as C([address, reason]) (target role, O(transfer=stream)).
+  returned: target role
+  type: list
 stopped_at:
   description: Wall-clock instant (epoch seconds) just before the source stopped serving (source role).
   returned: source role
@@ -106,7 +147,7 @@ running_at:
   returned: target role
   type: float
 durations:
-  description: Seconds per operation (source C(stop) or C(checkpoint), C(checkpoint_transfer), C(volume_archive), C(volume_transfer), C(signal); target C(wait), C(volume_receive) or C(volume_restore), C(start)).
+  description: Seconds per operation (source C(stop) or C(checkpoint), then C(transfer) with O(transfer=stream), or C(checkpoint_transfer), C(volume_archive), C(volume_transfer), C(signal) with O(transfer=ssh); target C(wait), C(receive) or C(volume_restore), C(start)).
   returned: always
   type: dict
 source_duration:
@@ -122,7 +163,7 @@ target_duration:
   returned: target role
   type: float
 sizes:
-  description: Bytes of C(volume), C(volume_tarball), C(checkpoint_final) and C(checkpoint_transferred).
+  description: Bytes of C(volume), C(stream) (all the stream carried), C(volume_tarball), C(checkpoint_final), C(checkpoint_delta) (literal bytes of the final checkpoint sent) and C(checkpoint_transferred).
   returned: source role
   type: dict
 rsync_stats:
@@ -141,15 +182,25 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
     DOCKER_COMMON_ARGS, get_client)
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.relocation import relocate_source, relocate_target
+from ansible_collections.mec.migration.plugins.module_utils.transport import decode_stream_secret, normalize_transfer
 
 
 def _check(p):
-    if p["role"] == "source":
-        if not p["peer_address"]:
-            raise MigrationError("role=source needs peer_address (the target's address).")
+    if p["role"] == "source" and not p["peer_address"]:
+        raise MigrationError("role=source needs peer_address (the target's address).")
+    if p["transfer"] == "stream":
+        decode_stream_secret(p["secret"])
+        if not p["run_id"]:
+            raise MigrationError("transfer=stream needs run_id (the run's id, bound into the stream's authentication).")
+        if p["role"] == "target" and not (p["listen_address"] and p["peer_address"]):
+            raise MigrationError("role=target with transfer=stream needs listen_address (the target's address facing "
+                                 "the source) and peer_address (the source's address).")
+        if p["role"] == "source" and p["checkpoint"] and not p["base_checkpoint_dir"]:
+            raise MigrationError("checkpoint with transfer=stream needs base_checkpoint_dir on the source.")
+    elif p["role"] == "source":
         if p["checkpoint"] and not p["target_checkpoint_dir"]:
             raise MigrationError("checkpoint needs target_checkpoint_dir on the source.")
-        if p["transfer"] == "ssh" and not p["remote_workdir"]:
+        if not p["remote_workdir"]:
             raise MigrationError("transfer=ssh needs remote_workdir on the source.")
 
 
@@ -157,10 +208,15 @@ def main():
     module = AnsibleModule(argument_spec=dict(
         role=dict(type="str", choices=["source", "target"], required=True),
         name=dict(type="str", required=True),
-        transfer=dict(type="str", choices=["nc", "ssh"], default="nc"),
+        transfer=dict(type="str", choices=["stream", "ssh", "nc"], default="stream"),
         checkpoint=dict(type="str"),
         peer_address=dict(type="str"),
+        listen_address=dict(type="str"),
+        source_address=dict(type="str"),
         port=dict(type="int", default=47777),
+        secret=dict(type="str", no_log=True),
+        run_id=dict(type="str"),
+        base_checkpoint_dir=dict(type="str"),
         target_checkpoint_dir=dict(type="str"),
         workdir=dict(type="path", required=True),
         remote_workdir=dict(type="str"),
@@ -170,20 +226,26 @@ def main():
         ssh_options=dict(type="list", elements="str"),
         **DOCKER_COMMON_ARGS), supports_check_mode=False)
     p = module.params
+    p["transfer"], deprecation = run_guarded(module, normalize_transfer, p["transfer"])
+    if deprecation:
+        module.deprecate(deprecation, version="1.0.0", collection_name="mec.migration")
     run_guarded(module, _check, p)
     client = get_client(module)
-    partial = dict(role=p["role"])
+    partial = dict(role=p["role"], transfer=p["transfer"])
     if p["role"] == "source":
         run_guarded(module, relocate_source, module, client, p["name"], p["transfer"], p["peer_address"],
-                    checkpoint=p["checkpoint"], target_checkpoint_dir=p["target_checkpoint_dir"],
-                    remote_workdir=p["remote_workdir"], port=p["port"], stop_timeout=p["stop_timeout"],
-                    ssh_options=p["ssh_options"], user=p["ssh_user"], timeout=p["wait_timeout"],
-                    local_workdir=p["workdir"], result=partial, fail_extra=partial)
+                    checkpoint=p["checkpoint"], base_checkpoint_dir=p["base_checkpoint_dir"],
+                    target_checkpoint_dir=p["target_checkpoint_dir"], remote_workdir=p["remote_workdir"],
+                    port=p["port"], stop_timeout=p["stop_timeout"], ssh_options=p["ssh_options"],
+                    user=p["ssh_user"], timeout=p["wait_timeout"], local_workdir=p["workdir"], secret=p["secret"],
+                    run_id=p["run_id"], source_address=p["source_address"], result=partial, fail_extra=partial)
     else:
         run_guarded(module, relocate_target, module, client, p["name"], p["transfer"],
                     checkpoint=p["checkpoint"], port=p["port"], workdir=p["workdir"], timeout=p["wait_timeout"],
-                    result=partial, fail_extra=partial)
+                    listen_address=p["listen_address"], source_address=p["peer_address"], secret=p["secret"],
+                    run_id=p["run_id"], result=partial, fail_extra=partial)
     module.exit_json(changed=True, **partial)
+
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,12 @@ options:
   checkpoint:
     description: The last checkpoint of the container (its final relocation checkpoint).
     type: str
+  checkpoint_dir:
+    description:
+      - Where else O(checkpoint) may lie (as C(<checkpoint_dir>/<checkpoint>)) when it is not in the container's
+        own C(checkpoints/) directory, as after a final checkpoint made through the runtime into the run's work
+        directory; it is copied there before the start.
+    type: path
   restart_policy:
     description:
       - The source's own restart policy (C(Name), C(MaximumRetryCount)), which the relocation cleared so that
@@ -80,6 +86,7 @@ from ansible_collections.mec.migration.plugins.module_utils.run_config import re
 def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
                                               checkpoint=dict(type="str"), restart_policy=dict(type="dict"),
+                                              checkpoint_dir=dict(type="path"),
                                               **DOCKER_COMMON_ARGS),
                            supports_check_mode=True)
     p = module.params
@@ -95,7 +102,7 @@ def main():
                          duration=0.0)
     t0 = time.monotonic()
     res = run_guarded(module, rollback_source, client, p["name"], checkpoint=p["checkpoint"],
-                      restart_policy=p["restart_policy"])
+                      restart_policy=p["restart_policy"], checkpoint_dir=p["checkpoint_dir"])
     res["duration"] = round(time.monotonic() - t0, 6)
     state = res.pop("state", {})
     if not res["running"]:

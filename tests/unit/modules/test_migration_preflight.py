@@ -49,7 +49,7 @@ def test_missing_tool_is_reported(run_module, client, tmp_path):
             run_module(migration_preflight, {"role": "source", "name": "app", "checkpoint": True,
                                              "peer_address": "192.0.2.12", "workdir": str(tmp_path)})
     assert exc.value.result["problems"] == [
-        "rsync is not installed on %s (needed for transfer=nc, strategy m3)." % migration_preflight.hostname()]
+        "rsync is not installed on %s (needed for transfer=stream, strategy m3)." % migration_preflight.hostname()]
 
 
 def test_target_conflicts_and_space(run_module, client, tmp_path):

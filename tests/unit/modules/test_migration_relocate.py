@@ -1,4 +1,4 @@
-"""migration_relocate: both halves over real loopback sockets, with mocked Docker clients.
+"""migration_relocate: both halves over real loopback sockets (the authenticated stream), with mocked Docker clients.
 
 The target half runs in a thread through relocation.relocate_target (its own mocked client); the
 source half runs the module's main() (module args are process-global, so only one main() at a time).
@@ -7,6 +7,7 @@ import threading
 from unittest import mock
 
 import pytest
+from ansible.module_utils import basic
 
 from ansible_collections.mec.migration.plugins.module_utils import relocation, transport
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
@@ -15,6 +16,7 @@ from ansible_collections.mec.migration.plugins.modules import migration_relocate
 from .conftest import AnsibleFailJson, inspect_container
 
 SRC_ID, DST_ID = "a" * 64, "b" * 64
+SECRET = "5e" * 32
 
 
 def _free_port():
@@ -37,28 +39,41 @@ def _target_client(dst_mp, states):
     return c
 
 
-def test_nc_relocation_moves_volume_and_reports_times(run_module, client, tmp_path):
+def _target_thread(tclient, port, out, checkpoint=None, secret=SECRET, timeout=10):
+    def run_target():
+        try:
+            out["result"] = relocation.relocate_target(mock.MagicMock(), tclient, "app", "stream", port=port,
+                                                       timeout=timeout, listen_address="127.0.0.1",
+                                                       source_address="127.0.0.1", secret=secret, run_id="run1",
+                                                       checkpoint=checkpoint)
+        except Exception as exc:  # reported by the assertions of the test
+            out["error"] = exc
+    t = threading.Thread(target=run_target)
+    t.start()
+    return t
+
+
+def _source_args(tmp_path, port, **extra):
+    args = {"role": "source", "name": "app", "transfer": "stream", "port": port, "peer_address": "127.0.0.1",
+            "workdir": str(tmp_path), "stop_timeout": 1, "secret": SECRET, "run_id": "run1"}
+    args.update(extra)
+    return args
+
+
+def test_stream_relocation_moves_volume_and_reports_times(run_module, client, tmp_path):
     src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
     src_mp.mkdir()
     dst_mp.mkdir()
     (src_mp / "count").write_text("1234")
+    (dst_mp / "stale").write_text("from an earlier run")
     source = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
     source["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
     client.api.inspect_container.return_value = source
     port = _free_port()
     tclient = _target_client(dst_mp, [False, True])
     target = {}
-
-    def run_target():
-        try:
-            target["result"] = relocation.relocate_target(mock.MagicMock(), tclient, "app", "nc", port=port,
-                                                             timeout=10, listen_address="127.0.0.1")
-        except Exception as exc:  # reported by the assertions below
-            target["error"] = exc
-    t = threading.Thread(target=run_target)
-    t.start()
-    res = run_module(migration_relocate, {"role": "source", "name": "app", "transfer": "nc", "port": port,
-                                          "peer_address": "127.0.0.1", "workdir": str(tmp_path), "stop_timeout": 1})
+    t = _target_thread(tclient, port, target)
+    res = run_module(migration_relocate, _source_args(tmp_path, port))
     t.join(10)
     assert "error" not in target, target.get("error")
     # the restart policy is cleared before the stop, so that the engine does not bring the source back
@@ -67,13 +82,163 @@ def test_nc_relocation_moves_volume_and_reports_times(run_module, client, tmp_pa
         client.api.method_calls.index(mock.call.stop(SRC_ID, timeout=1))
     assert res["restart_policy_cleared"] == {"Name": "always", "MaximumRetryCount": 0}
     tclient.api.start.assert_called_once_with(DST_ID)
+    assert sorted(p.name for p in dst_mp.iterdir()) == ["count"]
     assert (dst_mp / "count").read_text() == "1234"
-    assert res["changed"] is True and res["source_stopped"] is True
-    assert set(res["durations"]) == {"stop", "volume_transfer"}
-    assert res["sizes"]["volume"] == 4
+    assert res["changed"] is True and res["source_stopped"] is True and res["target_answer"] == "received"
+    assert set(res["durations"]) == {"stop", "transfer"}
+    assert res["sizes"]["volume"] == 4 and res["sizes"]["stream"] >= 1024
     tres = target["result"]
-    assert set(tres["durations"]) == {"wait", "volume_receive", "start"}
+    assert set(tres["durations"]) == {"wait", "receive", "start"}
     assert tres["running_at"] >= res["stopped_at"]
+
+
+def test_stream_relocation_sends_only_the_changed_pages_of_the_final_checkpoint(run_module, client, tmp_path):
+    """m3: the target holds the pre-relocation checkpoint in its container's checkpoint directory; the source
+    sends the final one as its delta, and the target ends with exactly the final checkpoint's files."""
+    src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
+    src_mp.mkdir()
+    dst_mp.mkdir()
+    (src_mp / "count").write_text("7")
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    pages = bytes(range(256)) * 16 * 64  # 64 pages of 4 KiB
+    (pre / "pages-1.img").write_bytes(pages)
+    (pre / "core-1.img").write_bytes(b"core before")
+    (pre / "only-in-pre.img").write_bytes(b"gone at the final dump")
+    final_pages = bytearray(pages)
+    final_pages[5 * 4096 + 17] ^= 0xFF       # one changed page
+    final_pages += b"\x01" * 4096           # one more page
+    client.info.return_value = {"DockerRootDir": str(tmp_path / "src-docker")}
+    src_ck = tmp_path / "src-docker" / "containers" / SRC_ID / "checkpoints" / "run1-final"
+
+    def final_dump(url, data=None):
+        src_ck.mkdir(parents=True)
+        (src_ck / "pages-1.img").write_bytes(bytes(final_pages))
+        (src_ck / "core-1.img").write_bytes(b"core after, longer")
+    client.api._post_json.side_effect = final_dump
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    tclient = _target_client(dst_mp, [False, True])
+    tclient.info.return_value = {"DockerRootDir": str(tmp_path / "dst-docker")}
+    tclient.api._url.side_effect = lambda path, *args: "http+docker://t" + path.format(*args)
+    dst_ck = tmp_path / "dst-docker" / "containers" / DST_ID / "checkpoints" / "run1-final"
+    dst_ck.mkdir(parents=True)
+    for p in pre.iterdir():
+        (dst_ck / p.name).write_bytes(p.read_bytes())
+    port = _free_port()
+    target = {}
+    t = _target_thread(tclient, port, target, checkpoint="run1-final")
+    res = run_module(migration_relocate, _source_args(tmp_path, port, checkpoint="run1-final",
+                                                      base_checkpoint_dir=str(pre)))
+    t.join(10)
+    assert "error" not in target, target.get("error")
+    assert sorted(p.name for p in dst_ck.iterdir()) == ["core-1.img", "pages-1.img"]
+    assert (dst_ck / "pages-1.img").read_bytes() == bytes(final_pages)
+    assert (dst_ck / "core-1.img").read_bytes() == b"core after, longer"
+    # two changed pages of 65 and the small file: far less than the 266 KiB checkpoint
+    assert res["sizes"]["checkpoint_delta"] == 2 * 4096 + len(b"core after, longer")
+    assert res["sizes"]["checkpoint_final"] == len(final_pages) + len(b"core after, longer")
+    assert res["checkpoint_via"] == "engine" and res["checkpoint_path"] == str(src_ck)
+    client.api.stop.assert_not_called()  # the final checkpoint stops the container
+    tclient.api._post.assert_called_once_with("http+docker://t/containers/%s/start" % DST_ID,
+                                              params={"checkpoint": "run1-final"})
+    assert target["result"]["checkpoint_delta"] == {"files": 2, "literal_bytes": res["sizes"]["checkpoint_delta"]}
+
+
+def test_changed_pre_checkpoint_on_the_target_is_refused(run_module, client, tmp_path):
+    """A target whose copy of the pre-relocation checkpoint differs from the source's ends with files that do
+    not match the source's SHA-256: it refuses, and does not start."""
+    src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
+    src_mp.mkdir()
+    dst_mp.mkdir()
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    (pre / "pages-1.img").write_bytes(b"\0" * 8192)
+    client.info.return_value = {"DockerRootDir": str(tmp_path / "src-docker")}
+    src_ck = tmp_path / "src-docker" / "containers" / SRC_ID / "checkpoints" / "fin"
+    client.api._post_json.side_effect = lambda url, data=None: (src_ck.mkdir(parents=True),
+                                                               (src_ck / "pages-1.img").write_bytes(b"\0" * 8192))
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    tclient = _target_client(dst_mp, [False])
+    tclient.info.return_value = {"DockerRootDir": str(tmp_path / "dst-docker")}
+    dst_ck = tmp_path / "dst-docker" / "containers" / DST_ID / "checkpoints" / "fin"
+    dst_ck.mkdir(parents=True)
+    (dst_ck / "pages-1.img").write_bytes(b"\0" * 4096 + b"X" * 4096)  # corrupted copy
+    port = _free_port()
+    target = {}
+    t = _target_thread(tclient, port, target, checkpoint="fin")
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_relocate, _source_args(tmp_path, port, checkpoint="fin", base_checkpoint_dir=str(pre)))
+    t.join(10)
+    assert "does not match the source's" in exc.value.result["msg"]
+    assert exc.value.result["source_stopped"] is True
+    assert "does not match the source's" in target["error"].msg
+    tclient.api._post.assert_not_called()
+
+
+def test_foreign_peer_is_dropped_and_the_source_still_gets_through(run_module, client, tmp_path):
+    import socket
+    src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
+    src_mp.mkdir()
+    dst_mp.mkdir()
+    (src_mp / "count").write_text("1")
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    port = _free_port()
+    tclient = _target_client(dst_mp, [False, True])
+    target = {}
+    t = _target_thread(tclient, port, target)
+    # a peer that does not know the secret connects first and sends a tar of its own
+    deadline = __import__("time").monotonic() + 5
+    while True:
+        try:
+            foreign = socket.create_connection(("127.0.0.1", port), timeout=2)
+            break
+        except OSError:
+            assert __import__("time").monotonic() < deadline
+    foreign.sendall(b"MECSTRM1" + b"\0" * 200)
+    res = run_module(migration_relocate, _source_args(tmp_path, port))
+    foreign.close()
+    t.join(10)
+    assert "error" not in target, target.get("error")
+    assert res["target_answer"] == "received"
+    assert len(target["result"]["rejected_peers"]) == 1
+    assert (dst_mp / "count").read_text() == "1"
+
+
+def test_wrong_secret_is_refused_before_the_stop(run_module, client, tmp_path):
+    src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
+    src_mp.mkdir()
+    dst_mp.mkdir()
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    port = _free_port()
+    tclient = _target_client(dst_mp, [False])
+    target = {}
+    t = _target_thread(tclient, port, target, secret="7a" * 32, timeout=3)
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_relocate, _source_args(tmp_path, port, wait_timeout=3))
+    t.join(10)
+    assert "did not prove that it knows this run's secret" in exc.value.result["msg"]
+    assert exc.value.result["source_stopped"] is False
+    client.api.stop.assert_not_called()
+    tclient.api.start.assert_not_called()
+
+
+def test_nc_is_a_deprecated_alias_of_stream(run_module, client, tmp_path):
+    with mock.patch.object(basic.AnsibleModule, "deprecate") as deprecate, pytest.raises(AnsibleFailJson):
+        run_module(migration_relocate, _source_args(tmp_path, _free_port(), transfer="nc", wait_timeout=1))
+    assert "transfer=nc is deprecated" in deprecate.call_args.args[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"secret": "abc"}, "The stream secret must be 32 random bytes"),
+    ({"run_id": None}, "transfer=stream needs run_id"),
+    ({"checkpoint": "fin"}, "needs base_checkpoint_dir"),
+    ({"role": "target", "listen_address": None}, "needs listen_address"),
+])
+def test_bad_stream_arguments_are_refused_before_any_call(run_module, client, tmp_path, args, message):
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_relocate, _source_args(tmp_path, 1, **args))
+    assert message in exc.value.result["msg"]
+    client.api.inspect_container.assert_not_called()
 
 
 def test_ssh_relocation_with_checkpoint_argv(run_module, client, run_command, tmp_path):
@@ -115,9 +280,8 @@ def test_unready_target_leaves_source_running(run_module, client, tmp_path):
     src_mp.mkdir()
     client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
     with pytest.raises(AnsibleFailJson) as exc:
-        run_module(migration_relocate, {"role": "source", "name": "app", "transfer": "nc", "port": _free_port(),
-                                        "peer_address": "127.0.0.1", "workdir": str(tmp_path), "wait_timeout": 1})
-    assert "Could not connect to the target's receiver" in exc.value.result["msg"]
+        run_module(migration_relocate, _source_args(tmp_path, _free_port(), wait_timeout=1))
+    assert "Could not open the authenticated volume stream" in exc.value.result["msg"]
     # the handshake comes before the stop: a target that never listens costs no downtime
     assert exc.value.result["source_stopped"] is False
     client.api.stop.assert_not_called()
@@ -134,52 +298,27 @@ def test_target_times_out_clearly(run_module, client, tmp_path):
     client.api.start.assert_not_called()
 
 
-def test_cut_stream_fails_target_without_start(tmp_path):
-    import socket
-    dst_mp = tmp_path / "dst"
-    dst_mp.mkdir()
-    port = _free_port()
-    tclient = _target_client(dst_mp, [False])
-    errors = {}
-
-    def run_target():
-        try:
-            relocation.relocate_target(mock.MagicMock(), tclient, "app", "nc", port=port, timeout=5,
-                                          listen_address="127.0.0.1")
-        except MigrationError as exc:
-            errors["msg"] = exc.msg
-    t = threading.Thread(target=run_target)
-    t.start()
-    sock = transport.connect_retry("127.0.0.1", port, __import__("time").monotonic() + 5)
-    sock.sendall(b"appdata/count\0" + b"\0" * 100)  # half a tar header, then the line goes dead
-    sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-    t.join(10)
-    assert errors.get("msg", "").startswith("The volume stream was cut on host "), errors
-    tclient.api.start.assert_not_called()
-
-
-def test_failure_after_stop_reports_source_stopped(run_module, client, tmp_path):
-    """The target listens, the source stops, then the stream breaks: the result says the source stopped."""
-    import socket
+def test_receiver_that_dies_after_the_stop_reports_source_stopped(run_module, client, tmp_path):
+    """The target accepts the stream, the source stops, then the receiver dies before it confirms: the
+    source's result says it stopped (the playbook rolls back)."""
     src_mp = tmp_path / "src"
     src_mp.mkdir()
+    (src_mp / "f").write_text("x")
     client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
+    port = _free_port()
+    receiver = transport.StreamReceiver(SECRET, "run1", "127.0.0.1", port, "127.0.0.1")
+    receiver.listen()
 
-    def accept_and_drop():
-        conn, _ = srv.accept()
-        conn.close()  # a receiver that dies before it confirms
-    t = threading.Thread(target=accept_and_drop)
+    def accept_and_die():
+        reader = receiver.accept_authenticated(__import__("time").monotonic() + 5)
+        reader.wait_for_data()
+        receiver.conn.close()  # no acknowledgement
+    t = threading.Thread(target=accept_and_die)
     t.start()
     with pytest.raises(AnsibleFailJson) as exc:
-        run_module(migration_relocate, {"role": "source", "name": "app", "transfer": "nc", "port": port,
-                                        "peer_address": "127.0.0.1", "workdir": str(tmp_path), "wait_timeout": 5})
+        run_module(migration_relocate, _source_args(tmp_path, port, wait_timeout=5))
     t.join(5)
-    srv.close()
+    receiver.close()
     assert exc.value.result["source_stopped"] is True
     assert "stop" in exc.value.result["durations"]
-    client.api.stop.assert_called_once_with(SRC_ID, timeout=2)
+    client.api.stop.assert_called_once_with(SRC_ID, timeout=1)
