@@ -285,7 +285,7 @@ class StreamSender:
         self.address = address
         self.port = port
         self.source_address = source_address
-        self.frame_size = frame_size
+        self.frame_size = max(1, min(frame_size, STREAM_MAX_PAYLOAD))  # the receiver refuses longer frames
         self.sock = None
         self.bytes_sent = 0
         self.handshake_attempts = 0

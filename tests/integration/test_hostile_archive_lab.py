@@ -110,6 +110,10 @@ def hostile_cases(tag, work):
                                     member("data/d/l2", tarfile.SYMTYPE, linkname="../.."),
                                     member("data/l1", tarfile.SYMTYPE, linkname="d/l2/tmp"),
                                     member("data/l1/%s-chain" % planted, data=b"x")], "data/d/l2"),
+        "symlink_chain_through_parent_link": ([member("data/a", tarfile.DIRTYPE),
+                                               member("data/a/f", tarfile.SYMTYPE, linkname=".."),
+                                               member("data/a/l", tarfile.SYMTYPE, linkname="f/../tmp"),
+                                               member("data/a/l/%s-parent" % planted, data=b"x")], "data/a/l"),
         "symlink_chain_through_dot": ([member("data/l", tarfile.SYMTYPE, linkname="f/../%s-dot" % planted),
                                        member("data/f", tarfile.SYMTYPE, linkname=".")], "data/l"),
     }

@@ -118,6 +118,7 @@ def test_device_nodes_and_fifos_are_refused(tree, kind, word):
     ([("data/a/l1", "../l2"), ("data/l2", "../outside")], "data/l2"),
     ([("data/l", "f/../../outside"), ("data/f", ".")], "data/l"),
     ([("data/l", "f/../x"), ("data/f", ".")], "data/l"),   # f/.. would be the volume's parent once f -> .
+    ([("data/a/f", ".."), ("data/a/l", "f/../x")], "data/a/l"),  # a/f -> the root, so f/.. is its parent
 ])
 def test_symlink_chains_that_escape_are_refused(tree, links, bad):
     members = [member("data/a", tarfile.DIRTYPE, mode=0o755)]

@@ -170,6 +170,22 @@ def test_other_run_id_is_refused():
     assert recv.data is None
 
 
+def test_sender_retries_until_the_receiver_listens():
+    secret = new_stream_secret()
+    port = free_port()
+    started = {}
+
+    def late_receiver():
+        time.sleep(0.5)
+        started["recv"] = Receiving(secret, port)
+        started["recv"].start()
+
+    threading.Thread(target=late_receiver, daemon=True).start()
+    assert send(secret, port, b"late") == "OK"
+    started["recv"].join(10)
+    assert started["recv"].data == b"late"
+
+
 def test_deadlines_without_a_peer():
     port = free_port()
     sender = StreamSender(new_stream_secret(), RUN, TARGET, port)
