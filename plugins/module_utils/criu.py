@@ -18,12 +18,15 @@ import re
 
 RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"
 
-# policy -> the CRIU option that carries it (None: no option, the dump fails on an established connection)
+# policy -> the CRIU options that carry it. A connection still in a listening socket's queue (in flight,
+# not yet accepted: frequent under a probe or any busy client) fails a dump too unless skip-in-flight drops
+# it (its client sees a reset and retries), so the policies that let clients stay connected drop those.
 TCP_POLICIES = {
-    "close": "tcp-close",            # dumped without their state, restored closed: clients reconnect
-    "established": "tcp-established",  # state kept: only where the restore has the same address
-    "refuse": None,                  # CRIU's default: a dump with an established connection fails
+    "close": ("tcp-close", "skip-in-flight"),              # dumped without state, restored closed: clients reconnect
+    "established": ("tcp-established", "skip-in-flight"),  # state kept: only where the restore has the same address
+    "refuse": (),                                          # CRIU's default: a dump with a connection fails
 }
+TCP_OPTIONS = ("tcp-close", "tcp-established", "skip-in-flight")
 CONFIG_MARK = "# Managed by mec.migration (module criu_config)"
 
 CAP_SYS_RESOURCE = 24
@@ -52,14 +55,12 @@ def render_config(policy, extra_options=None):
     """Text of the runtime's CRIU configuration file for ``policy`` (plus ``extra_options``, CRIU long options
     without their leading dashes, one per line)."""
     validate_tcp_policy(policy)
-    lines = [CONFIG_MARK, "# tcp policy: %s" % policy]
-    if TCP_POLICIES[policy]:
-        lines.append(TCP_POLICIES[policy])
+    lines = [CONFIG_MARK, "# tcp policy: %s" % policy] + list(TCP_POLICIES[policy])
     for opt in extra_options or []:
         opt = opt.strip().lstrip("-")
         if not opt or "\n" in opt:
             continue
-        if opt.split()[0] in TCP_POLICIES.values():
+        if opt.split()[0] in TCP_OPTIONS:
             raise PolicyError("Set the TCP option with the policy, not as an extra option: %s" % opt)
         lines.append(opt)
     return "\n".join(lines) + "\n"

@@ -18,6 +18,8 @@ description:
     host (keeping them is impossible across hosts: the app lives at another address).
     O(tcp_policy=established) keeps their state, for a restore at the same address (the same host).
     O(tcp_policy=refuse) is CRIU's default, a dump fails while a connection is established.
+  - V(close) and V(established) also drop connections still in flight (in a listening socket's queue, not yet
+    accepted; C(skip-in-flight)), which would fail the dump too: their clients see a reset and retry.
   - Listening sockets are dumped and restored in every policy.
   - A file not written by this module is replaced only with O(force=true), so that a host's own CRIU settings are
     not lost silently.

@@ -158,16 +158,18 @@ def main():
     addr = inventories()
     hosts = {"forward": (addr["source"], addr["target"], INVENTORY),
              "reverse": (addr["target"], addr["source"], REVERSE)}
-    if Host(addr["source"]).running("a2"):
-        order = ["forward", "reverse"]
-    elif Host(addr["target"]).running("a2"):
-        order = ["reverse", "forward"]
-    else:
+
+    def direction():
+        # from wherever A2 runs now (a failed run leaves it where it was)
+        if Host(addr["source"]).running("a2"):
+            return "forward"
+        if Host(addr["target"]).running("a2"):
+            return "reverse"
         sys.exit("a2 runs on neither lab host: run playbooks/apps.yml -e apps_reset=true")
     ok, walls, seen_gaps, steps, dumps, rows = 0, [], [], {}, [], []
     with tempfile.TemporaryDirectory(prefix="mec-bench-a2-") as tmp:
         for i in range(args.runs):
-            src, dst, inv = hosts[order[i % 2]]
+            src, dst, inv = hosts[direction()]
             results = os.path.join(tmp, "run%d" % i)
             os.makedirs(results)
             p, record, seen, before, after, reset = one_run(src, dst, inv, results)
@@ -195,7 +197,7 @@ def main():
                       i + 1, src, dst, wall, seen.get("downtime"), record["sizes"]["checkpoint_delta"],
                       record["sizes"]["checkpoint_final"], before.get("requestsOk"), (after or {}).get("requestsOk"),
                       "kept" if state_kept else "LOST", "reset, reconnected" if reset else "still open"), flush=True)
-        last_host = Host(hosts[order[(args.runs - 1) % 2]][1])
+        last_host = Host(hosts[direction()][0])
         fl = floor(last_host, args.floor_runs)
     print("\nm3 of A2 on the local lab, probe and a held connection attached: %d of %d runs ok with the state kept"
           % (ok, args.runs))
