@@ -183,8 +183,9 @@ def runtime_checkpoint(module, container_id, image_path, leave_running=True, roo
 # At the relocation the target already holds the pre-relocation checkpoint (sent while the app served) in
 # the directory the final one must fill; the source holds both. The source compares them page by page
 # (CRIU's images are page-aligned) and sends only what differs, in the relocation's authenticated stream:
-#   b"MECCK1\n", then per file one JSON line {"name", "size", "mode", "sha256", "runs": [[offset, length]...]}
-#   followed by the runs' bytes, or {"name", "delete": true}; last {"end": true, "files": N}.
+#   b"MECCK1\n", then per file one JSON line {"name", "size", "mode", "sha256", "runs": [[offset, length]...],
+#   "copies": [[offset, old_offset, length]...]} followed by the runs' bytes, or {"name", "delete": true};
+#   last {"end": true, "files": N}. Copies are pages the target's file holds at another offset.
 # The target patches its copy in place and checks every file's SHA-256 against the source's.
 
 DELTA_MAGIC = b"MECCK1\n"
@@ -198,30 +199,47 @@ def _safe_image_name(name):
     return name
 
 
-def _changed_runs(new_path, old_path, block=DELTA_BLOCK, chunk=1 << 20):
-    """``[(offset, length)]`` of the blocks of ``new_path`` that differ from ``old_path`` at the same offset
-    (all of it when ``old_path`` is missing), adjacent blocks merged."""
-    runs = []
+def _merge(runs, item):
+    """Append ``(dst, length)`` or ``(dst, src, length)`` to ``runs``, merged with the last one when contiguous."""
+    if runs:
+        last = runs[-1]
+        if len(item) == 2 and len(last) == 2 and last[0] + last[1] == item[0]:
+            runs[-1] = (last[0], last[1] + item[1])
+            return
+        if len(item) == 3 and len(last) == 3 and last[0] + last[2] == item[0] and last[1] + last[2] == item[1]:
+            runs[-1] = (last[0], last[1], last[2] + item[2])
+            return
+    runs.append(item)
+
+
+def delta_ops(new_path, old_path, block=DELTA_BLOCK):
+    """How to make ``new_path`` from ``old_path`` (what the target holds), page by page:
+    ``(literals, copies)``, ``literals`` as ``[(offset, length)]`` to send, ``copies`` as
+    ``[(offset, old_offset, length)]`` of pages the old file has elsewhere (CRIU's page images shift by whole
+    pages when a mapping grows or shrinks). Pages at the same offset and the same content need nothing. Every
+    match is compared byte for byte (the source holds both files)."""
+    with open(new_path, "rb") as fh:
+        new = fh.read()
+    literals, copies = [], []
     if not old_path or not os.path.isfile(old_path):
-        size = os.path.getsize(new_path)
-        return [(0, size)] if size else []
-    with open(new_path, "rb") as new, open(old_path, "rb") as old:
-        offset = 0
-        while True:
-            a = new.read(chunk)
-            if not a:
-                break
-            b = old.read(len(a))
-            if a != b:
-                for i in range(0, len(a), block):
-                    if a[i:i + block] != b[i:i + block]:
-                        start, length = offset + i, min(block, len(a) - i)
-                        if runs and runs[-1][0] + runs[-1][1] == start:
-                            runs[-1] = (runs[-1][0], runs[-1][1] + length)
-                        else:
-                            runs.append((start, length))
-            offset += len(a)
-    return runs
+        return ([(0, len(new))] if new else []), []
+    with open(old_path, "rb") as fh:
+        old = fh.read()
+    index = None
+    for off in range(0, len(new), block):
+        page = new[off:off + block]
+        if old[off:off + block] == page:
+            continue
+        if index is None:
+            index = {}
+            for o in range(len(old) - block, -1, -block):  # the first offset of equal pages wins
+                index[old[o:o + block]] = o
+        src = index.get(page) if len(page) == block else None
+        if src is not None:
+            _merge(copies, (off, src, block))
+        else:
+            _merge(literals, (off, len(page)))
+    return literals, copies
 
 
 def _sha256(path):
@@ -249,9 +267,10 @@ def write_checkpoint_delta(out, new_dir, base_dir):
         if not os.path.isfile(path) or os.path.islink(path):
             raise MigrationError("The checkpoint %s holds %s, which is not a regular file." % (new_dir, name))
         _safe_image_name(name)
-        runs = _changed_runs(path, os.path.join(base_dir, name))
+        runs, copies = delta_ops(path, os.path.join(base_dir, name))
         st = os.stat(path)
-        head = dict(name=name, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=_sha256(path), runs=runs)
+        head = dict(name=name, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=_sha256(path), runs=runs,
+                    copies=copies)
         write(json.dumps(head, separators=(",", ":")).encode("utf-8") + b"\n")
         with open(path, "rb") as fh:
             for offset, length in runs:
@@ -329,6 +348,14 @@ def apply_checkpoint_delta(reader, dest_dir):
             os.unlink(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "r+b") as fh:
+            # pages the file holds elsewhere: read them all before anything is written over them
+            moved = []
+            for offset, old_offset, length in head.get("copies") or []:
+                fh.seek(old_offset)
+                moved.append((offset, fh.read(length)))
+            for offset, data in moved:
+                fh.seek(offset)
+                fh.write(data)
             for offset, length in head["runs"]:
                 fh.seek(offset)
                 fh.write(reader.read_exact(length))

@@ -102,10 +102,10 @@ def load_image(image, host):
         save.wait()
 
 
-def migrate(results_dir, timeout=900, **extra):
+def migrate(results_dir, timeout=900, inventory=INVENTORY, **extra):
     """Run playbooks/migrate.yml on the lab; returns (rc, output, record or None)."""
     extra.setdefault("results_dir", str(results_dir))
-    args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"),
+    args = [ANSIBLE_PLAYBOOK, "-i", inventory, os.path.join(ROOT, "playbooks", "migrate.yml"),
             "-e", json.dumps(extra)]
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     records = sorted(f for f in os.listdir(str(results_dir)) if f.endswith(".json")) \
@@ -115,3 +115,17 @@ def migrate(results_dir, timeout=900, **extra):
         with open(os.path.join(str(results_dir), records[-1])) as fh:
             record = json.load(fh)
     return p.returncode, p.stdout + p.stderr, record
+
+
+def reverse_inventory():
+    """The lab's inventory with source and target swapped (inventories/local/hosts-reverse.yml, beside the
+    lab's own so that its key and known_hosts paths hold): to move an app back with migrate.yml."""
+    with open(INVENTORY) as fh:
+        inv = yaml.safe_load(fh)
+    groups = inv["all"]["children"]["mec_hosts"]["children"]
+    groups["source"], groups["target"] = groups["target"], groups["source"]
+    path = os.path.join(os.path.dirname(INVENTORY), "hosts-reverse.yml")
+    with open(path, "w") as fh:
+        fh.write("# The local lab with source and target swapped (written by the tests and benchmarks).\n")
+        yaml.safe_dump(inv, fh, default_flow_style=False, sort_keys=False)
+    return path

@@ -156,6 +156,26 @@ def test_delta_round_trip_sends_only_changed_pages(tmp_path):
     assert reader.read() == b""
 
 
+def test_delta_of_shifted_pages_copies_them_instead_of_sending_them(tmp_path):
+    """A mapping that grew shifts every later page of CRIU's page image by whole pages: those are copied from
+    where the target holds them, only the new pages travel."""
+    page = 4096
+    old = b"".join(bytes([i]) * page for i in range(40))
+    new = old[:10 * page] + b"\xee" * (3 * page) + old[10 * page:] + old[:page]
+    _write(tmp_path / "base", {"pages-1.img": old})
+    _write(tmp_path / "new", {"pages-1.img": new})
+    _write(tmp_path / "target", {"pages-1.img": old})
+    literals, copies = checkpoints.delta_ops(str(tmp_path / "new" / "pages-1.img"), str(tmp_path / "base" / "pages-1.img"))
+    assert literals == [(10 * page, 3 * page)]
+    assert copies == [(13 * page, 10 * page, 30 * page), (43 * page, 0, page)]
+    buf = io.BytesIO()
+    sent = checkpoints.write_checkpoint_delta(buf, str(tmp_path / "new"), str(tmp_path / "base"))
+    assert sent["literal_bytes"] == 3 * page
+    buf.seek(0)
+    checkpoints.apply_checkpoint_delta(checkpoints.LineReader(buf), str(tmp_path / "target"))
+    assert (tmp_path / "target" / "pages-1.img").read_bytes() == new
+
+
 def test_delta_applied_to_a_changed_copy_is_refused(tmp_path):
     _write(tmp_path / "base", {"core.img": b"a" * 8192})
     _write(tmp_path / "new", {"core.img": b"a" * 8192})
