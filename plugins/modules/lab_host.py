@@ -106,12 +106,13 @@ privilege_mode:
 """
 
 import hashlib
-import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, APIError, NotFound, fail, get_client, hostname)
+from ansible_collections.mec.migration.plugins.module_utils.service_container import config_hash, next_action
 
+# The lab's own label for the configuration hash (the running labs carry it: renaming it would re-create their hosts).
 CONFIG_LABEL = "mec.migration.lab.config"
 MODE_LABEL = "mec.migration.lab.privilege_mode"
 UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined"]
@@ -130,7 +131,7 @@ def wanted_config(client, params):
         with open(params["authorized_keys"], "rb") as handle:
             wanted["authorized_keys"] = hashlib.sha256(handle.read()).hexdigest()
     wanted["image"] = client.images.get(params["image"]).id
-    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
+    return config_hash(wanted)
 
 
 def host_config(client, params, mode):
@@ -156,9 +157,9 @@ def host_config(client, params, mode):
     return config
 
 
-def create_and_start(client, params, mode, config_hash):
+def create_and_start(client, params, mode, wanted_hash):
     labels = dict(params["labels"])
-    labels[CONFIG_LABEL] = config_hash
+    labels[CONFIG_LABEL] = wanted_hash
     labels[MODE_LABEL] = mode
     endpoint = client.api.create_endpoint_config(ipv4_address=params["ipv4_address"]) if params["ipv4_address"] \
         else client.api.create_endpoint_config()
@@ -183,17 +184,17 @@ def ensure_volume(client, params):
 
 def start_host(module, client):
     params = module.params
-    config_hash = wanted_config(client, params)
+    wanted_hash = wanted_config(client, params)
     try:
         container = client.containers.get(params["name"])
     except NotFound:
         container = None
-    if container is not None and container.labels.get(CONFIG_LABEL) == config_hash:
-        mode = container.labels.get(MODE_LABEL)
-        changed = container.status != "running"
-        if changed and not module.check_mode:
+    action = next_action(container.labels if container is not None else None,
+                         container is not None and container.status == "running", wanted_hash, label=CONFIG_LABEL)
+    if action in ("none", "start"):
+        if action == "start" and not module.check_mode:
             container.start()
-        return changed, container.id, mode
+        return action == "start", container.id, container.labels.get(MODE_LABEL)
     if module.check_mode:
         return True, None, None
     if container is not None:
@@ -203,7 +204,7 @@ def start_host(module, client):
     errors = []
     for mode in modes:
         try:
-            return True, create_and_start(client, params, mode, config_hash), mode
+            return True, create_and_start(client, params, mode, wanted_hash), mode
         except APIError as exc:
             errors.append("%s: %s" % (mode, exc.explanation or exc))
     module.fail_json(msg="Could not start lab host %s on %s in any privilege mode (%s). The nested Docker engine "
