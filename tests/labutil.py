@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import namedtuple
 from pathlib import Path
 
 import yaml
@@ -13,8 +14,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventories" / "local" / "hosts.yml"
 KEY = ROOT / "inventories" / "local" / "id_ed25519"
-SSH_OPTS = ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
+# The hosts' keys, written by playbooks/lab.yml from the hosts themselves; an unknown or changed key is refused.
+KNOWN_HOSTS = ROOT / "inventories" / "local" / "known_hosts"
+SSH_OPTS = ["-o", "UserKnownHostsFile=%s" % KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+
+# A host of the lab: its inventory name and the address SSH reaches it at.
+LabHost = namedtuple("LabHost", ["name", "address"])
 
 
 def venv_bin(name):
@@ -23,14 +29,15 @@ def venv_bin(name):
     return str(candidate) if candidate.exists() else name
 
 
-def lab_hosts():
-    """{'source': (name, address), 'target': (name, address)} from the lab's inventory."""
-    data = yaml.safe_load(INVENTORY.read_text())
+def lab_hosts(inventory=INVENTORY):
+    """{'source': LabHost(name, address), 'target': LabHost(name, address)} from the lab's inventory (the address is
+    ``ansible_host``, else the name). The one reader of the lab's hosts for the tests."""
+    data = yaml.safe_load(Path(inventory).read_text())
     groups = data["all"]["children"]["mec_hosts"]["children"]
     out = {}
     for group in ("source", "target"):
         (name, hostvars), = groups[group]["hosts"].items()
-        out[group] = (name, hostvars["ansible_host"])
+        out[group] = LabHost(name, (hostvars or {}).get("ansible_host", name))
     return out
 
 

@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 
 from apps_helpers import REPO
+from labutil import SSH_OPTS
 
 pytestmark = pytest.mark.lab
 
@@ -40,9 +41,7 @@ def http_json(url, data=None, timeout=10):
 
 def ssh(host, *argv, check=True):
     """Run a command on a lab host as root with the lab's key."""
-    command = ["ssh", "-i", str(INVENTORY.parent / "id_ed25519"), "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-               "root@" + host, " ".join(argv)]
+    command = ["ssh", "-i", str(INVENTORY.parent / "id_ed25519")] + SSH_OPTS + ["root@" + host, " ".join(argv)]
     return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""Helpers of the lab tests: the lab's hosts from inventories/local/hosts.yml, ssh to them, the playbook."""
+"""Helpers of the lab tests: the lab's hosts (tests/labutil.py reads them), ssh to them, the playbook."""
 import json
 import os
 import shlex
@@ -9,6 +9,12 @@ import time
 
 import yaml
 
+_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _TESTS not in sys.path:  # the benchmarks import this module outside pytest
+    sys.path.insert(0, _TESTS)
+
+from labutil import SSH_OPTS, LabHost, lab_hosts  # noqa: E402,F401  (lab_hosts and LabHost: for the importers)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
 KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
@@ -16,25 +22,12 @@ KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 if not os.path.exists(ANSIBLE_PLAYBOOK):
     ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or "ansible-playbook"
-SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
-
-
-def lab_hosts():
-    """``{"source": address, "target": address}`` from the lab's inventory."""
-    with open(INVENTORY) as fh:
-        inv = yaml.safe_load(fh)
-    groups = inv["all"]["children"]["mec_hosts"]["children"]
-    out = {}
-    for role in ("source", "target"):
-        (name, hvars), = groups[role]["hosts"].items()
-        out[role] = (hvars or {}).get("ansible_host", name)
-    return out
 
 
 class Host(object):
     def __init__(self, address):
-        self.address = address
+        """``address``: a lab host's address, or its ``LabHost`` from ``lab_hosts()``."""
+        self.address = address.address if isinstance(address, LabHost) else address
 
     def run(self, argv, check=True, timeout=120, stdin=None):
         """Run ``argv`` on the host over ssh (each word quoted)."""
