@@ -7,7 +7,7 @@
   answered a ping, or fails the module with a message naming the host and
   saying what to do.
 * ``fail()`` fails a module with the traceback in ``exception``, never in ``msg``.
-* ``DockerCli`` runs the ``docker`` CLI for what the SDK lacks (checkpoints),
+* ``run_tool()`` runs a tool the SDK does not replace (tar, rsync, ssh, criu)
   through ``module.run_command`` with a list argv and ``LANG=C``.
 
 Works with Docker SDK for Python >= 5.0 (Debian 12 ships python3-docker 5.0.3).
@@ -86,27 +86,6 @@ def get_client(module, docker_host=None, timeout=None):
                                                exc),
              exc=exc, host=hostname())
     return client
-
-
-class DockerCli(object):
-    """The ``docker`` CLI, only for calls the SDK does not have."""
-
-    def __init__(self, module):
-        self.module = module
-        self.binary = module.get_bin_path("docker", required=True)
-
-    def run(self, args, check=True, what=None):
-        """Run ``docker <args>``; on a non-zero rc fail the module (if ``check``)."""
-        argv = [self.binary] + list(args)
-        if self.module.params.get("docker_host"):
-            argv = [self.binary, "--host", self.module.params["docker_host"]] + list(args)
-        rc, out, err = self.module.run_command(argv, environ_update=LANG_C)
-        if check and rc != 0:
-            self.module.fail_json(
-                msg="%s failed on host %s (rc=%s): %s" % (what or "docker %s" % args[0], hostname(), rc,
-                                                          (err or out).strip()),
-                rc=rc, stdout=out, stderr=err, cmd=argv, host=hostname())
-        return rc, out, err
 
 
 def run_tool(module, args, what, check=True, data=None):

@@ -29,7 +29,6 @@ class Stopwatch(object):
 
     def __init__(self):
         self.durations = {}
-        self._started = time.monotonic()
 
     class _Step(object):
         def __init__(self, watch, name):
@@ -49,12 +48,3 @@ class Stopwatch(object):
     def step(self, name):
         """Context manager adding the elapsed time of its body to ``durations[name]``."""
         return Stopwatch._Step(self, name)
-
-    def total(self):
-        """Seconds since the stopwatch was created."""
-        return round(time.monotonic() - self._started, 6)
-
-    def sum(self, names=None):
-        """Sum of the recorded durations (of ``names`` only, if given)."""
-        keys = self.durations.keys() if names is None else [n for n in names if n in self.durations]
-        return round(sum(self.durations[k] for k in keys), 6)
