@@ -22,6 +22,28 @@ TEST_LABEL = "mec.migration.test=1"
 BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The fault campaign's table (tests/integration/test_faults_lab.py): results/fault_campaign.json and printed."""
+    rows = []
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").endswith("test_faults_lab"):
+            rows = getattr(mod, "FAULT_CAMPAIGN", [])
+    if not rows:
+        return
+    import json
+    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+    path = os.path.join(ROOT, "results", "fault_campaign.json")
+    with open(path, "w") as fh:
+        json.dump(rows, fh, indent=2)
+    tr = terminalreporter
+    tr.section("fault campaign (%s)" % os.path.relpath(path, ROOT))
+    tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s" % ("fault", "str", "passed", "outcome", "one host", "lost nothing"))
+    for r in rows:
+        tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s" % (r["fault"], r["strategy"], r["passed"], r.get("outcome"),
+                                                           r.get("one_host"), r.get("lost_nothing")))
+    tr.write_line("%d of %d fault runs recovered and lost nothing" % (sum(1 for r in rows if r["passed"]), len(rows)))
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "docker: needs a running Docker engine on this machine")
     config.addinivalue_line("markers", "lab: needs the local lab (inventories/local/hosts.yml, two MEC hosts over SSH)")
