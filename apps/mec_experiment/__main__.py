@@ -20,10 +20,13 @@ def main(argv=None) -> int:
     one.add_argument("--strategy", required=True)
     one.add_argument("--network", required=True)
     one.add_argument("--rep", type=int, required=True)
-    one.add_argument("--transfer", default="nc")
+    one.add_argument("--transfer", default="stream")
     one.add_argument("--apps-extra-vars", default="", help="JSON: extra vars for playbooks/apps.yml (reset)")
-    one.add_argument("--reset", choices=["needed", "always", "never"], default="needed",
-                     help="put the apps back on the source first: when they are not in place (default), always, never")
+    one.add_argument("--reset", choices=["app", "full", "never", "needed", "always"], default="app",
+                     help="put the app back on the source first, checked: app (only the migrated app, direct docker "
+                          "run; default), full (playbooks/apps.yml first), never; needed = app, always = full")
+    one.add_argument("--apps-dir", default="/opt/mec-apps",
+                     help="mec_apps_dir of the hosts (where the role keeps run-<app>.json)")
     one.add_argument("--timeout", type=float, default=600)
     one.add_argument("--retry-failed", nargs="?", const="yes", default="no", choices=["yes", "no"],
                      help="run again a run recorded as failed")

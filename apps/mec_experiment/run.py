@@ -10,21 +10,16 @@ already exists is skipped (resumable). Any failure is written as a failed record
 from __future__ import annotations
 
 import json
-import os
-import re
 import shlex
-import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
 
-import yaml
-
 from . import probe as probe_mod
+from .lab import ROOT, ansible_cause, ansible_playbook, lab_hosts, ssh  # noqa: F401 (lab_hosts, ansible_cause: API)
+from .reset import ResetError, reset
 from .records import EXPERIMENT_SCHEMA, SCHEMA, dig, phase_total, record_path, write_atomic, write_csv
 
-ROOT = Path(__file__).resolve().parents[2]
 APPS = ("a1", "a2", "a3")
 A3_KEYS = ["zone%02d" % i for i in range(1, 10)]
 
@@ -37,53 +32,6 @@ APP_SPECS = {
     "a3": {"start_command": ["memcached", "-u", "memcache", "-l", "0.0.0.0", "-p", "11211", "-U", "0", "-m", "64",
                              "-c", "1024", "-v"], "probe": "memcached", "port": 11211},
 }
-
-
-# ------------------------------------------------------------------------------------------------ lab access
-def lab_hosts(inventory):
-    """{'source': {...}, 'target': {...}} with name, address, user, key from a lab inventory (YAML)."""
-    data = yaml.safe_load(Path(inventory).read_text())
-    mec = data["all"]["children"]["mec_hosts"]
-    hostvars = mec.get("vars", {})
-    inv_dir = str(Path(inventory).resolve().parent)
-    out = {}
-    for group in ("source", "target"):
-        (name, hv), = mec["children"][group]["hosts"].items()
-        hv = dict(hostvars, **(hv or {}))
-        key = str(hv.get("ansible_ssh_private_key_file", "")).replace("{{ inventory_dir }}", inv_dir)
-        out[group] = {"name": name, "address": hv.get("ansible_host", name), "user": hv.get("ansible_user", "root"),
-                      "key": key}
-    return out
-
-
-def ssh(host, command, timeout=60):
-    argv = ["ssh", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    if host["key"]:
-        argv += ["-i", host["key"]]
-    argv += ["%s@%s" % (host["user"], host["address"]), command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-
-
-def ansible_playbook(inventory, playbook, extra, timeout):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
-    for item in extra:
-        argv += ["-e", item if isinstance(item, str) else json.dumps(item)]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def ansible_cause(output: str) -> str:
-    """The first fatal task and its message from ansible-playbook's output."""
-    task, lines = "", output.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("TASK ["):
-            task = line[6:].split("]")[0]
-        if line.startswith(("fatal:", "failed:")) or "ERROR!" in line:
-            m = re.search(r'"msg": "((?:[^"\\]|\\.)*)"', line + " ".join(lines[i + 1:i + 3]))
-            msg = m.group(1) if m else line
-            return ("%s: %s" % (task, msg))[:600]
-    return (output.strip().splitlines() or ["no output"])[-1][:600]
 
 
 # ------------------------------------------------------------------------------------------------ app state
@@ -150,35 +98,6 @@ def migrate_extra(app, strategy, network, run_id, migrate_dir, transfer):
     return extra
 
 
-def apps_in_place(hosts):
-    """True when a1, a2, a3 run on the source, none of them is on the target, and A3 holds its zones."""
-    src = ssh(hosts["source"], "docker ps --format '{{.Names}}'")
-    tgt = ssh(hosts["target"], "docker ps -a --format '{{.Names}}'")
-    if src.returncode != 0 or tgt.returncode != 0:
-        return False
-    running, on_target = set(src.stdout.split()), set(tgt.stdout.split())
-    return set(APPS) <= running and not (set(APPS) | {"a3-loader"}) & on_target and bool(
-        a3_values(hosts["source"]["address"]))
-
-
-def reset_apps(inventory, hosts, apps_extra, timeout, always=True):
-    """Put every app back on the source as it starts (apps.yml -e apps_reset=true), drop old migration images.
-
-    With ``always=False`` the playbook is left out when the apps are already in place (after a run that
-    failed and was rolled back). Returns whether the playbook ran."""
-    ssh(hosts["target"], "docker image ls --format '{{.Repository}}:{{.Tag}}' 'mec-migration/*' | "
-                         "xargs -r docker rmi -f >/dev/null 2>&1; true")
-    ssh(hosts["source"], "docker image ls --format '{{.Repository}}:{{.Tag}}' 'mec-migration/*' | "
-                         "xargs -r docker rmi -f >/dev/null 2>&1; true")
-    if not always and apps_in_place(hosts):
-        return False
-    proc = ansible_playbook(inventory, ROOT / "playbooks" / "apps.yml",
-                            [{"apps_reset": True, "apps_local_sandbox": False}] + apps_extra, timeout)
-    if proc.returncode != 0:
-        raise RuntimeError("reset (playbooks/apps.yml -e apps_reset=true) failed: " + ansible_cause(proc.stdout))
-    return True
-
-
 def run_one(args) -> dict:
     path = record_path(args.results, args.app, args.strategy, args.network, args.rep)
     cell = "%s %s %s #%d" % (args.app, args.strategy, args.network, args.rep)
@@ -197,12 +116,12 @@ def run_one(args) -> dict:
     apps_extra = json.loads(args.apps_extra_vars) if args.apps_extra_vars else []
     if isinstance(apps_extra, dict):
         apps_extra = [apps_extra]
-    ansible_rc, cause, reset_ran = None, None, None
+    ansible_rc, cause, reset_done = None, None, None
     try:
         hosts = lab_hosts(args.inventory)
-        if args.reset != "never":
-            stage = "reset"
-            reset_ran = reset_apps(args.inventory, hosts, apps_extra, args.timeout, always=args.reset == "always")
+        stage = "reset"
+        reset_done = reset(args.inventory, hosts, args.app, args.reset, apps_extra, args.timeout,
+                           apps_dir=args.apps_dir)
         stage = "state before"
         before = state_before(args.app, hosts)
         spec = APP_SPECS[args.app]
@@ -237,6 +156,8 @@ def run_one(args) -> dict:
         found = sorted(migrate_dir.glob("%s-*.json" % run_id))
         if found:
             record = json.loads(found[-1].read_text())
+    except ResetError as exc:
+        cause = "reset: %s" % exc
     except Exception as exc:  # noqa: BLE001 - a run's failure is recorded, the matrix goes on
         cause = "%s: %s" % (stage, exc)
         if args.debug:
@@ -262,7 +183,7 @@ def run_one(args) -> dict:
     record["downtime"]["user"] = probe_result.get("downtime")
     record["experiment"] = {
         "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "cell": cell, "stage_failed": stage if cause else None,
-        "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3), "reset": reset_ran,
+        "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3), "reset": reset_done,
         "start_command": APP_SPECS[args.app]["start_command"] if args.strategy == "m1" else None,
         "network_measured": network, "probe": probe_result, "state_before": before,
         "state_after": state_after if state_after is not None else {"passed": None, "detail": "not checked: " + (cause or "")},

@@ -99,6 +99,26 @@ def _fmt(v, digits=3):
     return ("%%.%df" % digits) % v
 
 
+def _fmt_spread(s, scale=1.0, digits=3):
+    """'median (min-max)' of a spread, scaled; '-' when there is none."""
+    if not s:
+        return "-"
+    if s["n"] == 1:
+        return _fmt(s["median"] * scale, digits)
+    return "%s (%s-%s)" % (_fmt(s["median"] * scale, digits), _fmt(s["min"] * scale, digits), _fmt(s["max"] * scale, digits))
+
+
+def _failure(r):
+    """A failed run's cause: the error, where the run stopped and how it ended, CRIU's own reason."""
+    text = str(r.get("error") or "")[:240].replace("\n", " ")
+    where = ", ".join("%s %s" % (k, r[k]) for k in ("outcome", "phase") if r.get(k))
+    stage = dig(r, "experiment.stage_failed")
+    if stage:
+        where = ("stage " + stage + (", " + where if where else ""))
+    criu = [str(e) for e in (dig(r, "criu.errors") or [])][:3]
+    return text + (" (%s)" % where if where else "") + ("; CRIU: " + " / ".join(criu)[:300] if criu else "")
+
+
 def _stays(stays_args):
     """{placement: [stay seconds]} from the MEC sandbox's time-available analysis (seed Table 8.2)."""
     from mec_sandbox.time_available import analyse
@@ -133,20 +153,46 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
     # medians per cell
     cells = an.cell_medians(records)
     lines += ["## Medians per cell", "",
+              "Median (min-max) over the cell's ok runs.", "",
               "| app | strategy | network | runs | ok | downtime, seed (s) | downtime, user (s) | pre-relocation "
-              "source / transfer / target (s) | migration time (s) |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
-    for (a, s, n), c in sorted(cells.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-        lines.append("| %s | %s | %s | %d | %d | %s | %s | %s / %s / %s | %s |" % (
-            a, s, n, c["runs"], c["ok"], _fmt(c["downtime_wall"]), _fmt(c["downtime_user"]),
+              "source / transfer / target (s) | relocation, source (s) | migration time (s) |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    order = {"app": an.APPS, "strategy": an.STRATEGIES, "network": an.NETWORKS}
+
+    def cell_key(kv):
+        return tuple((list(order[k]).index(v) if v in order[k] else 99, str(v)) for k, v in zip(order, kv[0]))
+
+    for (a, s, n), c in sorted(cells.items(), key=cell_key):
+        lines.append("| %s | %s | %s | %d | %d | %s | %s | %s / %s / %s | %s | %s |" % (
+            a, s, n, c["runs"], c["ok"], _fmt_spread(c["downtime_wall_spread"]), _fmt_spread(c["downtime_user_spread"]),
             _fmt(c["pre_source"], 2), _fmt(c["pre_transfer"], 2), _fmt(c["pre_target"], 2),
-            _fmt(c["migration_time"], 2)))
+            _fmt_spread(c["reloc_source_spread"]), _fmt(c["migration_time"], 2)))
     lines.append("")
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
         lines += ["### Failed runs", ""] + ["- %s %s %s #%s: %s" % (
-            r.get("app"), r.get("strategy"), r.get("network"), dig(r, "experiment.rep"),
-            str(r.get("error") or "")[:240].replace("\n", " ")) for r in failed] + [""]
+            r.get("app"), r.get("strategy"), r.get("network"), dig(r, "experiment.rep"), _failure(r))
+            for r in failed] + [""]
+    m3 = an.m3_rows(records)
+    if m3:
+        lines += ["## m3: checkpoints, their delta, the relocation on the source", "",
+                  "Median (min-max) over the ok m3 runs. The seed: every app at least %.0f MB of checkpoint data, "
+                  "A3 about %.0f MB; rsync sent on average %.1f MB of it, %.2fx less (Figure 8.9); m3 the slowest on "
+                  "the source during relocation (Figure 8.8). *ratio* = checkpoint_final / checkpoint_delta (the "
+                  "bytes of the final checkpoint really sent)." % (an.SEED_CHECKPOINT_MB + (an.SEED_DELTA_MB,
+                                                                                          an.SEED_DELTA_RATIO)), "",
+                  "| app | network | runs | checkpoint full (MB) | final (MB) | delta sent (MB) | ratio (seed %.2fx) "
+                  "| stream (MB) | CRIU dump (s) | relocation, source: m3 / m2 / m1 (s) |" % an.SEED_DELTA_RATIO,
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for row in m3:
+            n = max((row[k] or {}).get("n", 0) for k in ("checkpoint_full", "downtime_wall", "reloc_source_m3"))
+            lines.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s |" % (
+                row["app"], row["network"], n, _fmt_spread(row["checkpoint_full"], 1e-6, 2),
+                _fmt_spread(row["checkpoint_final"], 1e-6, 2), _fmt_spread(row["checkpoint_delta"], 1e-6, 2),
+                _fmt_spread(row["delta_ratio"], 1, 2), _fmt_spread(row["stream"], 1e-6, 2),
+                _fmt_spread(row["criu_dump"]), _fmt_spread(row["reloc_source_m3"]), _fmt_spread(row["reloc_source_m2"]),
+                _fmt_spread(row["reloc_source_m1"])))
+        lines.append("")
     # figures
     lines += ["## Figures (every point is a run; boxes show the spread)", ""]
     for fname, seed_fig, title, metric, group_by, hue, where, scale, unit in FIGURES:
@@ -169,6 +215,23 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
     causes = ["- %s %s: %s" % (a, s, v["cause"].replace("\n", " ")) for (a, s), v in t81.items() if v["cause"]]
     if causes:
         lines += ["", "Why not:", ""] + causes
+    per_cell = an.table_81_cells(records)
+    if per_cell:
+        nets = an.ordered({n for _, _, n in per_cell}, an.NETWORKS)
+        lines += ["", "Per cell (runs that passed the state check / runs; *lost*: migrated without the state, "
+                  "*failed*: the migration failed):", "",
+                  "| app | network | " + " | ".join(strategies) + " |", "| --- | --- |" + " --- |" * len(strategies)]
+        for a in apps:
+            for n in nets:
+                cells_txt = []
+                for s in strategies:
+                    c = per_cell.get((a, s, n))
+                    if not c:
+                        cells_txt.append("-")
+                        continue
+                    extra = ", ".join("%d %s" % (c[k], k) for k in ("lost", "failed") if c[k])
+                    cells_txt.append("%d/%d%s" % (c["passed"], c["runs"], (" (%s)" % extra) if extra else ""))
+                lines.append("| %s | %s | %s |" % (a, n, " | ".join(cells_txt)))
     lines.append("")
     # Table 8.2
     lines += ["## Table 8.2: time available for migration, and the measured migration time", ""]

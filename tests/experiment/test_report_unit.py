@@ -87,14 +87,62 @@ def test_compare_with_seed_agrees_and_disagrees_with_numbers():
         for s, dt in (("m1", 1.0), ("m2", 1.2), ("m3", 2.0 if net == "n1" else 4.0)):
             agree.append(synthetic_record("a2", s, net, 1, downtime=dt, volume=100 if net == "n1" else 400))
     verdicts = {f: v for f, v, _ in analysis.compare_with_seed(agree)}
-    assert list(verdicts.values()) == ["agree"] * 5
+    assert list(verdicts.values()) == ["agree"] * 7
     disagree = [synthetic_record("a2", "m1", "n1", 1, downtime=3.0), synthetic_record("a2", "m2", "n1", 1, downtime=1.0),
-                synthetic_record("a2", "m3", "n1", 1, downtime=2.0, full=10, transferred=10)]
+                synthetic_record("a2", "m3", "n1", 1, downtime=2.0, full=30_000_000, transferred=30_020_000,
+                                 reloc_source=0.2)]
     found = analysis.compare_with_seed(disagree)
     assert found[0][1] == "disagree" and "m1 3.000 s" in found[0][2]
     assert found[1][1] == "disagree"
     assert found[2][1] == "no data" and found[3][1] == "no data"
-    assert found[4][1] == "disagree" and "1.00x" in found[4][2]
+    # final 30.02 MB against a delta of 30.02 MB: no speedup at all
+    assert found[4][1] == "disagree" and "median 1.00x" in found[4][2]
+    assert found[5][1] == "disagree" and "a2 30.00 MB" in found[5][2]
+    assert found[6][1] == "disagree" and "0 of 1 cells" in found[6][2]
+
+
+def test_m3_rows_give_the_delta_ratio_checkpoint_sizes_and_source_relocation_with_spreads():
+    recs = [synthetic_record("a3", "m3", "n1", rep, full=16_000_000, transferred=t, reloc_source=rs)
+            for rep, t, rs in ((1, 4_000_000, 0.9), (2, 2_000_000, 1.1), (3, 8_000_000, 1.0))]
+    recs += [synthetic_record("a3", "m2", "n1", 1, reloc_source=0.4), synthetic_record("a3", "m1", "n1", 1, reloc_source=0.3)]
+    recs.append(synthetic_record("a3", "m3", "n1", 4, status="failed"))
+    (row,) = analysis.m3_rows(recs)
+    assert (row["app"], row["network"]) == ("a3", "n1")
+    # ratio = checkpoint_final (16.02 MB) / checkpoint_delta, per run; failed runs left out
+    assert row["delta_ratio"]["n"] == 3
+    assert row["delta_ratio"]["median"] == pytest.approx(16_020_000 / 4_000_000, abs=1e-3)
+    assert row["delta_ratio"]["min"] == pytest.approx(16_020_000 / 8_000_000, abs=1e-3)
+    assert row["delta_ratio"]["max"] == pytest.approx(16_020_000 / 2_000_000, abs=1e-3)
+    assert row["checkpoint_full"]["median"] == 16_000_000 and row["checkpoint_delta"]["median"] == 4_000_000
+    assert row["reloc_source_m3"]["median"] == 1.0 and row["reloc_source_m3"]["min"] == 0.9
+    assert row["reloc_source_m2"]["median"] == 0.4 and row["reloc_source_m1"]["median"] == 0.3
+    assert row["criu_dump"]["median"] == 0.2
+
+
+def test_delta_ratio_of_records_before_the_stream_transfer():
+    old = synthetic_record("a2", "m3", "n1", 1, full=13_000_000, transferred=2_600_000)
+    old["sizes"].update(checkpoint_final=None, checkpoint_delta=None, rsync_transferred_bytes=2_600_000)
+    assert analysis.delta_ratio(old) == 5.0
+    assert analysis.delta_ratio(synthetic_record("a2", "m1")) is None
+
+
+def test_spread_median_min_max_p90():
+    s = analysis.spread([3.0, None, 1.0, 2.0, 10.0])
+    assert s == {"n": 4, "median": 2.5, "min": 1.0, "max": 10.0, "p90": 10.0}
+    assert analysis.spread([None]) is None
+
+
+def test_report_has_the_m3_section_table_81_per_cell_and_the_failure_cause(tmp_path):
+    recs = [synthetic_record("a3", "m3", "n1", 1, full=16_000_000, transferred=4_000_000),
+            synthetic_record("a3", "m3", "n1", 2, status="failed"),
+            synthetic_record("a3", "m1", "n1", 1, passed=False), synthetic_record("a3", "m1", "n2", 1)]
+    write_runs(tmp_path, recs)
+    assert report_main([str(tmp_path), "--no-stays"]) == 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "| a3 | n1 | 1 | 16.00 | 16.02 | 4.00 | 4.00 | 4.01 | 0.200 | 0.600 / - / 0.300 |" in page
+    assert "| a3 | n1 | 0/1 (1 lost) | 1/2 (1 failed) |" in page and "| a3 | n2 | 1/1 | - |" in page
+    assert ("- a3 m3 n1 #2: migrate: boom (stage migrate, outcome rolled_back, phase relocation); CRIU: "
+            "Error (criu/sk-inet.c:191)") in page
 
 
 def test_report_renders_from_partial_data_and_names_skipped(tmp_path, capsys):

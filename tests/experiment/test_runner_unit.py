@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+from mec_experiment import lab
 from mec_experiment import run as runner
 from mec_experiment.__main__ import main as experiment_main
 
@@ -45,9 +46,9 @@ def test_ansible_cause_names_the_failing_task_and_message():
 
 
 def test_migrate_extra_vars_per_strategy():
-    m1 = runner.migrate_extra("a3", "m1", "n2", "rid", Path("/r"), "nc")
+    m1 = runner.migrate_extra("a3", "m1", "n2", "rid", Path("/r"), "stream")
     assert m1[0] == {"app": "a3", "strategy": "m1", "network_label": "n2", "run_id": "rid", "results_dir": "/r",
-                     "transfer": "nc", "migration_cleanup": True}
+                     "transfer": "stream", "migration_cleanup": True}
     assert m1[1]["start_command"][:3] == ["memcached", "-u", "memcache"]
     m2 = runner.migrate_extra("a2", "m2", "n1", "rid", Path("/r"), "ssh")
     assert m2[1] == {"app_phase_url": "http://127.0.0.1:3000/changePhase?inMigration=1"} and len(m2) == 2
@@ -64,10 +65,16 @@ def test_lab_hosts_reads_the_lab_inventory(tmp_path):
       vars:
         ansible_user: root
         ansible_ssh_private_key_file: "{{ inventory_dir }}/id_ed25519"
+        ansible_ssh_common_args: "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts -o StrictHostKeyChecking=yes"
 """)
     hosts = runner.lab_hosts(inv)
-    assert hosts["source"] == {"name": "s1", "address": "10.0.0.1", "user": "root", "key": "%s/id_ed25519" % tmp_path}
+    assert hosts["source"] == {"name": "s1", "address": "10.0.0.1", "user": "root", "key": "%s/id_ed25519" % tmp_path,
+                               "known_hosts": "%s/known_hosts" % tmp_path}
     assert hosts["target"]["address"] == "10.0.0.2"
+    # the run's own SSH checks host keys against the inventory's known_hosts, as Ansible does
+    argv = lab.ssh_argv(hosts["source"], "true")
+    assert argv[argv.index("UserKnownHostsFile=%s/known_hosts" % tmp_path) + 2] == "StrictHostKeyChecking=yes"
+    assert "StrictHostKeyChecking=no" not in argv and argv[-2:] == ["root@10.0.0.1", "true"]
 
 
 def test_tc_helper_restores_a_saved_root_qdisc():

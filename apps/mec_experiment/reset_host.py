@@ -1,0 +1,153 @@
+"""Runs on a MEC host, sent by the experiment's reset over SSH (``python3 - ARGS_JSON`` with this file on
+stdin; the hosts' Python 3.11 standard library only). Puts one app back as the next run needs it and
+reports the host's state as one JSON line; the controller decides whether the run may start
+(``mec_experiment.reset.problems``).
+
+ARGS_JSON: ``{"role": "source" | "target", "app": "a2", "apps": ["a1", "a2", "a3"], "apps_dir":
+"/opt/mec-apps", "a2_volume": "a2-data", "state_root": "/var/lib/mec-migration", "act": true}``
+
+- both hosts: remove the apps' migration images (``mec-migration/<app>:*``, the committed/imported images
+  of earlier runs);
+- target: remove the app's container (a3: and its loader) and, for a2, its volume;
+- source: remove the app's container (and A2's volume: a fresh counter), start it again with the
+  ``docker run`` the ``mec_apps`` role used (``<apps_dir>/run-<app>.json``: same image, options and spec
+  label, so that a later ``apps.yml`` leaves it alone); a3: run the loader of ``run-a3-loader.json``.
+
+With ``"act": false`` it only reports.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+LOADER = "a3-loader"
+
+
+def docker(*args, timeout=120):
+    return subprocess.run(["docker"] + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def migration_images(apps):
+    out = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    repos = {"mec-migration/" + a for a in apps}
+    return sorted(i for i in out if i.split(":", 1)[0] in repos)
+
+
+def epoch(text):
+    """Docker's RFC 3339 time (nanoseconds, 'Z') as epoch seconds; None when unset or unreadable."""
+    if not text or text.startswith("0001-"):
+        return None
+    text = text.strip().replace("Z", "+00:00")
+    head, _, zone = text.partition("+")
+    if "." in head:
+        base, frac = head.split(".", 1)
+        head = base + "." + frac[:6]
+    try:
+        return datetime.fromisoformat(head + ("+" + zone if zone else "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def container(name):
+    proc = docker("container", "inspect", name)
+    if proc.returncode != 0:
+        return None
+    data = json.loads(proc.stdout)[0]
+    return {"running": bool(data["State"].get("Running")), "status": data["State"].get("Status"),
+            "image": data.get("Image"), "spec": (data["Config"].get("Labels") or {}).get("mec.migration.spec"),
+            "started": epoch(data["State"].get("StartedAt"))}
+
+
+def volume_created(name):
+    proc = docker("volume", "inspect", "--format", "{{.CreatedAt}}", name)
+    return epoch(proc.stdout.strip()) if proc.returncode == 0 else False
+
+
+def run_config(apps_dir, name):
+    try:
+        with open(os.path.join(apps_dir, "run-%s.json" % name), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    argv = data.get("argv") if isinstance(data, dict) else None
+    if not (isinstance(argv, list) and argv[:2] == ["docker", "run"] and all(isinstance(a, str) for a in argv)):
+        return None
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("mec.migration.spec=")), None)
+    return {"argv": argv, "image": data.get("image") or argv[-1], "spec": spec}
+
+
+def held_locks(args):
+    """The apps' migration locks present on this host (``<state_root>/locks/<app>.lock``)."""
+    locks = os.path.join(args["state_root"], "locks")
+    names = os.listdir(locks) if os.path.isdir(locks) else []
+    return sorted(f for f in names if f in {a + ".lock" for a in args["apps"]})
+
+
+def act(args, report):
+    app, role = args["app"], args["role"]
+    errors = report["errors"]
+    names = [app] + ([LOADER] if app == "a3" else [])
+    for name in names:
+        if container(name) is not None:
+            proc = docker("rm", "--force", name)
+            if proc.returncode != 0:
+                errors.append("docker rm %s: %s" % (name, proc.stderr.strip()[-300:]))
+    # the images after the containers: an image still in use would only lose its tag
+    images = migration_images(args["apps"])
+    if images:
+        proc = docker("rmi", "--force", *images)
+        if proc.returncode != 0:
+            errors.append("docker rmi %s: %s" % (" ".join(images), proc.stderr.strip()[-300:]))
+    report["removed_images"] = images
+    if app == "a2" and volume_created(args["a2_volume"]) is not False:
+        proc = docker("volume", "rm", "--force", args["a2_volume"])
+        if proc.returncode != 0:
+            errors.append("docker volume rm %s: %s" % (args["a2_volume"], proc.stderr.strip()[-300:]))
+    if role != "source":
+        return
+    config = run_config(args["apps_dir"], app)
+    if config is None:
+        errors.append("no run configuration %s/run-%s.json (apply playbooks/apps.yml once)" % (args["apps_dir"], app))
+        report["need_playbook"] = True
+        return
+    proc = subprocess.run(config["argv"], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        errors.append("%s: %s" % (" ".join(config["argv"][:5]), proc.stderr.strip()[-300:]))
+        return
+    if app == "a3":
+        loader = run_config(args["apps_dir"], LOADER)
+        if loader is None:
+            errors.append("no run configuration %s/run-%s.json" % (args["apps_dir"], LOADER))
+            report["need_playbook"] = True
+            return
+        proc = subprocess.run(loader["argv"], capture_output=True, text=True, timeout=120)
+        report["loader_rc"] = proc.returncode
+        if proc.returncode != 0:
+            errors.append("A3's loader failed (rc %d): %s" % (proc.returncode, (proc.stderr or proc.stdout).strip()[-300:]))
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    report = {"role": args["role"], "app": args["app"], "t0": time.time(), "errors": [], "need_playbook": False}
+    if args.get("act", True) and not held_locks(args):
+        act(args, report)  # never while a run holds an app's lock: it is recover.yml's to finish or undo
+    report["containers"] = {n: container(n) for n in list(args["apps"]) + [LOADER]}
+    configs = {n: run_config(args["apps_dir"], n) for n in args["apps"]} if args["role"] == "source" else {}
+    report["specs"] = {n: (c or {}).get("spec") for n, c in configs.items()}
+    report["images"] = {}
+    for name, config in configs.items():
+        if config:
+            proc = docker("image", "inspect", "--format", "{{.Id}}", config["image"])
+            report["images"][name] = proc.stdout.strip() if proc.returncode == 0 else None
+    report["a2_volume_created"] = volume_created(args["a2_volume"])
+    report["migration_images"] = migration_images(args["apps"])
+    report["locks"] = held_locks(args)
+    report["seconds"] = round(time.time() - report["t0"], 3)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

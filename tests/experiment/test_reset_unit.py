@@ -1,0 +1,87 @@
+"""The experiment's reset decides from the two hosts' reports whether a run starts like the others: every
+difference is named (pure tests of ``reset.problems``), and the host script's parsers."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from mec_experiment import reset, reset_host
+
+T0 = 1_800_000_000.0
+IMG = {"a1": "sha256:" + "1" * 64, "a2": "sha256:" + "2" * 64, "a3": "sha256:" + "3" * 64}
+
+
+def clean(app="a2"):
+    """Reports of a source and a target as a run starts, just after ``app`` was reset."""
+    containers = {n: {"running": True, "status": "running", "image": IMG[n], "spec": "spec-" + n,
+                      "started": T0 + 1 if n == app else T0 - 3600} for n in ("a1", "a2", "a3")}
+    containers["a3-loader"] = None
+    src = {"role": "source", "app": app, "t0": T0, "errors": [], "containers": containers,
+           "specs": {n: "spec-" + n for n in IMG}, "images": dict(IMG),
+           "a2_volume_created": T0 if app == "a2" else T0 - 3600, "migration_images": [], "locks": []}
+    tgt = {"role": "target", "app": app, "t0": T0, "errors": [], "containers": {n: None for n in
+                                                                                 ("a1", "a2", "a3", "a3-loader")},
+           "a2_volume_created": False, "migration_images": [], "locks": []}
+    return src, tgt
+
+
+def test_a_clean_start_has_no_problem():
+    for app in ("a1", "a2", "a3"):
+        assert reset.problems(app, *clean(app)) == []
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda s, t: s["containers"].update(a1=None), "a1 is not running on the source (no container)"),
+    (lambda s, t: s["containers"]["a3"].update(running=False, status="exited"), "a3 is not running on the source (exited)"),
+    (lambda s, t: s["containers"]["a1"].update(image="sha256:" + "9" * 64),
+     "a1 on the source runs image sha256:999999999999, not the role's sha256:111111111111"),
+    (lambda s, t: s["containers"]["a2"].update(spec="other"),
+     "a2 on the source was not started with the role's options (spec label other, role spec-a2)"),
+    (lambda s, t: s["containers"]["a2"].update(started=T0 - 60), "a2 on the source was not started anew by this reset"),
+    (lambda s, t: s.update(a2_volume_created=T0 - 600), "A2's volume on the source was not made anew (created 600 s before"),
+    (lambda s, t: s.update(a2_volume_created=False), "A2's volume is missing on the source"),
+    (lambda s, t: t["containers"].update(a2={"status": "created"}), "container a2 is on the target (created)"),
+    (lambda s, t: t.update(a2_volume_created=T0), "A2's volume is on the target"),
+    (lambda s, t: t.update(migration_images=["mec-migration/a2:r1"]), "migration images left on the target: mec-migration/a2:r1"),
+    (lambda s, t: s.update(locks=["a2.lock"]), "migration lock held on the source: a2.lock (an unfinished run"),
+    (lambda s, t: s["errors"].append("A3's loader failed (rc 1): boom"), "source: A3's loader failed (rc 1): boom"),
+    (lambda s, t: s["images"].update(a3=None), "the role's image of a3 is missing on the source"),
+])
+def test_each_difference_is_named(change, expected):
+    src, tgt = clean("a2")
+    change(src, tgt)
+    found = reset.problems("a2", src, tgt)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_an_old_app_that_is_not_the_reset_one_may_have_run_long():
+    src, tgt = clean("a1")
+    assert src["containers"]["a2"]["started"] < T0 and reset.problems("a1", src, tgt) == []
+    stale = copy.deepcopy(src)
+    stale["containers"]["a1"]["started"] = T0 - 5
+    assert reset.problems("a1", stale, tgt) == ["a1 on the source was not started anew by this reset"]
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(reset.ResetError, match="unknown reset method 'sometimes'"):
+        reset.reset("inv", {}, "a2", "sometimes")
+    assert reset.reset("inv", {}, "a2", "never") == {"method": "never", "seconds": 0.0, "playbook_seconds": None}
+
+
+def test_host_script_reads_docker_times_and_the_role_run_configuration(tmp_path):
+    assert reset_host.epoch("2026-11-27T15:04:34.123456789Z") == pytest.approx(1795791874.123456)
+    assert reset_host.epoch("2026-11-27T15:04:34Z") == 1795791874.0
+    assert reset_host.epoch("0001-01-01T00:00:00Z") is None and reset_host.epoch("") is None
+    argv = ["docker", "run", "--detach", "--name", "a2", "--label", "mec.migration.role=mec_apps",
+            "--label", "mec.migration.spec=abc123", "--network", "mec-apps", "mec-apps/a2:latest"]
+    (tmp_path / "run-a2.json").write_text(json.dumps({"name": "a2", "image": "mec-apps/a2:latest", "argv": argv}))
+    assert reset_host.run_config(str(tmp_path), "a2") == {"argv": argv, "image": "mec-apps/a2:latest", "spec": "abc123"}
+    (tmp_path / "run-a1.json").write_text(json.dumps({"argv": ["rm", "-rf", "/"]}))
+    assert reset_host.run_config(str(tmp_path), "a1") is None
+    assert reset_host.run_config(str(tmp_path), "a3") is None
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "a3.lock").write_text("{}")
+    (tmp_path / "locks" / "other.lock").write_text("{}")
+    assert reset_host.held_locks({"state_root": str(tmp_path), "apps": ["a1", "a2", "a3"]}) == ["a3.lock"]
