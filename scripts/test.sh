@@ -28,10 +28,11 @@ step "services of the lab: MEC sandbox, gateways, apps"
 ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml
 
 step "pytest"
-rc=0
 mkdir -p results
-python -m pytest "$@" 2>&1 | tee results/pytest.log || true
+set +e
+python -m pytest "$@" 2>&1 | tee results/pytest.log
 rc=${PIPESTATUS[0]}
+set -e
 # pytest's exit 5 means that it collected no test, a failure here too.
 [ "$rc" -eq 0 ] || { echo "pytest failed (rc=$rc)"; exit "$rc"; }
 # In CI a skipped test is a failed one (tests/conftest.py turns skips into failures; this is the safety net).
