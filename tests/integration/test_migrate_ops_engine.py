@@ -87,7 +87,10 @@ def test_commit_save_load_keeps_image_config(docker_client, counter_image, clean
     cleanup.images.append(ref)
     com = images.commit_container(c, unique, ref)
     print("commit %.3fs, freeze %.3fs (%s)" % (com["duration"], com["freeze_duration"], com["freeze_source"]))
-    assert 0 < com["freeze_duration"] <= com["duration"] + 0.05
+    # The engine pauses the container for the commit and reports it: the freeze is measured from its pause and
+    # unpause events (not the fallback, the commit's whole duration), so it lies strictly inside the commit.
+    assert com["freeze_source"] == "engine events"
+    assert 0 < com["freeze_duration"] < com["duration"]
     saved = images.save_image(c, ref, str(tmp_path / "img.tar"))
     c.api.remove_image(ref, force=True)
     loaded = images.load_image(c, saved["path"])

@@ -16,8 +16,6 @@ def test_cli_writes_table_csv_and_png(tmp_path):
                           "--placement", "per-zone", "--duration", "600", "--out", str(out)],
                          env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, check=False, timeout=120)
     assert run.returncode == 0, run.stderr
-    table = (out / "time_available.md").read_text()
-    assert "| per-ap | 41 |" in table and "| per-zone | 4 |" in table and "12.301" in table
     with open(out / "time_available.png", "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(out / "time_available.csv", newline="") as fh:
@@ -26,6 +24,24 @@ def test_cli_writes_table_csv_and_png(tmp_path):
     for r in rows:
         assert abs(float(r["duration_s"]) - (float(r["end_s"]) - float(r["start_s"]))) < 0.011
         assert float(r["duration_s"]) > 0
+    # The table's figures are those of the stays in the CSV (durations there have 2 decimals), each row under its
+    # own header, and the seed's figures sit in the row of their placement.
+    table = _table((out / "time_available.md").read_text())
+    assert [row["placement"] for row in table] == ["per-ap", "per-zone"]
+    for row in table:
+        stays = sorted(float(r["duration_s"]) for r in rows if r["placement"] == row["placement"])
+        assert int(row["stays"]) == len(stays) > 0
+        assert abs(float(row["average (s)"]) - sum(stays) / len(stays)) < 0.01
+        assert abs(float(row["shortest (s)"]) - stays[0]) < 0.01 and abs(float(row["longest (s)"]) - stays[-1]) < 0.01
+    assert [(r["MEC hosts"], r["seed average (s)"], r["seed shortest (s)"]) for r in table] == [
+        ("41", "12.301", "1.037"), ("4", "53.151", "1.854")]
+
+
+def _table(markdown):
+    """The rows of the Markdown table in ``markdown`` as dicts keyed by its header."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
 
 
 def test_stays_partition_each_trip_between_host_changes():
