@@ -112,6 +112,20 @@ def back_home(hosts, tmp_path_factory):
             assert rc == 0 and record["status"] == "ok", "moving %s back failed: %s" % (app, out[-2000:])
 
 
+@pytest.fixture
+def on_source(hosts, tmp_path_factory):
+    """``on_source(app)``: the app runs on the source (moved back from the target where an earlier test or
+    benchmark left it)."""
+    src, dst = hosts
+
+    def ensure(app):
+        if not src.running(app) and dst.running(app):
+            rc, out, record = _move(tmp_path_factory.mktemp("home"), app, inventory=reverse_inventory())
+            assert rc == 0, "moving %s to the source first failed: %s" % (app, out[-2000:])
+        assert src.running(app), "%s must run on the source (playbooks/apps.yml)" % app
+    return ensure
+
+
 def _assert_migrated(rc, out, record, src, dst, app):
     assert rc == 0, out[-3000:]
     assert record["status"] == "ok" and record["strategy"] == "m3"
@@ -120,9 +134,9 @@ def _assert_migrated(rc, out, record, src, dst, app):
     assert 0 < record["sizes"]["checkpoint_delta"] < record["sizes"]["checkpoint_final"]
 
 
-def test_a2_with_a_client_holding_a_connection(hosts, back_home, tmp_path):
+def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_path):
     src, dst = hosts
-    assert src.running("a2"), "a2 must run on the source (playbooks/apps.yml)"
+    on_source("a2")
     before = _http_state(src.address)
     held = socket.create_connection((src.address, 3000), timeout=5)
     held.sendall(b"GET /state HTTP/1.1\r\nHost: a2\r\n")  # a request in flight: the server thread waits
@@ -139,9 +153,9 @@ def test_a2_with_a_client_holding_a_connection(hosts, back_home, tmp_path):
     assert after["requestsOk"] >= before["requestsOk"] and after["counter"] >= before["counter"], (before, after)
 
 
-def test_a3_with_a_memcached_client_connected(hosts, back_home, tmp_path):
+def test_a3_with_a_memcached_client_connected(hosts, on_source, back_home, tmp_path):
     src, dst = hosts
-    assert src.running("a3"), "a3 must run on the source (playbooks/apps.yml)"
+    on_source("a3")
     client = Memcached(src.address)
     zones = dict((z, client.get(z)) for z in ("zone01", "zone02", "zone03", "zone04"))
     assert all(v is not None for v in zones.values()), "A3's loader must have filled the zones: %s" % zones
@@ -163,9 +177,9 @@ def test_a3_with_a_memcached_client_connected(hosts, back_home, tmp_path):
         again.close()
 
 
-def test_a1_while_it_polls_the_mec_apis(hosts, back_home, tmp_path):
+def test_a1_while_it_polls_the_mec_apis(hosts, on_source, back_home, tmp_path):
     src, dst = hosts
-    assert src.running("a1"), "a1 must run on the source (playbooks/apps.yml)"
+    on_source("a1")
     # A1 polls the RNI API through the gateway every 200 ms: its own connections are in flight at the dump
     rc, out, record = _move(tmp_path, "a1")
     back_home.append("a1")
@@ -201,8 +215,9 @@ def test_preflight_refuses_non_root_without_cap_sys_resource(hosts, tmp_path):
             h.run(["docker", "rm", "-f", name], check=False)
 
 
-def test_refuse_policy_with_a_connected_client_stops_at_the_preflight(hosts, tmp_path):
+def test_refuse_policy_with_a_connected_client_stops_at_the_preflight(hosts, on_source, tmp_path):
     src, dst = hosts
+    on_source("a2")
     held = socket.create_connection((src.address, 3000), timeout=5)
     held.sendall(b"GET /state HTTP/1.1\r\n")
     try:
@@ -215,8 +230,9 @@ def test_refuse_policy_with_a_connected_client_stops_at_the_preflight(hosts, tmp
         held.close()
 
 
-def test_unknown_tcp_policy_is_refused_with_the_valid_values(hosts, tmp_path):
+def test_unknown_tcp_policy_is_refused_with_the_valid_values(hosts, on_source, tmp_path):
     src, dst = hosts
+    on_source("a2")
     rc, out, record = migrate(tmp_path, app="a2", strategy="m3", network_label="lab", migration_criu_tcp="keep")
     assert rc != 0
     assert "migration_criu_tcp=keep" in out and "close" in out and "established" in out and "refuse" in out
