@@ -3,12 +3,12 @@
 # (two MEC hosts provisioned by the collection's roles), the local MEC sandbox, the API gateways and
 # the seed's apps, then migrates app a2 (the zone counter) from source to target and prints the
 # results record. Safe to run again (a migrated app is moved back first).
-#   STRATEGY=m1|m2|m3 (default m2)   APP=a1|a2|a3 (default a2)   TRANSFER=nc|ssh (default nc)
+#   STRATEGY=m1|m2|m3 (default m2)   APP=a1|a2|a3 (default a2)   TRANSFER=stream|ssh (default stream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STRATEGY=${STRATEGY:-m2}
 APP=${APP:-a2}
-TRANSFER=${TRANSFER:-nc}
+TRANSFER=${TRANSFER:-stream}
 ./scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
