@@ -12,13 +12,18 @@ that CRIU refuses leaves the source serving and the record names CRIU's reason; 
 These tests fail (never skip) when the lab or CRIU is missing.
 """
 import json
+import os
 import socket
+import sys
 import time
 import uuid
 
 import pytest
 
-from labtools import Host, lab_hosts, migrate, reverse_inventory
+from labtools import ROOT, Host, lab_hosts, migrate, reverse_inventory
+
+sys.path.insert(0, os.path.join(ROOT, "apps"))
+from mec_experiment.probe import Probe  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
@@ -142,9 +147,17 @@ def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_
     held.sendall(b"GET /state HTTP/1.1\r\nHost: a2\r\n")  # a request in flight: the server thread waits
     time.sleep(0.3)
     assert _established(src, "a2") >= 1, "the client's connection must be established in A2 during the dump"
+    # clients asking both hosts every 20 ms all along: the target refuses them until it serves the source's state
+    probe = Probe("http", src.address, dst.address).start()
     rc, out, record = _move(tmp_path, "a2", state_check_url="http://127.0.0.1:3000/state")
     back_home.append("a2")
+    probe.wait_target_good(hold=0.5, limit=10)
+    seen = probe.stop()
     _assert_migrated(rc, out, record, src, dst, "a2")
+    # the target's first answer already carries the source's state (no answer from a fresh, empty app)
+    assert seen["target"]["good"] > 0 and seen["target"]["failed"] > 0, seen
+    assert seen["target"]["first_value"]["requestsOk"] >= before["requestsOk"], (before, seen)
+    assert seen["downtime"] is not None and seen["downtime"] < 10, seen
     assert record["state_check"]["passed"] is True
     assert _was_reset(held), "the old connection must be closed under the client (it lived on the source)"
     held.close()
