@@ -61,6 +61,9 @@ def create_checkpoint(client, name, checkpoint, leave_running=True, checkpoint_d
     body = {"CheckpointID": checkpoint, "Exit": not leave_running}
     if checkpoint_dir:
         body["CheckpointDir"] = checkpoint_dir
+    # where it will be, asked before the dump: nothing is asked of the engine while the app is down
+    path = os.path.join(checkpoint_dir, checkpoint) if checkpoint_dir else \
+        container_checkpoint_dir(client, cid, checkpoint)
     since = time.time()
     t0 = time.monotonic()
     try:
@@ -69,8 +72,6 @@ def create_checkpoint(client, name, checkpoint, leave_running=True, checkpoint_d
     except APIError as exc:
         raise _criu_failure(client, exc, "The checkpoint %s of container %s" % (checkpoint, name), cid, since)
     duration = round(time.monotonic() - t0, 6)
-    path = os.path.join(checkpoint_dir, checkpoint) if checkpoint_dir else \
-        container_checkpoint_dir(client, cid, checkpoint)
     return dict(path=path, size=dir_size(path), duration=duration)
 
 
