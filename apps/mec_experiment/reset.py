@@ -89,11 +89,31 @@ def problems(app, src, tgt, fresh=True):
     if tgt.get("a2_volume_created") not in (False, None):
         out.append("A2's volume is on the target")
     for r in (src, tgt):
+        gateway = r.get("gateway")
+        if not gateway or not gateway.get("running"):
+            out.append("the MEC gateway is not running on the %s (%s)" % (
+                r["role"], (gateway or {}).get("status") or "no container"))
         if r.get("migration_images"):
             out.append("migration images left on the %s: %s" % (r["role"], " ".join(r["migration_images"])))
         if r.get("locks"):
             out.append("migration lock held on the %s: %s (an unfinished run: playbooks/recover.yml)"
                        % (r["role"], " ".join(r["locks"])))
+    return out
+
+
+def held_locks(hosts, state_root="/var/lib/mec-migration"):
+    """{role: [a1.lock, ...]} of the apps' migration locks on the two hosts (empty when none is held)."""
+    command = "ls -1 %s/locks 2>/dev/null; true" % state_root
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = {role: pool.submit(ssh, hosts[role], command, 60) for role in ("source", "target")}
+        out = {}
+        for role, fut in procs.items():
+            proc = fut.result()
+            if proc.returncode != 0:
+                raise ResetError("cannot read the migration locks on %s: %s" % (hosts[role]["name"], proc.stderr.strip()))
+            names = sorted(n for n in proc.stdout.split() if n in {a + ".lock" for a in APPS})
+            if names:
+                out[role] = names
     return out
 
 
@@ -146,6 +166,12 @@ def reset(inventory, hosts, app, method="app", apps_extra=(), timeout=600, apps_
     if method == "never":
         return {"method": method, "seconds": 0.0, "playbook_seconds": None}
     kw = {"apps_dir": apps_dir}
+    held = held_locks(hosts)
+    if held:
+        # no playbook frees a lock: an unfinished run is recover.yml's to finish or undo; nothing is touched
+        raise ResetError("the run would not start like the others: " + "; ".join(
+            "migration lock held on the %s: %s (an unfinished run: playbooks/recover.yml)" % (role, " ".join(names))
+            for role, names in held.items()))
     playbook = None
     if method == "full":
         playbook = _timed_playbook(inventory, apps_extra, timeout)

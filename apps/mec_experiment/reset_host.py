@@ -24,6 +24,7 @@ import time
 from datetime import datetime
 
 LOADER = "a3-loader"
+GATEWAY = "mec-gateway"  # the mec_gateway role's container, on both hosts
 
 
 def docker(*args, timeout=120):
@@ -135,6 +136,7 @@ def main():
     if args.get("act", True) and not held_locks(args):
         act(args, report)  # never while a run holds an app's lock: it is recover.yml's to finish or undo
     report["containers"] = {n: container(n) for n in list(args["apps"]) + [LOADER]}
+    report["gateway"] = container(GATEWAY)
     configs = {n: run_config(args["apps_dir"], n) for n in args["apps"]} if args["role"] == "source" else {}
     report["specs"] = {n: (c or {}).get("spec") for n, c in configs.items()}
     report["images"] = {}

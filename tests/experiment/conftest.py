@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 for extra in (ROOT / "apps", ROOT / "tests"):
     if str(extra) not in sys.path:
@@ -13,6 +15,15 @@ for extra in (ROOT / "apps", ROOT / "tests"):
 
 # The lab the lab tests use: the main lab by default, another one (e.g. a second lab) by env var.
 LAB_INVENTORY = Path(os.environ.get("MEC_EXPERIMENT_INVENTORY", str(ROOT / "inventories" / "local" / "hosts.yml")))
+
+
+@pytest.fixture
+def experiment_lab():
+    """The lab the experiment's lab tests use. They fail (never skip) when it is missing."""
+    if not LAB_INVENTORY.exists():
+        pytest.fail("No lab inventory at %s: bring the lab up (ansible-playbook playbooks/lab.yml, then "
+                    "playbooks/apps.yml) or set MEC_EXPERIMENT_INVENTORY." % LAB_INVENTORY)
+    return LAB_INVENTORY
 
 
 def pytest_configure(config):

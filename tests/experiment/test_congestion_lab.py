@@ -24,9 +24,7 @@ def congestion(tmp_path, state, profile="n2", name="m", measure=True):
 
 
 @pytest.fixture
-def lab_cleared(tmp_path):
-    if not LAB_INVENTORY.exists():
-        pytest.skip("no lab inventory at %s" % LAB_INVENTORY)
+def lab_cleared(tmp_path, experiment_lab):
     yield
     congestion(tmp_path, "cleared", name="final", measure=False)
 

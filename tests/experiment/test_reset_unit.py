@@ -24,6 +24,8 @@ def clean(app="a2"):
     tgt = {"role": "target", "app": app, "t0": T0, "errors": [], "containers": {n: None for n in
                                                                                  ("a1", "a2", "a3", "a3-loader")},
            "a2_volume_created": False, "migration_images": [], "locks": []}
+    for report in (src, tgt):
+        report["gateway"] = {"running": True, "status": "running"}
     return src, tgt
 
 
@@ -48,6 +50,8 @@ def test_a_clean_start_has_no_problem():
     (lambda s, t: s.update(locks=["a2.lock"]), "migration lock held on the source: a2.lock (an unfinished run"),
     (lambda s, t: s["errors"].append("A3's loader failed (rc 1): boom"), "source: A3's loader failed (rc 1): boom"),
     (lambda s, t: s["images"].update(a3=None), "the role's image of a3 is missing on the source"),
+    (lambda s, t: t["gateway"].update(running=False, status="exited"), "the MEC gateway is not running on the target (exited)"),
+    (lambda s, t: s.update(gateway=None), "the MEC gateway is not running on the source (no container)"),
 ])
 def test_each_difference_is_named(change, expected):
     src, tgt = clean("a2")
