@@ -52,7 +52,7 @@ def parse_port(spec):
                     host_port=int(host_port) if host_port else None)
     except ValueError:
         raise MigrationError("Port %r is not [ip:][host_port:]container_port[/tcp|udp|sctp] (one port, no range)."
-                             % (spec,))
+                             % (spec,)) from None
 
 
 def check_volume(spec):

@@ -40,9 +40,10 @@ def test_installed_migrate_playbook_writes_its_record_in_the_current_directory(d
         "target": {"hosts": {"here-target": dict(host, ansible_host="127.0.0.2")}}}}}))
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                PWD=str(work))
+    extra = {"app": unique, "strategy": "m2", "migration_state_root": str(work / "state"),
+             "migration_work_root": str(work / "tmp")}
     proc = subprocess.run([_tool("ansible-playbook"), "-i", str(inventory), "mec.migration.migrate",
-                           "-e", json.dumps({"app": unique, "strategy": "m2", "migration_state_root": str(work / "state"),
-                                             "migration_work_root": str(work / "tmp")})],
+                           "-e", json.dumps(extra)],
                           cwd=str(work), capture_output=True, text=True, timeout=600, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-4000:]

@@ -108,7 +108,8 @@ def test_another_declared_configuration_recreates_the_container(run_module, engi
     result = run_module(service_container, dict(ARGS, **change))
     engine.api.remove_container.assert_called_once_with("old1", force=True)
     engine.api.create_container.assert_called_once()
-    assert engine.api.create_container.call_args.kwargs["labels"][utils.CONFIG_LABEL] == wanted_hash(dict(ARGS, **change))
+    labels = engine.api.create_container.call_args.kwargs["labels"]
+    assert labels[utils.CONFIG_LABEL] == wanted_hash(dict(ARGS, **change))
     engine.api.start.assert_called_once_with("new1")
     assert (result["changed"], result["action"]) == (True, "recreate")
 
