@@ -20,7 +20,7 @@ command -v git > /dev/null || need_pkgs+=(git)
 python3 -c 'import ensurepip, venv' 2> /dev/null || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     command -v apt-get > /dev/null || { echo "bootstrap: install ${need_pkgs[*]} (no apt-get here)" >&2; exit 1; }
-    echo "bootstrap: installing ${need_pkgs[*]}"
+    echo "bootstrap: installing the system packages ${need_pkgs[*]} with apt-get (update, then install)"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" > /dev/null
 fi
@@ -32,7 +32,8 @@ fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2> /dev/null)" != "$want" ]; then
-    echo "bootstrap: installing requirements.txt into .venv"
+    echo "bootstrap: installing requirements.txt into .venv (Ansible, Molecule, the Docker SDK, the linters;" \
+        "a minute or two the first time, a few seconds when only requirements.txt changed)"
     .venv/bin/pip install -q --upgrade pip > /dev/null
     .venv/bin/pip install -q -r requirements.txt
     echo "$want" > "$stamp"
@@ -40,3 +41,4 @@ fi
 
 mkdir -p .build/collections/ansible_collections/mec
 ln -sfn "$ROOT" .build/collections/ansible_collections/mec/migration
+echo "bootstrap: ready (.venv with requirements.txt; the collection mec.migration linked into .build/collections)"

@@ -9,11 +9,20 @@ cd "$(dirname "$0")/.."
 STRATEGY=${STRATEGY:-m2}
 APP=${APP:-a2}
 TRANSFER=${TRANSFER:-stream}
+# Progress lines between the long steps: what runs now, the time and the seconds since the start.
+step() { printf '\n=== demo %s (%s, %ds since the start)\n' "$1" "$(date -u +%H:%M:%S)" "$SECONDS"; }
+
+step "1/4: set-up of this machine (system packages, the Python environment .venv; a first run takes a minute or two)"
 ./scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
+step "2/4: the local lab, two MEC hosts in containers (a first run builds Debian 12 with debootstrap, then installs \
+Docker and CRIU in each host: several minutes; later runs only check them)"
 ansible-playbook playbooks/lab.yml
+step "3/4: the services: the MEC sandbox, an API gateway on each host, apps A1-A3 on the source (a first run \
+builds their images; a migrated app is moved back first)"
 ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml -e apps_reset=true
+step "4/4: migration of $APP from source to target with strategy $STRATEGY (the record goes to results/)"
 extra=()
 if [ "$APP" = a2 ]; then
     # A2 is migration-aware (the seed's phase endpoint) and answers its state on port 3000.
@@ -24,7 +33,7 @@ ansible-playbook -i inventories/local/hosts.yml playbooks/migrate.yml \
     -e "app=$APP" -e "strategy=$STRATEGY" -e "transfer=$TRANSFER" -e network_label=lab "${extra[@]}"
 
 record=$(ls -t results/*.json | head -n 1)
-echo
+step "done"
 echo "Results record: $record"
 python - "$record" <<'PY'
 import json, sys
