@@ -12,6 +12,8 @@ description:
   - Removes the listed containers (forced), images, volumes and paths that exist; absent ones are skipped.
   - The playbook calls it on the source only after the target container is confirmed running and only when
     the user asked for the clean-up, and on the target to remove a half-made container after a failure.
+  - O(paths) are removed first and without the Docker engine, so that a failed run's tarball goes even where
+    the engine does not answer (the module then fails, naming the engine, after removing them).
 version_added: 0.1.0
 author: mec.migration developers
 extends_documentation_fragment: [mec.migration.docker]
@@ -107,11 +109,18 @@ def main():
         volumes=dict(type="list", elements="str", default=[]),
         paths=dict(type="list", elements="path", default=[]),
         **DOCKER_COMMON_ARGS), supports_check_mode=True)
+    p = module.params
+    paths = [x for x in p["paths"] if os.path.lexists(x)]
+    if paths and not module.check_mode:
+        run_guarded(module, apply, None, dict(containers=[], images=[], volumes=[], paths=paths))
+    if not (p["containers"] or p["images"] or p["volumes"]):
+        module.exit_json(changed=bool(paths), removed=dict(containers=[], images=[], volumes=[], paths=paths))
     client = get_client(module)
-    todo = run_guarded(module, plan, client, module.params)
+    todo = run_guarded(module, plan, client, dict(p, paths=[]))
+    todo["paths"] = paths
     changed = any(todo.values())
     if changed and not module.check_mode:
-        run_guarded(module, apply, client, todo)
+        run_guarded(module, apply, client, dict(todo, paths=[]))
     module.exit_json(changed=changed, removed=todo)
 
 

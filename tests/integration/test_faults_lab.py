@@ -176,10 +176,14 @@ def test_target_engine_killed_during_relocation(make_app, tmp_path, strategy):
         w.join(200)
     finally:
         _engine_back(app.dst)
-    # the engine's death may leave the target's half-made container: a second look once it is back
-    if app.dst.inspect(app.name) is not None and not app.dst.running(app.name):
-        app.dst.run(["docker", "rm", "-f", app.name], check=False)
     assert rc != 0
+    assert record["outcome"] == "rolled_back", out[-3000:]
+    # the target could not be cleaned while its engine was down: its journal and lock stay, and the message
+    # says to run recover.yml, which removes the rest once the engine is back
+    if app.dst.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False).returncode == 0:
+        assert "recover.yml" in out
+        rc, out, record = _recover(app, tmp_path / "recovered")
+        assert rc == 0, out[-3000:]
     check_outcome(app, before, record, "target engine killed (relocation)", out, expect=["rolled_back"])
 
 
@@ -354,6 +358,24 @@ def test_controller_killed_then_recovered(make_app, lab, tmp_path, strategy, whe
     # a second recovery finds nothing to do
     rc, out, _ = _recover(app, tmp_path / "again")
     assert rc == 0 and "nothing to do" in out
+
+
+def test_migrate_with_migration_recover_undoes_the_dead_run_then_migrates(make_app, lab, tmp_path):
+    app = make_app("m2")
+    app.start()
+    before = _volume_count(app.src, app.volume)
+    rid = app.run_id()
+    assert _kill_controller_when(app, tmp_path / "killed", lab[1], "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid),
+                                 run_id=rid), "the run ended before the fault"
+    rc, out, record = app.migrate(tmp_path / "next", migration_recover=True)
+    assert rc == 0, out[-4000:]
+    records = {r["run_id"]: r for r in (json.load(open(os.path.join(str(tmp_path / "next"), f)))
+                                        for f in os.listdir(str(tmp_path / "next")))}
+    assert records[rid]["recovered_by"] == "recover.yml" and records[rid]["outcome"] == "rolled_back"
+    new = records[app.run_ids[-1]]
+    assert new["status"] == "ok" and new["outcome"] == "migrated"
+    check_outcome(app, before, new, "controller killed, migration_recover", out, expect=["migrated"])
+    assert app.dst.running(app.name)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

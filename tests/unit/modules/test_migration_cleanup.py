@@ -1,3 +1,4 @@
+import pytest
 from docker.errors import NotFound
 
 from ansible_collections.mec.migration.plugins.modules import migration_cleanup
@@ -27,3 +28,23 @@ def test_nothing_to_remove_is_unchanged(run_module, client):
     res = run_module(migration_cleanup, {"containers": ["app"]})
     assert res["changed"] is False
     client.api.remove_container.assert_not_called()
+
+
+def test_paths_go_even_when_the_engine_does_not_answer(run_module, client, tmp_path):
+    from .conftest import AnsibleFailJson
+    work = tmp_path / "run1"
+    work.mkdir()
+    (work / "image.tar").write_bytes(b"x" * 10)
+    client.api.inspect_image.side_effect = ConnectionError("engine socket closed")
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_cleanup, {"images": ["mec-migration/app:run1"], "paths": [str(work)]})
+    assert "engine socket closed" in exc.value.result["msg"]
+    assert not work.exists()
+
+
+def test_paths_only_need_no_engine(run_module, client, tmp_path):
+    work = tmp_path / "run1"
+    work.mkdir()
+    res = run_module(migration_cleanup, {"paths": [str(work)]})
+    assert res["changed"] is True and res["removed"]["paths"] == [str(work)]
+    client.api.remove_image.assert_not_called()
