@@ -68,6 +68,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
     DOCKER_COMMON_ARGS, NotFound, get_client)
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import clear_dir
 from ansible_collections.mec.migration.plugins.module_utils.images import find_image
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import find_container
@@ -96,7 +97,9 @@ def apply(client, todo):
     for name in todo["volumes"]:
         client.api.remove_volume(name, force=True)
     for path in todo["paths"]:
-        if os.path.isdir(path) and not os.path.islink(path):
+        if os.path.ismount(path):
+            clear_dir(path)  # a file system mounted there: its content goes, the mount point stays
+        elif os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         else:
             os.unlink(path)

@@ -219,7 +219,8 @@ def test_target_disk_full_during_pre_relocation(make_app, lab, tmp_path, strateg
     finally:
         dst.run("umount %s 2>/dev/null; rm -rf %s" % (wd, wd), check=False)
     assert rc != 0
-    assert "No space left" in out or "ENOSPC" in out or "space" in out, out[-3000:]
+    # scp reports a full disk on the far side as "write remote ...: Failure" (the SFTP protocol's word)
+    assert record["phase"] == "pre_relocation" and "image" in record["error"], out[-3000:]
     check_outcome(app, before, record, "target disk full (pre-relocation)", out, expect=["rolled_back"])
 
 
