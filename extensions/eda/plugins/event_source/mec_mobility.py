@@ -1,0 +1,537 @@
+"""mec_mobility: an Event-Driven Ansible event source of MEC mobility events (ETSI GS MEC 013 Location API).
+
+It subscribes to the MEC platform's zonal-traffic notifications (``zonalTraffic``, one subscription per zone;
+or ``userTracking``, one per UE) for the UEs that an app serves, receives the callbacks on its own HTTP
+listener, drops duplicates, subscribes again when the platform lost its subscriptions (a restart), and puts
+one event per zone change on the queue::
+
+    {"ue": "10.100.0.1", "from_zone": "zone01", "to_zone": "zone02", "at": "2026-11-27T15:20:01.250000Z",
+     "at_epoch": 1795792801.25, "access_point": "5g-small-cell-9", "previous_access_point": "4g-macro-cell-2",
+     "kind": "zone_change", "api": "mec013", "seq": 3, "received_at": 1795792801.262,
+     "platform": "http://127.0.0.1:8080/sandbox/location/v2"}
+
+Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_mobility``):
+
+``platform_url`` (required unless ``location_url`` is given)
+    Root of the MEC platform's APIs, e.g. ``http://127.0.0.1:8080/sandbox`` (the local sandbox) or
+    ``https://try-mec.etsi.org/<sandbox>/<mep>``; the Location API is ``<platform_url>/location/v2``.
+``location_url``
+    The Location API's root, when it is not ``<platform_url>/location/v2``.
+``ues`` (required; or ``ue``)
+    Addresses of the UEs to follow (``address`` in MEC 013), e.g. ``["10.100.0.1"]``. A UE the platform does
+    not know stops the source at start with a message naming it.
+``subscription``
+    ``zonal_traffic`` (default: ``zonalTraffic`` subscriptions on every zone, or on ``zones``) or
+    ``user_tracking`` (one ``userTracking`` subscription per UE).
+``zones``
+    With ``zonal_traffic``: the zones to subscribe to (default: every zone of ``queries/zones``).
+``listen_host`` / ``listen_port``
+    Address and port of the callback receiver (default ``127.0.0.1``, port 0: any free port).
+``callback_host`` / ``callback_port``
+    Host and port the platform must call back to, when not the listening ones (NAT, a container network).
+``allowed_networks``
+    CIDRs the callbacks may come from (default: any); every callback must also carry its subscription's
+    token (a random path segment made per subscription): requests without it get 404.
+``check_interval``
+    Seconds between checks that the subscriptions still exist (default 5); a subscription that is gone
+    (404: the platform restarted) is made again, and the UE's zone is read again: a zone change missed
+    meanwhile is put on the queue (``"catch_up": true``).
+``request_timeout`` (default 5) / ``startup_timeout`` (default 30)
+    Seconds per request to the platform / for the platform to answer at start; an unreachable platform then
+    stops the source with a message naming the URL.
+``emit_initial``
+    Put one event per UE at start with its current zone (``from_zone`` null, ``kind: initial``); default false.
+``access_point_changes``
+    Also put ``kind: access_point_change`` events (a new access point in the same zone); default false.
+``state_dir``
+    A directory on the controller where ``<ue>.json`` always holds the UE's latest zone and event ``seq``
+    (written atomically): ``playbooks/follow.yml`` reads it to coalesce the events queued while a
+    migration runs (the next hop goes to the latest zone).
+
+Only the Python standard library and aiohttp (a dependency of ansible-rulebook) are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import tempfile
+import time
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import aiohttp
+from aiohttp import web
+
+LOG = logging.getLogger("mec.migration.mec_mobility")
+CALLBACK_PREFIX = "/mec-mobility/"
+MAX_BODY = 64 * 1024
+DEDUPE_KEEP = 4096
+EVENTS = ("Entering", "Leaving", "Transferring")
+
+
+class MecMobilityError(Exception):
+    """A problem the user must fix (bad arguments, unknown UE, unreachable platform); the message says what."""
+
+
+# --------------------------------------------------------------------------- settings
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+class Settings:
+    """The source's arguments, checked once: every problem in one MecMobilityError."""
+
+    def __init__(self, args: dict[str, Any]):
+        problems = []
+        known = {"platform_url", "location_url", "ues", "ue", "subscription", "zones", "listen_host",
+                 "listen_port", "callback_host", "callback_port", "allowed_networks", "check_interval",
+                 "request_timeout", "startup_timeout", "emit_initial", "access_point_changes", "state_dir"}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            problems.append(f"unknown argument(s) {unknown}; known: {sorted(known)}.")
+        platform = str(args.get("platform_url") or "").rstrip("/")
+        location = str(args.get("location_url") or (platform + "/location/v2" if platform else "")).rstrip("/")
+        if not location.startswith(("http://", "https://")):
+            problems.append(f"platform_url={platform or '(unset)'}: the MEC platform's http(s) URL is required "
+                            "(e.g. http://127.0.0.1:8080/sandbox), or location_url.")
+        self.location_url = location
+        self.ues = [str(u) for u in _as_list(args.get("ues")) + _as_list(args.get("ue"))]
+        if not self.ues:
+            problems.append("ues: give the address of at least one UE to follow (e.g. ues: ['10.100.0.1']).")
+        self.subscription = str(args.get("subscription") or "zonal_traffic")
+        if self.subscription not in ("zonal_traffic", "user_tracking"):
+            problems.append(f"subscription={self.subscription}: zonal_traffic or user_tracking.")
+        self.zones = [str(z) for z in _as_list(args.get("zones"))]
+        self.listen_host = str(args.get("listen_host") or "127.0.0.1")
+        self.callback_host = str(args.get("callback_host") or self.listen_host)
+        self.listen_port = self._number(args, "listen_port", 0, problems, integer=True, low=0, high=65535)
+        self.callback_port = self._number(args, "callback_port", 0, problems, integer=True, low=0, high=65535)
+        self.check_interval = self._number(args, "check_interval", 5.0, problems, low=0.05)
+        self.request_timeout = self._number(args, "request_timeout", 5.0, problems, low=0.1)
+        self.startup_timeout = self._number(args, "startup_timeout", 30.0, problems, low=0.0)
+        self.emit_initial = self._bool(args, "emit_initial", problems)
+        self.access_point_changes = self._bool(args, "access_point_changes", problems)
+        self.state_dir = args.get("state_dir") or None
+        self.allowed_networks = []
+        for net in _as_list(args.get("allowed_networks")):
+            try:
+                self.allowed_networks.append(ipaddress.ip_network(net, strict=False))
+            except ValueError:
+                problems.append(f"allowed_networks: {net!r} is not a network in CIDR notation.")
+        if problems:
+            raise MecMobilityError("mec_mobility: bad arguments: " + " ".join(problems))
+
+    @staticmethod
+    def _number(args, name, default, problems, integer=False, low=None, high=None):
+        value = args.get(name, default)
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            value = int(value) if integer else float(value)
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"{name}={args.get(name)!r}: a {'whole ' if integer else ''}number"
+                            f"{f' from {low}' if low is not None else ''}{f' to {high}' if high is not None else ''}.")
+            return default
+        return value
+
+    @staticmethod
+    def _bool(args, name, problems) -> bool:
+        value = args.get(name, False)
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1", "on"):
+            return True
+        if str(value).lower() in ("false", "no", "0", "off", ""):
+            return False
+        problems.append(f"{name}={value!r}: true or false.")
+        return False
+
+
+# --------------------------------------------------------------------------- helpers
+def _timestamp(ts) -> float | None:
+    """ETSI TimeStamp {seconds, nanoSeconds} -> Unix time."""
+    if isinstance(ts, dict) and isinstance(ts.get("seconds"), (int, float)) and not isinstance(ts.get("seconds"), bool):
+        nanos = ts.get("nanoSeconds", 0)
+        nanos = nanos if isinstance(nanos, (int, float)) and not isinstance(nanos, bool) else 0
+        return float(ts["seconds"]) + float(nanos) / 1e9
+    return None
+
+
+def _iso(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _problem_text(body: str) -> str:
+    try:
+        doc = json.loads(body)
+        return str(doc.get("detail") or doc.get("title") or body)[:300]
+    except ValueError:
+        return body[:300]
+
+
+def write_state(state_dir: str, ue: str, data: dict) -> None:
+    """Atomically replace <state_dir>/<ue>.json (a reader never sees half a file)."""
+    os.makedirs(state_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, os.path.join(state_dir, f"{ue}.json"))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class _Sub:
+    """One subscription made on the platform: its token (callback path), its kind and key, its URL."""
+
+    def __init__(self, kind: str, key: str, token: str):
+        self.kind, self.key, self.token = kind, key, token
+        self.url: str | None = None
+
+
+# --------------------------------------------------------------------------- the source
+class MobilitySource:
+    """Subscriptions, callback receiver, dedupe and resubscription; ``run()`` until cancelled."""
+
+    def __init__(self, settings: Settings, queue: asyncio.Queue):
+        self.s = settings
+        self.queue = queue
+        self.zone: dict[str, str | None] = {}  # UE -> its zone as last known
+        self.poa: dict[str, str | None] = {}
+        self.subs: dict[str, _Sub] = {}  # token -> subscription
+        self.seen: OrderedDict = OrderedDict()  # dedupe keys of notifications handled
+        self.seq = 0
+        self.stats = {"received": 0, "emitted": 0, "duplicates": 0, "refused": 0, "ignored": 0,
+                      "resubscribed": 0, "bad": 0}
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.platform_up = True
+        self._emit_lock = asyncio.Lock()
+
+    # ---- platform requests
+    def _url(self, path: str) -> str:
+        return f"{self.s.location_url}/{path.lstrip('/')}"
+
+    async def _request(self, method: str, url: str, **kw) -> tuple[int, str, dict]:
+        assert self.session is not None
+        try:
+            async with self.session.request(method, url, **kw) as resp:
+                return resp.status, await resp.text(), dict(resp.headers)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise ConnectionError(f"{method} {url}: {type(exc).__name__}: {exc or 'timed out'}") from exc
+
+    async def _wait_for_platform(self) -> None:
+        deadline = time.monotonic() + self.s.startup_timeout
+        url = self._url("queries/zones")
+        while True:
+            try:
+                status, body, _ = await self._request("GET", url)
+                if status == 200:
+                    return
+                last = f"HTTP {status}: {_problem_text(body)}"
+                if status in (401, 403, 404):
+                    raise MecMobilityError(
+                        f"mec_mobility: the MEC platform's Location API at {self.s.location_url} answered {last} "
+                        "to GET queries/zones: check platform_url / location_url (and the platform's access).")
+            except ConnectionError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise MecMobilityError(
+                    f"mec_mobility: the MEC platform at {self.s.location_url} is unreachable ({last}) after "
+                    f"{self.s.startup_timeout:g} s: check platform_url and that the platform runs.")
+            await asyncio.sleep(min(1.0, max(0.05, self.s.startup_timeout / 10)))
+
+    async def read_zone(self, ue: str) -> tuple[str | None, str | None]:
+        status, body, _ = await self._request("GET", self._url(f"queries/users?address={quote(ue, safe='')}"))
+        if status == 404:
+            raise MecMobilityError(f"mec_mobility: UE {ue} is unknown to the MEC platform at {self.s.location_url} "
+                                   f"({_problem_text(body)}): check ues (the UE's address as in MEC 013).")
+        if status != 200:
+            raise ConnectionError(f"GET queries/users?address={ue}: HTTP {status}: {_problem_text(body)}")
+        users = (json.loads(body).get("userList") or {}).get("user") or []
+        for user in users:
+            if user.get("address") == ue:
+                return user.get("zoneId") or None, user.get("accessPointId") or None
+        raise MecMobilityError(f"mec_mobility: UE {ue} is not in the MEC platform's answer at {self.s.location_url}.")
+
+    async def _zones(self) -> list[str]:
+        if self.s.zones:
+            return self.s.zones
+        status, body, _ = await self._request("GET", self._url("queries/zones"))
+        if status != 200:
+            raise ConnectionError(f"GET queries/zones: HTTP {status}: {_problem_text(body)}")
+        return [z["zoneId"] for z in (json.loads(body).get("zoneList") or {}).get("zone") or [] if z.get("zoneId")]
+
+    def _callback_url(self, token: str) -> str:
+        host = self.s.callback_host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self.s.callback_port or self.port}{CALLBACK_PREFIX}{token}"
+
+    async def _create(self, sub: _Sub) -> None:
+        ref = {"notifyURL": self._callback_url(sub.token), "callbackData": f"mec_mobility:{sub.key}"}
+        if sub.kind == "zonalTraffic":
+            body = {"zonalTrafficSubscription": {"callbackReference": ref, "zoneId": sub.key,
+                                                 "userEventCriteria": list(EVENTS),
+                                                 "clientCorrelator": f"mec_mobility-{sub.key}"}}
+        else:
+            body = {"userTrackingSubscription": {"callbackReference": ref, "address": sub.key,
+                                                 "userEventCriteria": list(EVENTS),
+                                                 "clientCorrelator": f"mec_mobility-{sub.key}"}}
+        status, text, headers = await self._request("POST", self._url(f"subscriptions/{sub.kind}"), json=body)
+        if status not in (200, 201):
+            raise MecMobilityError(f"mec_mobility: the platform refused the {sub.kind} subscription for {sub.key} "
+                                   f"(HTTP {status}: {_problem_text(text)}).")
+        rep = json.loads(text).get(f"{sub.kind}Subscription") or {}
+        sub.url = headers.get("Location") or rep.get("resourceURL")
+        if sub.url:
+            sub.url = urljoin(self._url(f"subscriptions/{sub.kind}"), sub.url)
+        LOG.info("mec_mobility: subscribed %s %s at %s", sub.kind, sub.key, sub.url)
+
+    async def subscribe_all(self) -> None:
+        if self.s.subscription == "zonal_traffic":
+            wanted = [("zonalTraffic", z) for z in await self._zones()]
+        else:
+            wanted = [("userTracking", ue) for ue in self.s.ues]
+        self.subs = {}
+        for kind, key in wanted:
+            sub = _Sub(kind, key, secrets.token_urlsafe(32))
+            self.subs[sub.token] = sub  # before the POST: a notification may arrive before its answer
+            await self._create(sub)
+
+    async def unsubscribe_all(self) -> None:
+        for sub in list(self.subs.values()):
+            if sub.url:
+                try:
+                    await self._request("DELETE", sub.url)
+                except ConnectionError as exc:
+                    LOG.warning("mec_mobility: could not delete %s: %s", sub.url, exc)
+        self.subs = {}
+
+    async def check(self) -> None:
+        """One round: make sure every subscription exists; after a platform restart, make them again and
+        put the zone changes missed meanwhile on the queue."""
+        missing = []
+        try:
+            for sub in list(self.subs.values()):
+                if sub.url is None:
+                    missing.append(sub)
+                    continue
+                status, _, _ = await self._request("GET", sub.url)
+                if status == 404:
+                    missing.append(sub)
+        except ConnectionError as exc:
+            if self.platform_up:
+                LOG.warning("mec_mobility: the MEC platform is unreachable (%s); retrying every %g s",
+                            exc, self.s.check_interval)
+            self.platform_up = False
+            return
+        if not self.platform_up:
+            LOG.info("mec_mobility: the MEC platform at %s answers again", self.s.location_url)
+            self.platform_up = True
+        if not missing:
+            return
+        LOG.warning("mec_mobility: %d subscription(s) gone on the platform (restarted?): subscribing again",
+                    len(missing))
+        try:
+            for sub in missing:
+                del self.subs[sub.token]
+                fresh = _Sub(sub.kind, sub.key, secrets.token_urlsafe(32))
+                self.subs[fresh.token] = fresh
+                await self._create(fresh)
+                self.stats["resubscribed"] += 1
+            for ue in self.s.ues:
+                zone, poa = await self.read_zone(ue)
+                if zone and zone != self.zone.get(ue):
+                    await self._emit(ue, zone, poa, self.poa.get(ue), time.time(), "zone_change", catch_up=True)
+        except ConnectionError as exc:
+            LOG.warning("mec_mobility: resubscription failed (%s); retrying", exc)
+            self.platform_up = False
+
+    # ---- receiver
+    def _peer_allowed(self, request: web.Request) -> bool:
+        if not self.s.allowed_networks:
+            return True
+        try:
+            peer = ipaddress.ip_address((request.remote or "").split("%")[0])
+        except ValueError:
+            return False
+        return any(peer in net for net in self.s.allowed_networks)
+
+    def _find_token(self, token: str) -> _Sub | None:
+        found = None
+        for known, sub in list(self.subs.items()):
+            if secrets.compare_digest(known.encode(), token.encode()):
+                found = sub
+        return found
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info.get("token", "")
+        sub = self._find_token(token) if token else None
+        if sub is None or not self._peer_allowed(request):
+            self.stats["refused"] += 1
+            return web.Response(status=404)
+        if request.method != "POST":
+            return web.Response(status=405, headers={"Allow": "POST"})
+        if (request.content_length or 0) > MAX_BODY:
+            self.stats["bad"] += 1
+            return web.Response(status=413)
+        try:
+            raw = await request.content.read(MAX_BODY + 1)
+            if len(raw) > MAX_BODY:
+                self.stats["bad"] += 1
+                return web.Response(status=413)
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.stats["bad"] += 1
+            return web.Response(status=400, text=f"body must be a JSON object: {exc}")
+        self.stats["received"] += 1
+        note = body.get("zonalPresenceNotification")
+        if isinstance(note, dict):
+            await self.on_presence(note)
+        else:
+            self.stats["ignored"] += 1
+        return web.Response(status=204)
+
+    async def on_presence(self, note: dict) -> None:
+        ue, zone, event = note.get("address"), note.get("zoneId"), note.get("userEventType")
+        if ue not in self.s.ues or not isinstance(zone, str) or event not in EVENTS:
+            self.stats["ignored"] += 1
+            return
+        at = _timestamp(note.get("timestamp")) or time.time()
+        key = (ue, event, zone, note.get("currentAccessPointId"), note.get("previousAccessPointId"), at)
+        if key in self.seen:
+            self.stats["duplicates"] += 1
+            return
+        self.seen[key] = True
+        while len(self.seen) > DEDUPE_KEEP:
+            self.seen.popitem(last=False)
+        poa = note.get("currentAccessPointId") or None
+        if event == "Leaving":
+            return  # the Entering that follows carries the change; from_zone is the zone known before it
+        if event == "Transferring":
+            if zone == self.zone.get(ue) and poa != self.poa.get(ue):
+                previous, self.poa[ue] = self.poa.get(ue), poa
+                if self.s.access_point_changes:
+                    await self._emit(ue, zone, poa, previous, at, "access_point_change")
+            return
+        if zone == self.zone.get(ue):  # the same move seen twice (a resubscription's catch-up, a retry)
+            self.stats["duplicates"] += 1
+            return
+        await self._emit(ue, zone, poa, note.get("previousAccessPointId") or self.poa.get(ue), at, "zone_change")
+
+    async def _emit(self, ue, zone, poa, previous_poa, at, kind, catch_up=False) -> None:
+        async with self._emit_lock:
+            from_zone = self.zone.get(ue)
+            if kind != "access_point_change":
+                self.zone[ue] = zone
+            self.poa[ue] = poa
+            self.seq += 1
+            event = {"ue": ue, "from_zone": from_zone, "to_zone": zone, "at": _iso(at), "at_epoch": at,
+                     "access_point": poa, "previous_access_point": previous_poa, "kind": kind, "api": "mec013",
+                     "seq": self.seq, "received_at": time.time(), "platform": self.s.location_url}
+            if catch_up:
+                event["catch_up"] = True
+            if self.s.state_dir and kind != "access_point_change":
+                write_state(self.s.state_dir, ue, {"ue": ue, "zone": zone, "seq": self.seq, "at": event["at"],
+                                                   "received_at": event["received_at"]})
+            self.stats["emitted"] += 1
+            LOG.info("mec_mobility: %s %s -> %s (seq %d%s)", ue, from_zone, zone, self.seq,
+                     ", catch-up" if catch_up else "")
+            await self.queue.put(event)
+
+    # ---- lifecycle
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.s.request_timeout)
+        self.session = aiohttp.ClientSession(timeout=timeout)
+        try:
+            await self._wait_for_platform()
+            for ue in self.s.ues:  # unknown UEs stop the source before anything is subscribed
+                self.zone[ue], self.poa[ue] = await self.read_zone(ue)
+            app = web.Application(client_max_size=MAX_BODY)
+            app.router.add_route("*", CALLBACK_PREFIX + "{token}", self.handle)
+            app.router.add_route("*", "/{tail:.*}", self._refuse)
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, self.s.listen_host, self.s.listen_port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise MecMobilityError(f"mec_mobility: cannot listen on {self.s.listen_host}:{self.s.listen_port} "
+                                       f"for the callbacks: {exc}") from exc
+            self.port = site._server.sockets[0].getsockname()[1]  # the port chosen when listen_port is 0
+            LOG.info("mec_mobility: callbacks on %s:%d", self.s.listen_host, self.port)
+            try:
+                await self.subscribe_all()
+            except ConnectionError as exc:
+                raise MecMobilityError(f"mec_mobility: subscribing at {self.s.location_url} failed: {exc}") from exc
+            for ue in self.s.ues:
+                if self.s.state_dir:
+                    write_state(self.s.state_dir, ue, {"ue": ue, "zone": self.zone[ue], "seq": self.seq,
+                                                       "at": _iso(time.time()), "received_at": time.time()})
+                if self.s.emit_initial and self.zone[ue]:
+                    zone, self.zone[ue] = self.zone[ue], None
+                    await self._emit(ue, zone, self.poa[ue], None, time.time(), "initial")
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _refuse(self, request: web.Request) -> web.StreamResponse:
+        self.stats["refused"] += 1
+        return web.Response(status=404)
+
+    async def stop(self) -> None:
+        if self.session is not None and not self.session.closed:
+            try:
+                await asyncio.wait_for(self.unsubscribe_all(), timeout=max(1.0, self.s.request_timeout))
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+            await self.session.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            while True:
+                await asyncio.sleep(self.s.check_interval)
+                await self.check()
+        finally:
+            await asyncio.shield(self.stop())
+
+
+async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
+    """ansible-rulebook's entry point: runs until the rulebook stops (cancels this task)."""
+    await MobilitySource(Settings(args or {}), queue).run()
+
+
+if __name__ == "__main__":
+    # A manual run: python mec_mobility.py http://127.0.0.1:8080/sandbox 10.100.0.1 (prints the events)
+    import sys
+
+    class _PrintQueue:
+        async def put(self, event):
+            print(json.dumps(event), flush=True)
+
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(main(_PrintQueue(), {"platform_url": sys.argv[1], "ues": sys.argv[2:]}))

@@ -1,0 +1,46 @@
+"""pytest wiring for tests/eda: the mec_mobility event source and the sandbox importable, the opt-in marker
+``zones_lab`` (tests that need a separate lab of N hosts: deselected unless MEC_ZONES_LAB=1)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = ROOT / "apps"
+if str(APPS) not in sys.path:
+    sys.path.insert(0, str(APPS))
+PLUGIN = ROOT / "extensions" / "eda" / "plugins" / "event_source" / "mec_mobility.py"
+
+
+def load_plugin():
+    """The event source module, loaded from its file as ansible-rulebook loads it."""
+    spec = importlib.util.spec_from_file_location("mec_mobility_under_test", PLUGIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "zones_lab: needs a separate lab of N MEC hosts, one per zone "
+                                       "(opt-in: MEC_ZONES_LAB=1; see docs/follow.md)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("MEC_ZONES_LAB", "") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("zones_lab") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def mec_mobility():
+    return load_plugin()
