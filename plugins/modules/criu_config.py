@@ -15,11 +15,11 @@ description:
     a CRIU option.
   - O(tcp_policy=close) (the default) dumps established TCP connections without their state and restores them
     closed, so that a service with connected clients can be checkpointed and its clients reconnect to the new
-    host (keeping them is impossible across hosts: the app lives at another address).
+    host (keeping them is impossible across hosts, the app lives at another address).
     O(tcp_policy=established) keeps their state, for a restore at the same address (the same host).
     O(tcp_policy=refuse) is CRIU's default, a dump fails while a connection is established.
   - V(close) and V(established) also drop connections still in flight (in a listening socket's queue, not yet
-    accepted; C(skip-in-flight)), which would fail the dump too: their clients see a reset and retry.
+    accepted; C(skip-in-flight)), which would fail the dump too; their clients see a reset and retry.
   - Listening sockets are dumped and restored in every policy.
   - A file not written by this module is replaced only with O(force=true), so that a host's own CRIU settings are
     not lost silently.

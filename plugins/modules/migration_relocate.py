@@ -12,9 +12,9 @@ description:
   - Runs on the source and the target host at the same time (one task, both hosts, forks >= 2), so the
     downtime holds no orchestration round trips.
   - O(role=source) stops the container (or, with O(checkpoint), takes the final CRIU checkpoint, which
-    stops it: through the runtime, runc, into O(workdir) when runc holds the container's state, else through
+    stops it; through the runtime, runc, into O(workdir) when runc holds the container's state, else through
     the engine's API), sends the state and waits for the target's confirmation.
-  - With O(transfer=stream) (the default) one authenticated, integrity-checked TCP stream carries everything:
+  - With O(transfer=stream) (the default) one authenticated, integrity-checked TCP stream carries everything;
     the source opens it before it stops the app (mutual challenge-response with the run's O(secret), bound to
     O(run_id)); after the stop it sends the final checkpoint's delta against O(base_checkpoint_dir) (the
     pre-relocation checkpoint that the target already holds in its container's C(checkpoints/<checkpoint>/),
