@@ -53,10 +53,22 @@ def _criu_failure(client, exc, what, container_id, since):
                           criu_log=log, criu_errors=errors, engine_error=message.strip())
 
 
+def _engine_criu_call(client, call, what, container_id):
+    """Run ``call()`` (an engine request that has CRIU dump or restore); returns its duration. A refusal
+    becomes a MigrationError with CRIU's own reason, read from its log of this run on the host."""
+    from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError
+    since = time.time()
+    t0 = time.monotonic()
+    try:
+        client.api._raise_for_status(call())
+    except APIError as exc:
+        raise _criu_failure(client, exc, what, container_id, since)
+    return round(time.monotonic() - t0, 6)
+
+
 def create_checkpoint(client, name, checkpoint, leave_running=True, checkpoint_dir=None, container_id=None):
     """The engine's checkpoint call (``docker checkpoint create``); returns where it is, its size and the
     duration. ``container_id`` saves the look-up when the caller has it (the relocation does)."""
-    from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError
     cid = container_id or require_container(client, name)["Id"]
     body = {"CheckpointID": checkpoint, "Exit": not leave_running}
     if checkpoint_dir:
@@ -64,14 +76,9 @@ def create_checkpoint(client, name, checkpoint, leave_running=True, checkpoint_d
     # where it will be, asked before the dump: nothing is asked of the engine while the app is down
     path = os.path.join(checkpoint_dir, checkpoint) if checkpoint_dir else \
         container_checkpoint_dir(client, cid, checkpoint)
-    since = time.time()
-    t0 = time.monotonic()
-    try:
-        res = client.api._post_json(client.api._url("/containers/{0}/checkpoints", cid), data=body)
-        client.api._raise_for_status(res)
-    except APIError as exc:
-        raise _criu_failure(client, exc, "The checkpoint %s of container %s" % (checkpoint, name), cid, since)
-    duration = round(time.monotonic() - t0, 6)
+    duration = _engine_criu_call(
+        client, lambda: client.api._post_json(client.api._url("/containers/{0}/checkpoints", cid), data=body),
+        "The checkpoint %s of container %s" % (checkpoint, name), cid)
     return dict(path=path, size=dir_size(path), duration=duration)
 
 
@@ -97,19 +104,12 @@ def place_checkpoint(client, container, src_dir, checkpoint):
 def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None):
     """The engine's start from a checkpoint (``docker start --checkpoint``; the checkpoint in the container's
     own ``checkpoints/`` unless ``checkpoint_dir``). Returns the duration; a failure names CRIU's reason."""
-    from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError
     params = {"checkpoint": checkpoint}
     if checkpoint_dir:
         params["checkpoint-dir"] = checkpoint_dir
-    since = time.time()
-    t0 = time.monotonic()
-    try:
-        res = client.api._post(client.api._url("/containers/{0}/start", container), params=params)
-        client.api._raise_for_status(res)
-    except APIError as exc:
-        raise _criu_failure(client, exc, "The start of container %s from checkpoint %s" % (container, checkpoint),
-                            container, since)
-    return round(time.monotonic() - t0, 6)
+    return _engine_criu_call(
+        client, lambda: client.api._post(client.api._url("/containers/{0}/start", container), params=params),
+        "The start of container %s from checkpoint %s" % (container, checkpoint), container)
 
 
 # --------------------------------------------------------------------------- through the runtime (runc)

@@ -33,27 +33,22 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "apps"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from labtools import ANSIBLE_PLAYBOOK, INVENTORY, Host  # noqa: E402
+from labtools import ANSIBLE_PLAYBOOK, INVENTORY, Host, http_json, reverse_inventory  # noqa: E402
 from mec_experiment.probe import Probe  # noqa: E402
 
-REVERSE = os.path.join(os.path.dirname(INVENTORY), "hosts-reverse.yml")
 A2_APP = os.path.join(ROOT, "apps", "a2_zone_counter", "app.py")
 
 
-def inventories():
-    """{"forward": path, "reverse": path} and the hosts' addresses {name: address}."""
+def addresses():
+    """The lab's source and target addresses, and the inventory with them swapped (written beside it)."""
     with open(INVENTORY) as fh:
         inv = yaml.safe_load(fh)
     groups = inv["all"]["children"]["mec_hosts"]["children"]
-    addresses = {}
+    out = {}
     for role in ("source", "target"):
-        (name, hvars), = groups[role]["hosts"].items()
-        addresses[role] = hvars["ansible_host"]
-    groups["source"], groups["target"] = groups["target"], groups["source"]
-    with open(REVERSE, "w") as fh:
-        fh.write("# Written by tests/benchmarks/m3_a2_downtime.py: the lab with source and target swapped.\n")
-        yaml.safe_dump(inv, fh, default_flow_style=False, sort_keys=False)
-    return addresses
+        (_name, hvars), = groups[role]["hosts"].items()
+        out[role] = hvars["ansible_host"]
+    return out, reverse_inventory()
 
 
 def p90(values):
@@ -68,26 +63,6 @@ def hold_connection(address, port=3000):
     return s
 
 
-def read_state(address, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            s = socket.create_connection((address, 3000), timeout=2)
-            s.sendall(b"GET /state HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            s.close()
-            return json.loads(data.split(b"\r\n\r\n", 1)[1])
-        except (OSError, ValueError, IndexError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def connection_reset(sock):
     """Whether the held connection was closed by the migration (its reader sees EOF or a reset)."""
     sock.settimeout(5)
@@ -100,7 +75,7 @@ def connection_reset(sock):
 
 
 def one_run(src_addr, dst_addr, inventory, results):
-    before = read_state(src_addr)
+    before = http_json(src_addr)
     held = hold_connection(src_addr)
     probe = Probe("http", src_addr, dst_addr).start()
     time.sleep(0.5)
@@ -113,7 +88,7 @@ def one_run(src_addr, dst_addr, inventory, results):
     reset = connection_reset(held)
     records = sorted(f for f in os.listdir(results) if f.endswith(".json"))
     record = json.load(open(os.path.join(results, records[-1]))) if records else None
-    after = read_state(dst_addr) if p.returncode == 0 else None
+    after = http_json(dst_addr) if p.returncode == 0 else None
     return p, record, seen, before, after, reset
 
 
@@ -155,9 +130,9 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(INVENTORY):
         sys.exit("the local lab is not up (%s missing): run scripts/demo.sh first" % INVENTORY)
-    addr = inventories()
+    addr, reverse = addresses()
     hosts = {"forward": (addr["source"], addr["target"], INVENTORY),
-             "reverse": (addr["target"], addr["source"], REVERSE)}
+             "reverse": (addr["target"], addr["source"], reverse)}
 
     def direction():
         # from wherever A2 runs now (a failed run leaves it where it was)

@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -122,3 +123,24 @@ def reverse_inventory():
         fh.write("# The local lab with source and target swapped (written by the tests and benchmarks).\n")
         yaml.safe_dump(inv, fh, default_flow_style=False, sort_keys=False)
     return path
+
+
+def http_json(address, port=3000, path="/state", timeout=15.0):
+    """GET ``path`` from a host's published port as JSON (A2's state), retried on a fresh connection each time
+    until it answers or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=2) as s:
+                s.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            return json.loads(data.split(b"\r\n\r\n", 1)[1])
+        except (OSError, ValueError, IndexError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from labtools import ROOT, Host, lab_hosts, migrate, reverse_inventory
+from labtools import ROOT, Host, http_json, lab_hosts, migrate, reverse_inventory
 
 sys.path.insert(0, os.path.join(ROOT, "apps"))
 from mec_experiment.probe import Probe  # noqa: E402
@@ -38,26 +38,6 @@ def hosts(lab):
         if h.run(["criu", "check"], check=False).returncode != 0:
             pytest.fail("criu check fails on %s: the lab's criu role must make CRIU work" % h.address)
     return src, dst
-
-
-def _http_state(address, timeout=15.0):
-    """A2's /state from the host's published port, retried until it answers (a fresh connection each time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, 3000), timeout=2) as s:
-                s.sendall(b"GET /state HTTP/1.0\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-            return json.loads(data.split(b"\r\n\r\n", 1)[1])
-        except (OSError, ValueError, IndexError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 class Memcached(object):
@@ -142,7 +122,7 @@ def _assert_migrated(rc, out, record, src, dst, app):
 def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_path):
     src, dst = hosts
     on_source("a2")
-    before = _http_state(src.address)
+    before = http_json(src.address)
     held = socket.create_connection((src.address, 3000), timeout=5)
     held.sendall(b"GET /state HTTP/1.1\r\nHost: a2\r\n")  # a request in flight: the server thread waits
     time.sleep(0.3)
@@ -161,7 +141,7 @@ def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_
     assert record["state_check"]["passed"] is True
     assert _was_reset(held), "the old connection must be closed under the client (it lived on the source)"
     held.close()
-    after = _http_state(dst.address)  # the client reconnects, to the target now
+    after = http_json(dst.address)  # the client reconnects, to the target now
     # memory and volume state went along: the counters continue, they did not start again
     assert after["requestsOk"] >= before["requestsOk"] and after["counter"] >= before["counter"], (before, after)
 
