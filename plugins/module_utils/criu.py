@@ -21,12 +21,16 @@ RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"
 # policy -> the CRIU options that carry it. A connection still in a listening socket's queue (in flight,
 # not yet accepted: frequent under a probe or any busy client) fails a dump too unless skip-in-flight drops
 # it (its client sees a reset and retries), so the policies that let clients stay connected drop those.
+# CRIU locks the container's network (iptables rules run in its namespace) during a dump and a restore so
+# that the TCP connections it saves or restores see no packet meanwhile; with close no connection's state
+# is saved or restored, so the lock protects nothing and only costs time: a client that knocks during the
+# restore has its SYN dropped (it waits a second to send it again) instead of being refused at once.
 TCP_POLICIES = {
-    "close": ("tcp-close", "skip-in-flight"),              # dumped without state, restored closed: clients reconnect
+    "close": ("tcp-close", "skip-in-flight", "network-lock skip"),  # no state kept: clients reconnect
     "established": ("tcp-established", "skip-in-flight"),  # state kept: only where the restore has the same address
     "refuse": (),                                          # CRIU's default: a dump with a connection fails
 }
-TCP_OPTIONS = ("tcp-close", "tcp-established", "skip-in-flight")
+TCP_OPTIONS = ("tcp-close", "tcp-established", "skip-in-flight", "network-lock")
 CONFIG_MARK = "# Managed by mec.migration (module criu_config)"
 
 CAP_SYS_RESOURCE = 24

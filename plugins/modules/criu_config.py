@@ -20,6 +20,9 @@ description:
     O(tcp_policy=refuse) is CRIU's default, a dump fails while a connection is established.
   - V(close) and V(established) also drop connections still in flight (in a listening socket's queue, not yet
     accepted; C(skip-in-flight)), which would fail the dump too; their clients see a reset and retry.
+  - V(close) also skips CRIU's network lock (iptables rules in the container's network namespace while it dumps
+    or restores), which protects only connections whose state is kept; a client knocking during the restore is
+    then refused at once instead of having its SYN dropped.
   - Listening sockets are dumped and restored in every policy.
   - A file not written by this module is replaced only with O(force=true), so that a host's own CRIU settings are
     not lost silently.

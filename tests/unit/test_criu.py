@@ -22,7 +22,7 @@ DUMP_LOG = """(00.000000) CRIU run id = 57a1
 """
 
 
-@pytest.mark.parametrize("policy, options", [("close", ["tcp-close", "skip-in-flight"]),
+@pytest.mark.parametrize("policy, options", [("close", ["tcp-close", "skip-in-flight", "network-lock skip"]),
                                              ("established", ["tcp-established", "skip-in-flight"]),
                                              ("refuse", [])])
 def test_each_policy_renders_its_options_and_reads_back(policy, options):
