@@ -6,7 +6,7 @@ app of tests/integration/files/counter_app), each with a fresh container. Prints
 the medians of the wall-clock downtime (source stop -> target running), of the sum of the relocation's
 operations, their ratio, and the median of every relocation step, which shows what bounds the downtime.
 
-    /tmp/venvtest/bin/python tests/benchmarks/migration_downtime.py --runs 3
+    .venv/bin/python tests/benchmarks/migration_downtime.py --runs 3   (m3 of the real A2 with clients: m3_a2_downtime.py)
 Targets on the local lab: m1/m2 < 0.5 s, m3 < 0.8 s, wall <= 1.3 x operations.
 """
 import argparse
@@ -72,7 +72,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="migrations per strategy and app (default 3)")
     ap.add_argument("--strategies", default="m1,m2,m3")
     ap.add_argument("--apps", default="stateless,volume")
-    ap.add_argument("--transfer", default="nc", choices=["nc", "ssh"])
+    ap.add_argument("--transfer", default="stream", choices=["stream", "ssh"])
     ap.add_argument("--json", help="also write all records' figures to this file")
     args = ap.parse_args()
     if not os.path.exists(INVENTORY):
