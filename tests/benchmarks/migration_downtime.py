@@ -8,6 +8,10 @@ operations, their ratio, and the median of every relocation step, which shows wh
 
     .venv/bin/python tests/benchmarks/migration_downtime.py --runs 3   (m3 of the real A2 with clients: m3_a2_downtime.py)
 Targets on the local lab: m1/m2 < 0.5 s, m3 < 0.8 s, wall <= 1.3 x operations.
+
+    .venv/bin/python tests/benchmarks/migration_downtime.py --a2 --runs 10
+runs m3 of the real app A2 back and forth with the UE probe and a held connection attached, and the floor
+without the engine (tests/benchmarks/m3_a2_downtime.py).
 """
 import argparse
 import json
@@ -68,6 +72,12 @@ def median(values):
 
 
 def main():
+    if "--a2" in sys.argv:
+        # m3 of the real app A2 with the UE probe and a held connection (issue #9's benchmark)
+        sys.argv.remove("--a2")
+        sys.path.insert(0, HERE)
+        import m3_a2_downtime
+        return m3_a2_downtime.main()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="migrations per strategy and app (default 3)")
     ap.add_argument("--strategies", default="m1,m2,m3")
