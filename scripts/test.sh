@@ -22,6 +22,20 @@ fi
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
+step "ansible-test sanity (the checks that run offline) on a copy of the collection"
+# ansible-test wants the collection under a real ansible_collections/<namespace>/<name> folder, outside this git
+# checkout (inside it, git would hide the copy). The other checks (import, runtime-metadata, ansible-doc, pep8,
+# pylint, validate-modules, yamllint) first download pip's bootstrap script from ci-files.testing.ansible.com.
+sanity_root=$(mktemp -d)
+trap 'rm -rf "$sanity_root"' EXIT
+sanity_dir=$sanity_root/ansible_collections/mec/migration
+mkdir -p "$sanity_dir"
+git ls-files --cached --others --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$sanity_dir/"
+(cd "$sanity_dir" && ansible-test sanity --local --python 3.11 \
+    --test action-plugin-docs --test changelog --test compile --test empty-init --test ignores --test line-endings \
+    --test no-assert --test no-get-exception --test no-illegal-filenames --test no-smart-quotes --test replace-urlopen \
+    --test symlinks --test use-argspec-type-path --test use-compat-six)
+
 step "local lab: hosts provisioned by the collection's roles"
 ansible-playbook playbooks/lab.yml
 step "services of the lab: MEC sandbox, gateways, apps"
