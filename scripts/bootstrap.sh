@@ -18,6 +18,8 @@ command -v ssh > /dev/null || need_pkgs+=(openssh-client)
 command -v rsync > /dev/null || need_pkgs+=(rsync)
 command -v git > /dev/null || need_pkgs+=(git)
 python3 -c 'import ensurepip, venv' 2> /dev/null || need_pkgs+=(python3-venv)
+# ansible-rulebook (requirements.txt) runs its rules engine on a Java 17 runtime
+command -v java > /dev/null || need_pkgs+=(openjdk-17-jre-headless)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     command -v apt-get > /dev/null || { echo "bootstrap: install ${need_pkgs[*]} (no apt-get here)" >&2; exit 1; }
     echo "bootstrap: installing the system packages ${need_pkgs[*]} with apt-get (update, then install)"
