@@ -258,7 +258,8 @@ def test_unknown_container_fails_first(app, tmp_path):
     rc, out, record = migrate(tmp_path, app=app.name + "-ghost", strategy="m2")
     assert rc != 0
     assert "Container %s-ghost does not exist on the source host" % app.name in out
-    assert record is None
+    # a preflight failure is recorded (docs/migration.md): nothing changed
+    assert (record["status"], record["outcome"], record["phase"]) == ("failed", "unchanged", "preflight")
 
 
 def test_source_equal_target_fails_first(lab, app, tmp_path):
@@ -303,7 +304,7 @@ def test_m3_without_criu_fails_first(lab, app, tmp_path):
             _restore(src, path)
     assert rc != 0
     assert "criu" in out and "Preflight failed on source host" in out
-    assert record is None
+    assert (record["status"], record["outcome"], record["phase"]) == ("failed", "unchanged", "preflight")
     _assert_nothing_changed(app, before)
 
 
@@ -318,5 +319,5 @@ def test_missing_transfer_tool_fails_first(lab, app, tmp_path):
         _restore(src, scp)
     assert rc != 0
     assert "scp is not installed" in out
-    assert record is None
+    assert (record["status"], record["outcome"], record["phase"]) == ("failed", "unchanged", "preflight")
     _assert_nothing_changed(app, before)
