@@ -1,7 +1,8 @@
 """The mec_mobility event source against the local MEC sandbox run in-process on loopback (manual clock).
 
 Car 10.100.0.1 of the default scenario (Monaco, per-zone placement) is in zone01 at t=0 and enters zone02 at
-t=151 s, zone03 at 179 s and zone04 at 247 s; car 10.100.0.2 starts in zone02 and goes to zone01 at 101.5 s, zone03 at 129 s, zone01 at 180 s, zone02 at 183 s.
+t=151 s, zone03 at 179 s and zone04 at 247 s; car 10.100.0.2 starts in zone02 and goes to zone01 at 101.5 s,
+zone03 at 129 s, zone01 at 180 s, zone02 at 183 s.
 """
 
 from __future__ import annotations

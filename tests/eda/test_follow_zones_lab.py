@@ -1,0 +1,240 @@
+"""Follow the vehicle on the separate four-host lab (one MEC host per Monaco zone; opt-in: MEC_ZONES_LAB=1).
+
+Bring the lab up first (it does not touch the shared two-host lab):
+    ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_zones.yml
+    MEC_ZONES_LAB=1 .venv/bin/python -m pytest tests/eda -m zones_lab
+
+- there and back (A to B to A, m2 and m3) with the hop's hosts as variables: nothing left on the host left;
+- the rulebook extensions/eda/rulebooks/follow_ue.yml under ansible-rulebook, with the sandbox on loopback (manual
+  clock) and car 10.100.0.1: a zone change moves the app; a failed hop leaves it serving where it was and the next
+  event moves it; three zone changes while a migration runs give two migrations, the last event coalesced.
+The app is a test container of its own (a counter in a volume), never a1/a2/a3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+pytestmark = pytest.mark.zones_lab
+
+ROOT = Path(__file__).resolve().parents[2]
+INV_DIR = ROOT / "inventories" / "zones"
+INVENTORY = INV_DIR / "hosts.yml"
+VENV_BIN = Path(sys.executable).parent
+SSH_OPTS = ["-o", f"UserKnownHostsFile={INV_DIR / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+COUNTER = "i=$(cat /data/n 2>/dev/null || echo 0); while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done"
+# zone01 at 0 s; zone02 at 151, zone03 at 179, zone04 at 247, zone03 at 421, zone01 at 493, zone02 at 496
+CAR = "10.100.0.1"
+
+
+class ZoneHost:
+    def __init__(self, name, address, zone):
+        self.name, self.address, self.zone = name, address, zone
+
+    def sh(self, command, check=True, timeout=120):
+        p = subprocess.run(["ssh", "-i", str(INV_DIR / "id_ed25519")] + SSH_OPTS + ["root@" + self.address, command],
+                           capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"on {self.name}: {command} -> {p.returncode}: {p.stderr}")
+        return p.stdout.strip()
+
+    def running(self, app):
+        return self.sh(f"docker inspect -f '{{{{.State.Running}}}}' {app} 2>/dev/null || true") == "true"
+
+    def leftovers(self, app, run_ids=()):
+        return {"container": self.sh(f"docker ps -aq --filter name=^{app}$"),
+                "volume": self.sh(f"docker volume ls -q --filter name=^{app}-data$"),
+                "images": self.sh(f"docker images -q 'mec-migration/{app}'"),
+                "work dirs": self.sh("ls /var/tmp/mec-migration 2>/dev/null | grep -E '^(%s)$' || true"
+                                     % "|".join(run_ids or ["none"]))}
+
+    def counter(self, app):
+        return int(self.sh(f"docker exec {app} cat /data/n"))
+
+
+@pytest.fixture(scope="module")
+def zones():
+    if not INVENTORY.exists():
+        pytest.fail(f"the zones lab is not up ({INVENTORY} missing): ansible-playbook playbooks/lab.yml "
+                    "-e @playbooks/vars/lab_zones.yml")
+    inv = yaml.safe_load(INVENTORY.read_text())
+    hosts = {}
+    for group in inv["all"]["children"]["mec_hosts"]["children"].values():
+        for name, hv in group["hosts"].items():
+            hosts[hv["mec_zone"]] = ZoneHost(name, hv["ansible_host"], hv["mec_zone"])
+    assert sorted(hosts) == ["zone01", "zone02", "zone03", "zone04"]
+    return hosts
+
+
+@pytest.fixture
+def app(zones):
+    name = "fz" + uuid.uuid4().hex[:8]
+    yield name
+    for h in zones.values():
+        h.sh(f"docker rm -f {name}; docker volume rm -f {name}-data; "
+             f"docker images -q 'mec-migration/{name}' | xargs -r docker rmi -f", check=False)
+
+
+def start_app(host, app, user_root=True):
+    host.sh(f"docker run -d --name {app} --label mec.migration.follow-test=1 -v {app}-data:/data "
+            f"{'--user 0 ' if user_root else ''}mec-lab/base:bookworm sh -c {shlex.quote(COUNTER)}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if host.sh(f"docker exec {app} cat /data/n 2>/dev/null || true"):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the test app did not start counting")
+
+
+def ansible_playbook(*args, timeout=900):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    return subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("strategy", ["m2", "m3"])
+def test_there_and_back_leaves_the_host_left_clean(zones, app, tmp_path, strategy):
+    a, b = zones["zone01"], zones["zone02"]
+    start_app(a, app)
+    before = a.counter(app)
+    run_ids = []
+    for src, dst in [(a, b), (b, a)]:
+        run_ids.append("fz" + uuid.uuid4().hex[:10])
+        p = ansible_playbook("-i", str(INVENTORY), "playbooks/migrate.yml", "-e", json.dumps({
+            "app": app, "strategy": strategy, "migration_cleanup": True, "run_id": run_ids[-1],
+            "results_dir": str(tmp_path), "migration_source_host": src.name, "migration_target_host": dst.name}))
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+        assert dst.running(app)
+        assert src.leftovers(app, run_ids) == {"container": "", "volume": "", "images": "", "work dirs": ""}
+    assert a.counter(app) > before  # the volume's counter went on across both hops
+
+
+# ------------------------------------------------------------------------------------------ the rulebook
+class Sandbox:
+    def __init__(self, port):
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, "-m", "mec_sandbox", "--port", str(port), "--base-path",
+                                      "/sandbox", "--speed", "0"], env=dict(os.environ, PYTHONPATH=str(ROOT / "apps")),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}/sandbox"
+        for _ in range(100):
+            try:
+                requests.get(self.url + "/sandbox-ctrl/v1/clock", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError("sandbox did not start")
+
+    def to(self, t):
+        requests.post(self.url + "/sandbox-ctrl/v1/clock", json={"simTime": t}, timeout=10).raise_for_status()
+
+    def subscriptions(self):
+        r = requests.get(self.url + "/location/v2/subscriptions/zonalTraffic", timeout=5).json()
+        return r["notificationSubscriptionList"].get("zonalTrafficSubscription", [])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _hops(results):
+    f = results / "follow"
+    files = list(f.glob("*.jsonl")) if f.exists() else []
+    return [json.loads(line) for p in files for line in p.read_text().splitlines() if line.strip()]
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app, tmp_path):
+    start_app(zones["zone01"], app)
+    sbx = Sandbox(_free_port())
+    results, state = tmp_path / "results", tmp_path / "state"
+    varsfile = tmp_path / "vars.yml"
+    varsfile.write_text(yaml.safe_dump({
+        "follow_platform_url": sbx.url, "follow_ue": CAR, "follow_app": app, "follow_strategy": "m2",
+        "follow_listen_host": "127.0.0.1", "follow_state_dir": str(state), "follow_inventory_dir": str(INV_DIR),
+        "follow_results_dir": str(results / "follow"), "follow_playbook": "playbooks/follow.yml"}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    log = open(tmp_path / "rulebook.log", "w")
+    rb = subprocess.Popen([str(VENV_BIN / "ansible-rulebook"), "-r", "extensions/eda/rulebooks/follow_ue.yml",
+                           "-i", str(INVENTORY), "--vars", str(varsfile)], cwd=ROOT, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    blocker = None
+    try:
+        _wait(lambda: len(sbx.subscriptions()) == 4, 90, "the rulebook's 4 zonalTraffic subscriptions")
+        # 1. zone01 -> zone02: the app moves to zone02's host
+        sbx.to(152)
+        _wait(lambda: len(_hops(results)) >= 1, 180, "the first hop's line in the follow log")
+        hop1 = _hops(results)[-1]
+        assert zones["zone02"].running(app)
+        assert hop1["moved"] and hop1["target"] == zones["zone02"].name and hop1["seq"] == 1
+        # 2. a failed hop: zone03's host has the stream port taken; the app keeps serving on zone02's host
+        blocker = zones["zone03"].sh("nohup nc -l -p 47777 >/dev/null 2>&1 & echo $!")
+        sbx.to(180)
+        _wait(lambda: any(json.loads(p.read_text()).get("status") == "failed"
+                              for p in (results / "follow").glob("*.json")),
+              180, "the failed hop's record")
+        assert zones["zone02"].running(app) and not zones["zone03"].running(app)
+        zones["zone03"].sh(f"kill {blocker}", check=False)
+        blocker = None
+        # 3. the next event tries again: zone04
+        sbx.to(248)
+        _wait(lambda: len(_hops(results)) >= 2, 180, "the hop to zone04 in the follow log")
+        assert zones["zone04"].running(app)
+        assert not zones["zone02"].running(app)
+        # 4. three zone changes, two while a migration runs: zone03 (421), then zone01 (493), zone02 (496)
+        n_before = len(_hops(results))
+        sbx.to(422)
+        _wait(lambda: any(h["seq"] == 4 for h in _hops(results)) or zones["zone03"].running(app), 180,
+              "the hop to zone03 to start")
+        sbx.to(497)
+        _wait(lambda: len(_hops(results)) >= n_before + 3, 300, "three follow runs for events 4, 5, 6")
+        _wait(lambda: zones["zone02"].running(app), 60, "the app on zone02's host")
+        late = _hops(results)[n_before:]
+        assert [h["seq"] for h in late] == [4, 5, 6]
+        assert [h["moved"] for h in late] == [True, True, False] and late[2]["coalesced"]
+        assert late[1]["zone"] == "zone02" and late[1]["latest_seq"] == 6  # event 5 (zone01) went to the latest zone
+        for z in ("zone01", "zone03", "zone04"):
+            assert zones[z].leftovers(app)["container"] == ""
+        latencies = [h["playbook_started_at"] - h["event_received_at"] for h in _hops(results)]
+        assert all(0 < x < 30 for x in latencies), latencies
+        print("event -> playbook start (s):", ", ".join("%.2f" % x for x in latencies))
+        (tmp_path.parent / "follow-latencies.json").write_text(json.dumps(latencies))
+    finally:
+        if blocker:
+            zones["zone03"].sh(f"kill {blocker}", check=False)
+        os.killpg(rb.pid, signal.SIGINT)
+        try:
+            rb.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(rb.pid, signal.SIGKILL)
+            rb.wait(10)
+        log.close()
+        sbx.stop()
