@@ -558,6 +558,34 @@ def test_bad_input_is_refused_before_any_change(bad_input_app, tmp_path, case):
     _nothing_changed(app, before)
 
 
+def test_unreachable_target_at_preflight_is_recorded(bad_input_app, lab, tmp_path):
+    """A host the controller cannot reach: refused before any change, the record names it."""
+    app = bad_input_app
+    before = app.src.inspect(app.name)
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    for name in ("id_ed25519", "known_hosts"):
+        if os.path.exists(os.path.join(os.path.dirname(INVENTORY), name)):
+            os.symlink(os.path.join(os.path.dirname(INVENTORY), name), str(inv / name))
+    with open(INVENTORY) as fh:
+        text = fh.read()
+    # the controller reaches the target on a port nothing listens on
+    (inv / "hosts.yml").write_text(text.replace("ansible_host: %s" % lab[1].address,
+                                                "ansible_host: %s\n              ansible_port: 1" % lab[1].address))
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv / "hosts.yml"), os.path.join(ROOT, "playbooks", "migrate.yml"),
+                        "-e", json.dumps(dict(app=app.name, strategy="m2", migration_port=app.port,
+                                              results_dir=str(tmp_path / "records")))],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "unreachable" in out and "mec-lab-target" in out, out[-3000:]
+    (name,) = os.listdir(str(tmp_path / "records"))
+    record = json.load(open(str(tmp_path / "records" / name)))
+    assert (record["status"], record["outcome"], record["phase"]) == ("failed", "unchanged", "preflight")
+    assert record["unreachable"] == ["mec-lab-target"]
+    _nothing_changed(app, before)
+
+
 def test_reused_run_id_is_refused(bad_input_app, tmp_path):
     app = bad_input_app
     before = app.src.inspect(app.name)
