@@ -7,11 +7,12 @@ loaded), and on neither host a container or volume of the apps is on the target,
 
 Methods (``--reset`` / ``experiment_reset``):
 
-- ``app`` (default): only the migrated app is touched, by ``reset_host.py`` on both hosts at once over SSH:
-  its container (and volume) removed from the target, the migration images removed, the app started again
-  on the source with the role's own ``docker run`` (``/opt/mec-apps/run-<app>.json``, written by the
-  role), A3's loader run. ``playbooks/apps.yml -e apps_reset=true`` runs only when that cannot work (no run
-  configuration yet, another app out of place), then the app is reset again. A few seconds per run.
+- ``app`` (default): only the migrated apps are touched (the run's app and the one the previous run left on
+  the target), by ``reset_host.py`` on both hosts at once over SSH: their containers (and A2's volume)
+  removed from the target, the migration images removed, the apps started again on the source with the
+  role's own ``docker run`` (``/opt/mec-apps/run-<app>.json``, written by the role), A3's loader run.
+  ``playbooks/apps.yml -e apps_reset=true`` runs only when that cannot work (no run configuration yet, a
+  gateway down, a failed start), then the app is reset again. A few seconds per run.
 - ``full``: the same and always ``playbooks/apps.yml -e apps_reset=true`` (30-60 s per run).
 - ``never``: nothing is changed or checked.
 
@@ -192,4 +193,5 @@ def reset(inventory, hosts, app, method="app", apps_extra=(), timeout=600, apps_
     if found:
         raise ResetError("the run would not start like the others: " + "; ".join(found))
     return {"method": method, "seconds": round(time.monotonic() - t0, 3), "playbook_seconds": playbook,
-            "playbook_because": repaired, "host_seconds": {"source": src.get("seconds"), "target": tgt.get("seconds")}}
+            "playbook_because": repaired, "restarted": src.get("restarted"), "removed_from_target": tgt.get("removed"),
+            "host_seconds": {"source": src.get("seconds"), "target": tgt.get("seconds")}}

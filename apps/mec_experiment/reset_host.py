@@ -8,10 +8,11 @@ ARGS_JSON: ``{"role": "source" | "target", "app": "a2", "apps": ["a1", "a2", "a3
 
 - both hosts: remove the apps' migration images (``mec-migration/<app>:*``, the committed/imported images
   of earlier runs);
-- target: remove the app's container (a3: and its loader) and, for a2, its volume;
-- source: remove the app's container (and A2's volume: a fresh counter), start it again with the
-  ``docker run`` the ``mec_apps`` role used (``<apps_dir>/run-<app>.json``: same image, options and spec
-  label, so that a later ``apps.yml`` leaves it alone); a3: run the loader of ``run-a3-loader.json``.
+- target: remove every app container there (the previous run's app, A3's loader) and A2's volume;
+- source: remove the run's app (and A2's volume: a fresh counter) and any app that does not run there (the
+  previous run's, moved to the target), start them again with the ``docker run`` the ``mec_apps`` role used
+  (``<apps_dir>/run-<app>.json``: same image, options and spec label, so that a later ``apps.yml`` leaves
+  them alone); a3: then its loader (``run-a3-loader.json``).
 
 With ``"act": false`` it only reports.
 """
@@ -87,63 +88,83 @@ def held_locks(args):
     return sorted(f for f in names if f in {a + ".lock" for a in args["apps"]})
 
 
-def act(args, report):
-    app, role = args["app"], args["role"]
-    errors = report["errors"]
-    names = [app] + ([LOADER] if app == "a3" else [])
+def _remove(names, a2_volume, errors):
     for name in names:
         if container(name) is not None:
             proc = docker("rm", "--force", name)
             if proc.returncode != 0:
                 errors.append("docker rm %s: %s" % (name, proc.stderr.strip()[-300:]))
-    # the images after the containers: an image still in use would only lose its tag
-    images = migration_images(args["apps"])
+    if a2_volume and volume_created(a2_volume) is not False:
+        proc = docker("volume", "rm", "--force", a2_volume)
+        if proc.returncode != 0:
+            errors.append("docker volume rm %s: %s" % (a2_volume, proc.stderr.strip()[-300:]))
+
+
+def _start(apps_dir, name, errors):
+    """docker run of the role's run configuration; True when it started."""
+    config = run_config(apps_dir, name)
+    if config is None:
+        errors.append("no run configuration %s/run-%s.json (apply playbooks/apps.yml once)" % (apps_dir, name))
+        return False
+    proc = subprocess.run(config["argv"], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        errors.append("%s: %s" % (" ".join(config["argv"][:5]), (proc.stderr or proc.stdout).strip()[-300:]))
+    return proc.returncode == 0
+
+
+def _role_image(apps_dir, name):
+    config = run_config(apps_dir, name)
+    if config is None:
+        return None
+    proc = docker("image", "inspect", "--format", "{{.Id}}", config["image"])
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _in_place(apps_dir, name):
+    """The app runs on this host from the role's image (not, e.g., from a migration image it was moved back with)."""
+    c = container(name)
+    return bool(c and c["running"] and c["image"] == _role_image(apps_dir, name))
+
+
+def act(args, report):
+    """Target: no app there (the previous run's app, a3's loader, A2's volume). Source: the run's app and any app
+    that does not run there (the previous run's, moved to the target) started anew from the role's run
+    configuration. Both: the apps' migration images removed (after the containers: an image in use would only
+    lose its tag)."""
+    app, role, errors = args["app"], args["role"], report["errors"]
+    apps = list(args["apps"])
+    if role == "source":
+        restart = [n for n in apps if n == app or not _in_place(args["apps_dir"], n)]
+    else:
+        restart = [n for n in apps + [LOADER] if container(n) is not None]
+    _remove(restart + ([LOADER] if "a3" in restart and LOADER not in restart else []),
+            args["a2_volume"] if "a2" in restart or role == "target" else None, errors)
+    images = migration_images(apps)
     if images:
         proc = docker("rmi", "--force", *images)
         if proc.returncode != 0:
             errors.append("docker rmi %s: %s" % (" ".join(images), proc.stderr.strip()[-300:]))
     report["removed_images"] = images
-    if app == "a2" and volume_created(args["a2_volume"]) is not False:
-        proc = docker("volume", "rm", "--force", args["a2_volume"])
-        if proc.returncode != 0:
-            errors.append("docker volume rm %s: %s" % (args["a2_volume"], proc.stderr.strip()[-300:]))
+    report["restarted" if role == "source" else "removed"] = restart
     if role != "source":
         return
-    config = run_config(args["apps_dir"], app)
-    if config is None:
-        errors.append("no run configuration %s/run-%s.json (apply playbooks/apps.yml once)" % (args["apps_dir"], app))
-        report["need_playbook"] = True
-        return
-    proc = subprocess.run(config["argv"], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        errors.append("%s: %s" % (" ".join(config["argv"][:5]), proc.stderr.strip()[-300:]))
-        return
-    if app == "a3":
-        loader = run_config(args["apps_dir"], LOADER)
-        if loader is None:
-            errors.append("no run configuration %s/run-%s.json" % (args["apps_dir"], LOADER))
-            report["need_playbook"] = True
-            return
-        proc = subprocess.run(loader["argv"], capture_output=True, text=True, timeout=120)
-        report["loader_rc"] = proc.returncode
-        if proc.returncode != 0:
-            errors.append("A3's loader failed (rc %d): %s" % (proc.returncode, (proc.stderr or proc.stdout).strip()[-300:]))
+    for name in restart:
+        if not _start(args["apps_dir"], name, errors):
+            continue
+        if name == "a3" and _start(args["apps_dir"], LOADER, errors) is False:
+            errors[-1] = "A3's loader failed: " + errors[-1]
 
 
 def main():
     args = json.loads(sys.argv[1])
-    report = {"role": args["role"], "app": args["app"], "t0": time.time(), "errors": [], "need_playbook": False}
+    report = {"role": args["role"], "app": args["app"], "t0": time.time(), "errors": []}
     if args.get("act", True) and not held_locks(args):
         act(args, report)  # never while a run holds an app's lock: it is recover.yml's to finish or undo
     report["containers"] = {n: container(n) for n in list(args["apps"]) + [LOADER]}
     report["gateway"] = container(GATEWAY)
     configs = {n: run_config(args["apps_dir"], n) for n in args["apps"]} if args["role"] == "source" else {}
     report["specs"] = {n: (c or {}).get("spec") for n, c in configs.items()}
-    report["images"] = {}
-    for name, config in configs.items():
-        if config:
-            proc = docker("image", "inspect", "--format", "{{.Id}}", config["image"])
-            report["images"][name] = proc.stdout.strip() if proc.returncode == 0 else None
+    report["images"] = {name: _role_image(args["apps_dir"], name) for name, config in configs.items() if config}
     report["a2_volume_created"] = volume_created(args["a2_volume"])
     report["migration_images"] = migration_images(args["apps"])
     report["locks"] = held_locks(args)

@@ -48,15 +48,23 @@ def test_reset_starts_a2_anew_from_the_role_run_configuration(hosts, experiment_
     assert run(hosts["target"], "docker ps -a --format '{{.Names}}' --filter name=^a2$") == ""
 
 
-def test_reset_repairs_a_stray_container_on_the_target_with_the_playbook(hosts, experiment_lab):
+def test_reset_takes_a_stray_container_off_the_target_and_repairs_with_the_playbook(hosts, experiment_lab):
     run(hosts["target"], "docker rm -f a3-loader >/dev/null 2>&1; docker create --name a3-loader mec-lab/base:bookworm true")
+    done = reset(experiment_lab, hosts, "a2")
+    assert done["removed_from_target"] == ["a3-loader"] and done["playbook_seconds"] is None, done
+    assert run(hosts["target"], "docker ps -a --format '{{.Names}}' --filter name=^a3-loader$") == ""
+    # without the role's run configuration the reset cannot start a2: apps.yml repairs it (and writes it again)
+    run(hosts["source"], "mv /opt/mec-apps/run-a2.json /opt/mec-apps/run-a2.json.test")
     try:
         done = reset(experiment_lab, hosts, "a2")
     finally:
-        ssh(hosts["target"], "docker rm -f a3-loader")
-    print("reset a2 with a stray a3-loader on the target: %s" % done)
-    assert done["playbook_seconds"] and done["playbook_because"] == ["container a3-loader is on the target (created)"]
-    assert run(hosts["target"], "docker ps -a --format '{{.Names}}' --filter name=^a3-loader$") == ""
+        ssh(hosts["source"], "test -e /opt/mec-apps/run-a2.json || mv /opt/mec-apps/run-a2.json.test /opt/mec-apps/run-a2.json;"
+                             " rm -f /opt/mec-apps/run-a2.json.test")
+    print("reset a2 without its run configuration: %s" % done)
+    assert done["playbook_seconds"] > 0 and done["playbook_because"] == [
+        "source: no run configuration /opt/mec-apps/run-a2.json (apply playbooks/apps.yml once)",
+        "a2 is not running on the source (no container)", "A2's volume is missing on the source"], done
+    run(hosts["source"], "test -s /opt/mec-apps/run-a2.json")
 
 
 def test_reset_refuses_while_a_migration_lock_is_held_and_changes_nothing(hosts, experiment_lab):

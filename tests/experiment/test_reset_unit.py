@@ -89,3 +89,73 @@ def test_host_script_reads_docker_times_and_the_role_run_configuration(tmp_path)
     (tmp_path / "locks" / "a3.lock").write_text("{}")
     (tmp_path / "locks" / "other.lock").write_text("{}")
     assert reset_host.held_locks({"state_root": str(tmp_path), "apps": ["a1", "a2", "a3"]}) == ["a3.lock"]
+
+
+class FakeEngine:
+    """Containers by name -> (running, image id); records the docker calls reset_host makes."""
+
+    def __init__(self, monkeypatch, tmp_path, containers, volume=True):
+        self.containers, self.volume, self.calls = dict(containers), volume, []
+        for name in ("a1", "a2", "a3", "a3-loader"):
+            argv = ["docker", "run", "--detach", "--name", name, "--label", "mec.migration.spec=s-" + name,
+                    "mec-apps/%s:latest" % name] if name != "a3-loader" else ["docker", "run", "--rm", "mec-apps/a3-loader:latest"]
+            (tmp_path / ("run-%s.json" % name)).write_text(json.dumps({"argv": argv}))
+        monkeypatch.setattr(reset_host, "docker", self.docker)
+        monkeypatch.setattr(reset_host.subprocess, "run", self.run)
+
+    def docker(self, *args, timeout=120):
+        self.calls.append(list(args))
+        out, rc = "", 0
+        if args[:2] == ("container", "inspect"):
+            c = self.containers.get(args[2])
+            rc = 0 if c else 1
+            out = json.dumps([{"State": {"Running": c[0], "Status": "running" if c[0] else "exited", "StartedAt": ""},
+                               "Image": c[1], "Config": {"Labels": {}}}]) if c else ""
+        elif args[:2] == ("image", "inspect"):
+            out = "id-" + args[-1].split("/")[1].split(":")[0]
+        elif args[:2] == ("image", "ls"):
+            out = "mec-migration/a2:r1\nmec-migration/other:r2\nmec-apps/a2:latest\n"
+        elif args[:2] == ("volume", "inspect"):
+            rc, out = (0, "2026-11-27T15:00:00Z") if self.volume else (1, "")
+        elif args[0] == "rm":
+            self.containers.pop(args[-1], None)
+        elif args[:2] == ("volume", "rm"):
+            self.volume = False
+        return reset_host.subprocess.CompletedProcess(args, rc, out, "")
+
+    def run(self, argv, **kw):
+        self.calls.append(argv[1:])
+        if "--name" in argv:
+            name = argv[argv.index("--name") + 1]
+            self.containers[name] = (True, "id-" + name)
+        return reset_host.subprocess.CompletedProcess(argv, 0, "", "")
+
+
+def started(engine):
+    return [c[c.index("--name") + 1] if "--name" in c else c[-1] for c in engine.calls if c[0] == "run"]
+
+
+def test_source_starts_the_run_app_and_every_app_out_of_place_anew(monkeypatch, tmp_path):
+    # a1 in place; a2 moved to the target by the previous run; a3 back from a migration image
+    engine = FakeEngine(monkeypatch, tmp_path, {"a1": (True, "id-a1"), "a3": (True, "id-migration-a3")})
+    report = {"errors": []}
+    reset_host.act({"role": "source", "app": "a1", "apps": ["a1", "a2", "a3"], "apps_dir": str(tmp_path),
+                    "a2_volume": "a2-data"}, report)
+    assert report == {"errors": [], "restarted": ["a1", "a2", "a3"], "removed_images": ["mec-migration/a2:r1"]}
+    assert started(engine) == ["a1", "a2", "a3", "mec-apps/a3-loader:latest"]
+    assert ["rm", "--force", "a3"] in engine.calls and ["volume", "rm", "--force", "a2-data"] in engine.calls
+    assert ["rmi", "--force", "mec-migration/a2:r1"] in engine.calls  # never another app's migration image
+
+
+def test_source_leaves_apps_in_place_alone_and_target_keeps_no_app(monkeypatch, tmp_path):
+    engine = FakeEngine(monkeypatch, tmp_path, {n: (True, "id-" + n) for n in ("a1", "a2", "a3")})
+    report = {"errors": []}
+    reset_host.act({"role": "source", "app": "a1", "apps": ["a1", "a2", "a3"], "apps_dir": str(tmp_path),
+                    "a2_volume": "a2-data"}, report)
+    assert report["restarted"] == ["a1"] and started(engine) == ["a1"] and engine.volume is True
+    target = FakeEngine(monkeypatch, tmp_path, {"a3": (True, "id-x"), "a3-loader": (False, "id-y")})
+    report = {"errors": []}
+    reset_host.act({"role": "target", "app": "a1", "apps": ["a1", "a2", "a3"], "apps_dir": str(tmp_path),
+                    "a2_volume": "a2-data"}, report)
+    assert report["removed"] == ["a3", "a3-loader"] and started(target) == [] and target.volume is False
+    assert target.containers == {}
