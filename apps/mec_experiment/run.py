@@ -111,7 +111,7 @@ def run_one(args) -> dict:
     t0 = time.monotonic()
     run_id = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), path.stem)
     migrate_dir = Path(args.results) / "migrate"
-    record, stage = None, "start"
+    record, stage, failed_at = None, "start", None
     probe_result, state_after, before = {}, None, None
     apps_extra = json.loads(args.apps_extra_vars) if args.apps_extra_vars else []
     if isinstance(apps_extra, dict):
@@ -138,7 +138,7 @@ def run_one(args) -> dict:
                                               args.transfer), args.timeout)
         ansible_rc = proc.returncode
         if proc.returncode != 0:
-            cause = ansible_cause(proc.stdout)
+            cause, failed_at = ansible_cause(proc.stdout), "migrate"
         stage = "probe stop"
         if kind != "none":
             if proc.returncode == 0:
@@ -182,7 +182,7 @@ def run_one(args) -> dict:
     record.setdefault("downtime", {})
     record["downtime"]["user"] = probe_result.get("downtime")
     record["experiment"] = {
-        "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "cell": cell, "stage_failed": stage if cause else None,
+        "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "cell": cell, "stage_failed": (failed_at or stage) if cause else None,
         "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3), "reset": reset_done,
         "start_command": APP_SPECS[args.app]["start_command"] if args.strategy == "m1" else None,
         "network_measured": network, "probe": probe_result, "state_before": before,
