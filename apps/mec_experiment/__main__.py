@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     one.add_argument("--network", required=True)
     one.add_argument("--rep", type=int, required=True)
     one.add_argument("--transfer", default="stream")
+    one.add_argument("--migration-port", type=int, default=0,
+                     help="migration_port of migrate.yml (0: its default, 47777, which other runs on the lab may hold)")
     one.add_argument("--apps-extra-vars", default="", help="JSON: extra vars for playbooks/apps.yml (reset)")
     one.add_argument("--reset", choices=["app", "full", "never", "needed", "always"], default="app",
                      help="put the app back on the source first, checked: app (only the migrated app, direct docker "

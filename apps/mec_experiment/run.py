@@ -87,10 +87,12 @@ def state_before(app, hosts):
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def migrate_extra(app, strategy, network, run_id, migrate_dir, transfer):
+def migrate_extra(app, strategy, network, run_id, migrate_dir, transfer, port=None):
     spec = APP_SPECS[app]
     extra = [{"app": app, "strategy": strategy, "network_label": network, "run_id": run_id,
               "results_dir": str(migrate_dir), "transfer": transfer, "migration_cleanup": True}]
+    if port:
+        extra[0]["migration_port"] = int(port)
     if strategy == "m1":
         extra.append({"start_command": spec["start_command"]})
     if spec.get("app_phase_url"):
@@ -135,7 +137,7 @@ def run_one(args) -> dict:
         stage = "migrate"
         proc = ansible_playbook(args.inventory, ROOT / "playbooks" / "migrate.yml",
                                 migrate_extra(args.app, args.strategy, args.network, run_id, migrate_dir,
-                                              args.transfer), args.timeout)
+                                              args.transfer, args.migration_port), args.timeout)
         ansible_rc = proc.returncode
         if proc.returncode != 0:
             cause, failed_at = ansible_cause(proc.stdout), "migrate"

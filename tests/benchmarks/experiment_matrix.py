@@ -8,7 +8,7 @@ Asserts nothing; the exit status is ansible-playbook's.
     .venv/bin/python tests/benchmarks/experiment_matrix.py --reps 3        # 18 cells x 3: medians per cell
     .venv/bin/python tests/benchmarks/experiment_matrix.py --summary DIR   # the tables of a finished run only
       [--inventory inventories/local/hosts.yml] [--results DIR] [--reset app|full] [--transfer stream]
-      [--apps-vars '{"mec_gateway_upstream_url": ...}'] [--wait-others 1800]
+      [--apps-vars '{"mec_gateway_upstream_url": ...}'] [--wait-others 1800] [--retry-failed]
 
 Another matrix, tests/benchmarks/m3_a2_downtime.py (it moves a2) or a migration of a1-a3 would disturb the
 runs: the benchmark waits until none runs (--wait-others seconds, then it stops without running).
@@ -136,6 +136,8 @@ def main() -> int:
     ap.add_argument("--apps-vars", default=os.environ.get("MEC_EXPERIMENT_APPS_VARS", ""))
     ap.add_argument("--wait-others", type=float, default=1800, help="seconds to wait for other lab users to finish")
     ap.add_argument("--summary", metavar="DIR", help="only print the tables of a finished results folder")
+    ap.add_argument("--retry-failed", action="store_true",
+                    help="into an existing --results folder: run the failed runs again (the others are skipped)")
     args = ap.parse_args()
     if args.summary:
         summary(args.summary)
@@ -146,7 +148,8 @@ def main() -> int:
         return 3
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", args.inventory, "playbooks/experiment.yml",
             "-e", "experiment_repetitions=%d" % args.reps, "-e", "experiment_results_dir=%s" % results,
-            "-e", "experiment_reset=%s" % args.reset, "-e", "experiment_transfer=%s" % args.transfer]
+            "-e", "experiment_reset=%s" % args.reset, "-e", "experiment_transfer=%s" % args.transfer,
+            "-e", "experiment_retry_failed=%s" % str(args.retry_failed).lower()]
     if args.apps_vars:
         argv += ["-e", json.dumps({"experiment_apps_extra_vars": json.loads(args.apps_vars)})]
     print("results: %s\n$ %s" % (results, " ".join(argv)), flush=True)

@@ -52,6 +52,8 @@ def test_migrate_extra_vars_per_strategy():
     assert m1[1]["start_command"][:3] == ["memcached", "-u", "memcache"]
     m2 = runner.migrate_extra("a2", "m2", "n1", "rid", Path("/r"), "ssh")
     assert m2[1] == {"app_phase_url": "http://127.0.0.1:3000/changePhase?inMigration=1"} and len(m2) == 2
+    assert "migration_port" not in m2[0]
+    assert runner.migrate_extra("a1", "m3", "n1", "rid", Path("/r"), "stream", 47787)[0]["migration_port"] == 47787
 
 
 def test_lab_hosts_reads_the_lab_inventory(tmp_path):
