@@ -274,7 +274,7 @@ def compare_with_seed(records):
     v2 = median(values(records, "volume", app="a2", network="n2"))
     findings.append(("A2's volume grows under congestion",
                      _verdict(None if v1 is None or v2 is None else v2 > v1),
-                     "median %s bytes under n1, %s under n2" % (v1, v2)))
+                     "median %s bytes under n1, %s under n2" % tuple("-" if v is None else "%.0f" % v for v in (v1, v2))))
     ratios = [v for v in (delta_ratio(r) for r in ok(records) if r.get("strategy") == "m3") if v is not None]
     rs = spread(ratios)
     deltas = spread(values(records, "checkpoint_delta", strategy="m3"))
