@@ -173,75 +173,7 @@ def test_stateless_app_migrates(lab, app, tmp_path, strategy):
                                                                   record["downtime"]["operations_sum"]))
 
 
-# ------------------------------------------------------------------------------------------- faults
-
-def _fill_volume(app, mib):
-    """A big file in the volume, so that the relocation's transfer lasts long enough to be cut."""
-    app.src.out(["docker", "exec", app.name, "dd", "if=/dev/zero", "of=/data/filler", "bs=1M", "count=%d" % mib])
-
-
-def _restart_target_engine(dst):
-    dst.run(["/usr/local/sbin/mec-dockerd-supervisor", "start"], check=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if dst.run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False).returncode == 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError("the target's engine did not come back")
-
-
-def _on_target_when_streaming(dst, action, volume):
-    """Start a watcher on the target: once the volume stream has begun to land, run ``action`` (shell)."""
-    script = ("i=0; while [ $i -lt 6000 ]; do "
-              "f=$(docker volume inspect -f '{{.Mountpoint}}' %s 2>/dev/null)/filler; "
-              "if [ -s \"$f\" ]; then %s; exit 0; fi; sleep 0.01; i=$((i+1)); done; exit 1" % (volume, action))
-    t = threading.Thread(target=dst.run, args=(script,), kwargs={"check": False, "timeout": 120})
-    t.start()
-    return t
-
-
-def _assert_source_back(app, count_before, filler_mib, out, record):
-    assert record is not None and record["status"] == "failed", out[-3000:]
-    assert record["error"]
-    assert app.src.running(app.name), out[-3000:]
-    assert app.src.wait_int(app.name, "/data/count", minimum=count_before + 1) > count_before
-    size = int(app.src.out(["sh", "-c", "stat -c %%s $(docker volume inspect -f '{{.Mountpoint}}' %s)/filler"
-                            % app.volume]))
-    assert size == filler_mib * 1024 * 1024  # the volume is intact
-
-
-def test_target_engine_killed_during_relocation(lab, app, tmp_path):
-    src, dst = lab
-    app.start()
-    _fill_volume(app, 512)
-    count_before = src.wait_int(app.name, "/data/count", minimum=5)
-    kill = "kill -KILL $(cat /run/mec-dockerd.pid.supervisor) $(cat /run/mec-dockerd.pid)"
-    watcher = _on_target_when_streaming(dst, kill, app.volume)
-    try:
-        rc, out, record = migrate(tmp_path, app=app.name, strategy="m2", transfer="nc", network_label="n1",
-                                  run_id=app.run_id(), migration_wait_timeout=30)
-        watcher.join(150)
-        assert rc != 0
-        _assert_source_back(app, count_before, 512, out, record)
-    finally:
-        _restart_target_engine(dst)
-
-
-def test_transfer_cut_mid_way(lab, app, tmp_path):
-    src, dst = lab
-    app.start()
-    _fill_volume(app, 512)
-    count_before = src.wait_int(app.name, "/data/count", minimum=5)
-    # the receiver is the target's module process holding port 47777: kill it mid-stream
-    cut = ("pid=$(ss -Htnp state established '( sport = :47777 )' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1);"
-           " [ -n \"$pid\" ] && kill -KILL $pid")
-    watcher = _on_target_when_streaming(dst, cut, app.volume)
-    rc, out, record = migrate(tmp_path, app=app.name, strategy="m2", transfer="nc", network_label="n1",
-                              run_id=app.run_id(), migration_wait_timeout=30)
-    watcher.join(150)
-    assert rc != 0
-    _assert_source_back(app, count_before, 512, out, record)
-    assert dst.inspect(app.name) is None  # the half-made target container was removed
+# Faults (target engine killed, transfer cut, ...) are the fault campaign's: tests/integration/test_faults_lab.py
 
 
 # ------------------------------------------------------------------------------------------- bad input
