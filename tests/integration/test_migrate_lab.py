@@ -6,8 +6,6 @@ counter (/tmp/mem.value), a volume counter (/data/count), and an image with its 
 WORKDIR, USER, EXPOSE and LABEL.
 """
 import os
-import threading
-import time
 import uuid
 
 import pytest
