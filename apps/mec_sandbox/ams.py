@@ -56,9 +56,11 @@ class AmsApi:
         for i, dev in enumerate(devices):
             aid = dev.get("associateId") if isinstance(dev, dict) else None
             if not isinstance(aid, dict) or not isinstance(aid.get("value"), str):
-                raise Problem(400, f"deviceInformation[{i}].associateId must be {{\"type\": ..., \"value\": <UE address>}}")
+                raise Problem(400, f"deviceInformation[{i}].associateId must be "
+                                   f"{{\"type\": ..., \"value\": <UE address>}}")
             if aid["value"] not in self.sb.scenario.ues:
-                raise Problem(400, f"deviceInformation[{i}].associateId.value: no user '{aid['value']}' in the scenario")
+                raise Problem(400, f"deviceInformation[{i}].associateId.value: no user '{aid['value']}' "
+                                   "in the scenario")
             state = dev.get("contextTransferState", "NOT_TRANSFERRED")
             if state not in CONTEXT_STATES:
                 raise Problem(400, f"deviceInformation[{i}].contextTransferState must be one of {list(CONTEXT_STATES)}")

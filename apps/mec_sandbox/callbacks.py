@@ -81,7 +81,7 @@ class CallbackPolicy:
                 raise Problem(400, f"'{field}': host {host!r} does not resolve ({exc})") from None
             outside = sorted({info[4][0] for info in infos if not self.allows(info[4][0])})
             if outside:
-                raise Problem(400, f"{refused}; {host} resolves to {', '.join(outside)}{hint}")
+                raise Problem(400, f"{refused}; {host} resolves to {', '.join(outside)}{hint}") from None
             return url
         if not self.allows(host):
             raise Problem(400, f"{refused}; {host} is outside them{hint}")

@@ -3,8 +3,9 @@
 One ordered queue and one worker per callback URL and key (the UE, zone, ... the notification is
 about): a receiver gets the notifications about one UE in the order they were made (Leaving before
 Entering), notifications about different UEs travel in parallel, and a receiver that is slow or
-unreachable only delays itself. Workers exist only while their queue has work. Every POST has a bounded timeout and a capped number of retries; after that the failure is
-logged and counted, and the subscription is kept.
+unreachable only delays itself. Workers exist only while their queue has work. Every POST has a bounded
+timeout and a capped number of retries; after that the failure is logged and counted, and the subscription
+is kept.
 """
 
 from __future__ import annotations

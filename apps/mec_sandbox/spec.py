@@ -159,7 +159,8 @@ def openapi_document(base_path: str, version: str) -> dict:
                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
         for code in (["400", "404"] if op.implemented else ["501"]):
             responses[code] = problem
-        entry = {"summary": op.summary, "operationId": f"{op.method.lower()}_{op.handler.replace(':', '_').replace('.', '_')}",
+        operation_id = f"{op.method.lower()}_{op.handler.replace(':', '_').replace('.', '_')}"
+        entry = {"summary": op.summary, "operationId": operation_id,
                  "tags": [op.tag], "parameters": params, "responses": responses}
         if op.body:
             entry["requestBody"] = {"required": True, "description": op.body,
