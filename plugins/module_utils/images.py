@@ -13,7 +13,8 @@ import time
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import stream_to_file
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
-from ansible_collections.mec.migration.plugins.module_utils.run_config import IMAGE_CONFIG_KEYS, lost_image_config, require_container
+from ansible_collections.mec.migration.plugins.module_utils.run_config import (
+    IMAGE_CONFIG_KEYS, lost_image_config, require_container)
 from ansible_collections.mec.migration.plugins.module_utils.timing import wall_clock
 
 

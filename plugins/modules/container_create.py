@@ -93,7 +93,8 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir
 from ansible_collections.mec.migration.plugins.module_utils.images import find_image
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
-from ansible_collections.mec.migration.plugins.module_utils.run_config import create_container_from_config, find_container
+from ansible_collections.mec.migration.plugins.module_utils.run_config import (
+    create_container_from_config, find_container)
 
 
 def main():

@@ -79,7 +79,9 @@ transferred_bytes:
   returned: always
   type: int
 stats:
-  description: The figures of C(rsync --stats) (files_transferred, total_file_size, transferred_file_size, literal_data, matched_data, bytes_sent, bytes_received).
+  description: >-
+    The figures of C(rsync --stats) (files_transferred, total_file_size, transferred_file_size, literal_data,
+    matched_data, bytes_sent, bytes_received).
   returned: always
   type: dict
 """

@@ -73,7 +73,9 @@ duration:
   returned: always
   type: float
 lost_config:
-  description: Configuration keys of the source image the new image lacks (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL).
+  description: >-
+    Configuration keys of the source image the new image lacks (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE,
+    LABEL).
   returned: when O(source_image_config) is given
   type: list
   elements: str

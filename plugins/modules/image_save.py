@@ -62,7 +62,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
 from ansible_collections.mec.migration.plugins.module_utils.images import find_image, save_image
-from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded, write_artifact
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import (
+    MigrationError, run_guarded, write_artifact)
 
 
 def _require_image(client, ref):

@@ -157,7 +157,8 @@ def build(module, client, mirror, recipe):
             run_tool(module, ["tar", "--numeric-owner", "-C", root, "-cf", tarball, "."], "tar of the root filesystem")
             labels = dict(params["labels"])
             labels[RECIPE_LABEL] = recipe
-            changes = list(params["changes"]) + ["LABEL %s=%s" % (k, json.dumps(str(v))) for k, v in sorted(labels.items())]
+            changes = list(params["changes"]) + ["LABEL %s=%s" % (k, json.dumps(str(v)))
+                                                 for k, v in sorted(labels.items())]
             repository, _, tag = params["name"].rpartition(":")
             if not repository or "/" in tag:
                 repository, tag = params["name"], "latest"
