@@ -154,7 +154,8 @@ def test_a3_holds_every_zone(lab):
             assert chunk, "memcached closed the connection"
             data += chunk
     lines = data.split(b"\r\n")
-    held = {lines[i].split()[1].decode(): lines[i + 1].decode() for i in range(len(lines)) if lines[i].startswith(b"VALUE")}
+    held = {lines[i].split()[1].decode(): lines[i + 1].decode()
+            for i in range(len(lines)) if lines[i].startswith(b"VALUE")}
     assert held == {zone["zoneId"]: str(zone["numberOfAccessPoints"]) for zone in zones}
 
 
@@ -189,5 +190,6 @@ def test_images_reach_the_target_host(lab):
     assert "changed=0" in [line for line in result.stdout.splitlines() if "mec-lab-source" in line and "ok=" in line][0]
 
     def ids(host):
-        return {item["RepoTags"][0]: item["Id"] for item in json.loads(ssh(host, "docker", "image", "inspect", *images).stdout)}
+        inspected = json.loads(ssh(host, "docker", "image", "inspect", *images).stdout)
+        return {item["RepoTags"][0]: item["Id"] for item in inspected}
     assert ids(target) == ids(SOURCE)

@@ -104,7 +104,8 @@ for i in $(seq 1 %(n)d); do
   s=$(date +%%s.%%N); criu dump -t $pid -D img --tcp-close -o dump.log -v4; e=$(date +%%s.%%N)
   rm -f $d/pid
   r0=$(date +%%s.%%N); criu restore -D img -d --tcp-close -o restore.log -v4 --pidfile $d/pid; r1=$(date +%%s.%%N)
-  python3 -c "import os; print('%%.4f %%.4f %%d' %% ($e-$s, $r1-$r0, sum(os.path.getsize('img/'+f) for f in os.listdir('img'))))"
+  python3 -c "import os; print('%%.4f %%.4f %%d' %% ($e-$s, $r1-$r0, \
+sum(os.path.getsize('img/'+f) for f in os.listdir('img'))))"
   kill -9 $(cat $d/pid) 2>/dev/null || true; sleep 0.2
 done
 rm -rf $d

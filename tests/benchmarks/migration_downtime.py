@@ -6,7 +6,8 @@ app of tests/integration/files/counter_app), each with a fresh container. Prints
 the medians of the wall-clock downtime (source stop -> target running), of the sum of the relocation's
 operations, their ratio, and the median of every relocation step, which shows what bounds the downtime.
 
-    .venv/bin/python tests/benchmarks/migration_downtime.py --runs 3   (m3 of the real A2 with clients: m3_a2_downtime.py)
+    .venv/bin/python tests/benchmarks/migration_downtime.py --runs 3
+(m3 of the real A2 with clients: m3_a2_downtime.py)
 Targets on the local lab: m1/m2 < 0.5 s, m3 < 0.8 s, wall <= 1.3 x operations.
 
     .venv/bin/python tests/benchmarks/migration_downtime.py --a2 --runs 10

@@ -31,7 +31,8 @@ def host_key(name):
 def ping(inventory_dir, tmp_path):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1",
                ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp_path / ("cp-" + uuid.uuid4().hex[:8])))  # no reused master
-    return subprocess.run([ANSIBLE, "-i", os.path.join(inventory_dir, "hosts.yml"), "all", "-m", "ansible.builtin.ping"],
+    return subprocess.run([ANSIBLE, "-i", os.path.join(inventory_dir, "hosts.yml"), "all",
+                           "-m", "ansible.builtin.ping"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 

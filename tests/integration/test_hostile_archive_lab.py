@@ -138,7 +138,8 @@ def test_hostile_archives_are_refused_on_a_lab_host(lab):
     cases = hostile_cases(tag, work)
     try:
         for sub in ("ansible_collections", "ansible_collections/mec", "ansible_collections/mec/migration",
-                    "ansible_collections/mec/migration/plugins", "ansible_collections/mec/migration/plugins/module_utils"):
+                    "ansible_collections/mec/migration/plugins",
+                    "ansible_collections/mec/migration/plugins/module_utils"):
             put(host, "%s/%s/__init__.py" % (lib, sub), b"")
         for name in ("volumes.py", "fsutil.py", "module_glue.py"):
             with open(os.path.join(UTILS, name), "rb") as fh:

@@ -1,4 +1,5 @@
-"""The migration operations (plugins/module_utils) against this machine's Docker engine, on real containers of mec-test/counter:1.
+"""The migration operations (plugins/module_utils) against this machine's Docker engine, on real containers of
+mec-test/counter:1.
 
 Source and "target" share one engine here, so the target container gets another name and volume; the
 lab tests (test_migrate_lab.py) run the real two-host playbook.
