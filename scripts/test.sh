@@ -44,7 +44,7 @@ ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml
 step "pytest"
 mkdir -p results
 set +e
-python -m pytest "$@" 2>&1 | tee results/pytest.log
+python -m pytest --durations=25 "$@" 2>&1 | tee results/pytest.log
 rc=${PIPESTATUS[0]}
 set -e
 # pytest's exit 5 means that it collected no test, a failure here too.
