@@ -10,7 +10,7 @@ if APPS not in sys.path:
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from sandbox_helpers import receiver, sandbox  # noqa: F401 (fixtures)
+from sandbox_helpers import receiver, sandbox  # noqa: E402,F401 (fixtures, importable once APPS is on the path)
 
 
 def pytest_configure(config):

@@ -43,11 +43,11 @@ class SandboxProcess:
             try:
                 requests.get(self.url("sandbox-ctrl/v1/clock"), timeout=1)
                 break
-            except requests.ConnectionError:
+            except requests.ConnectionError as exc:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     out = self.proc.stdout.read() if self.proc.poll() is not None else ""
                     self.stop()
-                    raise RuntimeError(f"sandbox did not start: {out}")
+                    raise RuntimeError(f"sandbox did not start: {out}") from exc
                 time.sleep(0.1)
 
     def url(self, path: str) -> str:

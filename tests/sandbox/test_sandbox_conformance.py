@@ -103,7 +103,8 @@ def test_rni_subscription_stops_at_its_expiry_deadline_with_an_expiry_notificati
     items = receiver.wait_for(lambda it: len(it) >= len(before) + 1)
     notes = [b for _, b, _ in items]
     # (queues are per UE, so the expiry notification may overtake the last cell changes)
-    assert sorted(n["notificationType"] for n in notes) == ["CellChangeNotification"] * len(before) + ["ExpiryNotification"]
+    assert sorted(n["notificationType"] for n in notes) == (["CellChangeNotification"] * len(before)
+                                                            + ["ExpiryNotification"])
     cell_ids = {p.name: p.cell_id for p in mob.scenario.poas.values()}
     assert [n["trgEcgi"][0]["cellId"] for n in notes if n["notificationType"] == "CellChangeNotification"] == \
         [cell_ids[c[2]] for c in before]

@@ -16,14 +16,16 @@ POOLS = {
     "zoneId": SCENARIO.zones, "accessPointId": list(SCENARIO.poas), "address": list(SCENARIO.ues),
     "ue_ipv4_address": list(SCENARIO.ues), "cell_id": sorted({p.cell_id for p in SCENARIO.poas.values() if p.cell_id}),
     "interestRealm": SCENARIO.zones, "app_ins_id": ["app-1", "a2"], "requester": ["app-1"],
-    "filter": ["(eq,appInstanceId,app-1)", "(neq,appInstanceId,a2);(in,appDId,x,y)", "(ncont,mecHostInformation/hostId,z)"],
+    "filter": ["(eq,appInstanceId,app-1)", "(neq,appInstanceId,a2);(in,appDId,x,y)",
+               "(ncont,mecHostInformation/hostId,z)"],
 }
 PATH_POOLS = {"zoneId": SCENARIO.zones, "accessPointId": list(SCENARIO.poas)}
 NOISE = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=10)
 
 
 def _doc():
-    """The document the service serves (same generator; test_live_document_is_the_one_the_properties_come_from checks it)."""
+    """The document the service serves (same generator; test_live_document_is_the_one_the_properties_come_from
+    checks it)."""
     from mec_sandbox import __version__
     from mec_sandbox.spec import openapi_document
     from sandbox_helpers import BASE
@@ -90,7 +92,8 @@ def _plausible(entry, name, value):
     schema = next(p["schema"] for p in entry["parameters"] if p["name"] == name)
     item = schema.get("items", schema)
     if item["type"] == "integer":
-        return value.strip().lstrip("+-").isdigit() and item.get("minimum", -1e18) <= int(value) <= item.get("maximum", 1e18)
+        return (value.strip().lstrip("+-").isdigit()
+                and item.get("minimum", -1e18) <= int(value) <= item.get("maximum", 1e18))
     if item["type"] == "number":
         try:
             return item.get("minimum", -1e18) <= float(value) <= item.get("maximum", 1e18)

@@ -14,7 +14,8 @@ def test_cli_writes_table_csv_and_png(tmp_path):
     out = tmp_path / "ta"
     run = subprocess.run([sys.executable, "-m", "mec_sandbox.time_available", "--placement", "per-ap",
                           "--placement", "per-zone", "--duration", "600", "--out", str(out)],
-                         env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, check=False, timeout=120)
+                         env=dict(os.environ, PYTHONPATH=APPS), capture_output=True, text=True, check=False,
+                         timeout=120)
     assert run.returncode == 0, run.stderr
     with open(out / "time_available.png", "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -25,6 +25,7 @@ def test_collection_builds_and_installs(tmp_path):
                    for n in names)
 
     installed = tmp_path / "installed"
-    subprocess.run([venv_bin("ansible-galaxy"), "collection", "install", "--force", str(artifact), "-p", str(installed)],
+    subprocess.run([venv_bin("ansible-galaxy"), "collection", "install", "--force", str(artifact),
+                    "-p", str(installed)],
                    check=True, capture_output=True, text=True, timeout=300)
     assert (installed / "ansible_collections" / "mec" / "migration" / "plugins" / "modules" / "lab_host.py").exists()

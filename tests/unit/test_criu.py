@@ -165,7 +165,8 @@ def test_delta_of_shifted_pages_copies_them_instead_of_sending_them(tmp_path):
     _write(tmp_path / "base", {"pages-1.img": old})
     _write(tmp_path / "new", {"pages-1.img": new})
     _write(tmp_path / "target", {"pages-1.img": old})
-    literals, copies = checkpoints.delta_ops(str(tmp_path / "new" / "pages-1.img"), str(tmp_path / "base" / "pages-1.img"))
+    literals, copies = checkpoints.delta_ops(str(tmp_path / "new" / "pages-1.img"),
+                                             str(tmp_path / "base" / "pages-1.img"))
     assert literals == [(10 * page, 3 * page)]
     assert copies == [(13 * page, 10 * page, 30 * page), (43 * page, 0, page)]
     buf = io.BytesIO()

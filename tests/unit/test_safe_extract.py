@@ -102,7 +102,8 @@ def test_hard_link_out_of_the_volume_is_refused(tree, linkname):
 
 
 def test_hard_link_to_a_symlink_is_refused(tree):
-    refused(tree, [member("data/s", tarfile.SYMTYPE, linkname="x"), member("data/h", tarfile.LNKTYPE, linkname="data/s")],
+    refused(tree, [member("data/s", tarfile.SYMTYPE, linkname="x"),
+                   member("data/h", tarfile.LNKTYPE, linkname="data/s")],
             "data/h", "not a regular file")
 
 

@@ -82,7 +82,8 @@ def test_round_trip_of_a_volume_tar(tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     port = free_port()
-    recv = Receiving(secret, port, consume=lambda r: (extract_volumes_tar(r, {"data": str(dest)}, stream=True), r.read()))
+    recv = Receiving(secret, port,
+                     consume=lambda r: (extract_volumes_tar(r, {"data": str(dest)}, stream=True), r.read()))
     recv.start()
     sender = StreamSender(secret, RUN, TARGET, port, source_address=SOURCE)
     sender.connect(time.monotonic() + 10)
@@ -306,7 +307,8 @@ ABC = b"A" * 1000 + b"B" * 1000 + b"C" * 1000
     ("dropped frame", lambda f: [f[0]] + f[2:], "came with number 2", ABC[:1000]),
     ("truncated before the end frame", lambda f: f[:-1], "ended early", ABC),
     ("truncated inside a frame", lambda f: [f[0], f[1][:600]], "ended early", ABC[:1000]),
-    ("oversized length", lambda f: [f[0], f[1][:9] + struct.pack(">I", 1 << 30) + f[1][13:]], "Refused a frame", ABC[:1000]),
+    ("oversized length", lambda f: [f[0], f[1][:9] + struct.pack(">I", 1 << 30) + f[1][13:]], "Refused a frame",
+     ABC[:1000]),
 ])
 def test_tampered_stream_is_detected_and_nothing_unverified_is_handed_on(case, tamper, message, handed_on):
     recv, outcome, data = run_tampered(tamper)

@@ -9,7 +9,8 @@ def test_removes_only_what_exists(run_module, client, tmp_path):
     work = tmp_path / "run1"
     work.mkdir()
     (work / "image.tar").write_bytes(b"x")
-    client.api.inspect_container.side_effect = lambda n: inspect_container(name=n) if n == "app" else (_ for _ in ()).throw(NotFound(n))
+    client.api.inspect_container.side_effect = \
+        lambda n: inspect_container(name=n) if n == "app" else (_ for _ in ()).throw(NotFound(n))
     client.api.inspect_image.return_value = inspect_image()
     client.api.inspect_volume.side_effect = NotFound("none")
     res = run_module(migration_cleanup, {"containers": ["app", "ghost"], "images": ["mec-migration/app:run1"],

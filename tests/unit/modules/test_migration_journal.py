@@ -15,8 +15,8 @@ def _run(run_module, root, **args):
 
 
 def test_begin_takes_the_lock_and_writes_the_journal(run_module, tmp_path):
-    res = _run(run_module, tmp_path, action="begin", run_id="r1", data={"role": "source", "restart_policy": {"Name": "always"}},
-               changes={"workdir": "/w/r1"})
+    res = _run(run_module, tmp_path, action="begin", run_id="r1",
+               data={"role": "source", "restart_policy": {"Name": "always"}}, changes={"workdir": "/w/r1"})
     assert res["changed"] is True
     lock = json.loads((tmp_path / "locks" / "app1.lock").read_text())
     assert (lock["run_id"], lock["app"]) == ("r1", "app1") and lock["started_at"] > 0

@@ -10,7 +10,6 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.mec.migration.plugins.module_utils import relocation, transport
-from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C
 from ansible_collections.mec.migration.plugins.modules import migration_relocate
 from .conftest import AnsibleFailJson, inspect_container
