@@ -93,7 +93,8 @@ def summary(results, total=None, rc=None, reps=None):
         print("| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s |" % (
             a, s, n, c["ok"], c["runs"], "%d/%d" % (st.get("passed", 0), st.get("runs", 0)) if st else "-",
             spread_text(c["downtime_wall_spread"]), spread_text(c["downtime_user_spread"]),
-            spread_text(c["reloc_source_spread"]), "-" if c["migration_time"] is None else "%.2f" % c["migration_time"]))
+            spread_text(c["reloc_source_spread"]),
+            "-" if c["migration_time"] is None else "%.2f" % c["migration_time"]))
     for r in records:
         if r["status"] != "ok":
             print("failed: %s %s %s #%s: %s%s" % (r["app"], r["strategy"], r["network"], dig(r, "experiment.rep"),

@@ -20,7 +20,8 @@ ALL_LOST = ["CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "EXPOSE", "LABEL"]
 @pytest.fixture(scope="session")
 def lab():
     if not os.path.exists(INVENTORY):
-        pytest.fail("the local lab is not up (no %s): bring it up with playbooks/lab.yml or scripts/test.sh" % INVENTORY)
+        pytest.fail("the local lab is not up (no %s): bring it up with playbooks/lab.yml or scripts/test.sh"
+                    % INVENTORY)
     hosts = lab_hosts()
     src, dst = Host(hosts["source"]), Host(hosts["target"])
     for h in (src, dst):
@@ -68,7 +69,8 @@ class App(object):
 
     def cleanup(self):
         for h in (self.src, self.dst):
-            h.run("docker rm -f %s; docker volume rm -f %s; docker images -q 'mec-migration/%s' | xargs -r docker rmi -f"
+            h.run("docker rm -f %s; docker volume rm -f %s; "
+                  "docker images -q 'mec-migration/%s' | xargs -r docker rmi -f"
                   % (self.name, self.volume, self.name), check=False)
             for rid in self.run_ids:
                 h.run(["rm", "-rf", "/var/tmp/mec-migration/" + rid], check=False)
