@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what it needs (scripts/bootstrap.sh),
-# brings up the local lab and its services, then runs
+# runs the Python lint (ruff, ruff.toml) and ansible-test sanity, brings up the local lab and its services, then runs
 #   1. pytest: unit tests, engine tests, the lab's integration tests (tests/),
 #   2. the Molecule scenarios of the roles (roles/*/molecule/default).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x
@@ -21,6 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "Python lint: ruff check (ruff.toml)"
+ruff check --output-format concise .
 
 step "ansible-test sanity (the checks that run offline) on a copy of the collection"
 # ansible-test wants the collection under a real ansible_collections/<namespace>/<name> folder, outside this git

@@ -1,4 +1,4 @@
-"""The collection passes ansible-lint's production profile (config: .ansible-lint, .yamllint)."""
+"""The collection passes ansible-lint's production profile (config: .ansible-lint, .yamllint) and ruff (ruff.toml)."""
 
 import subprocess
 
@@ -8,4 +8,10 @@ from labutil import ROOT, venv_bin
 def test_ansible_lint_production_profile():
     proc = subprocess.run([venv_bin("ansible-lint"), "--nocolor", "--offline"], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
+def test_ruff_python_lint():
+    proc = subprocess.run([venv_bin("ruff"), "check", "--no-cache", "--output-format", "concise", "."], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
