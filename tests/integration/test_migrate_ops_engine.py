@@ -145,10 +145,11 @@ def test_volume_archive_restore(docker_client, counter_image, cleanup, unique, t
     assert os.stat(os.path.join(mp, "count")).st_uid == 1000  # owner kept (the app runs as uid 1000)
 
 
-@pytest.mark.parametrize("transfer", ["nc"])
 def test_relocation_on_loopback_continues_volume_counter(docker_client, counter_image, cleanup, unique,
-                                                         ansible_module, tmp_path, transfer):
-    """Both halves of migration_relocate on one engine over 127.0.0.1; prints the downtime figures."""
+                                                         ansible_module, tmp_path):
+    """Both halves of migration_relocate on one engine over 127.0.0.1 (the authenticated stream); prints the
+    downtime figures."""
+    secret = "c3" * 32
     c = docker_client
     _run_counter(c, cleanup, counter_image, unique, volume=unique + "-data")
     src = run_config.capture_run_config(c, unique)
@@ -162,14 +163,15 @@ def test_relocation_on_loopback_continues_volume_counter(docker_client, counter_
 
     def target():
         try:
-            out["t"] = relocation.relocate_target(ansible_module, c, dst["name"], transfer, port=port, timeout=20,
-                                           listen_address="127.0.0.1")
+            out["t"] = relocation.relocate_target(ansible_module, c, dst["name"], "stream", port=port, timeout=20,
+                                                  listen_address="127.0.0.1", source_address="127.0.0.1",
+                                                  secret=secret, run_id=unique)
         except Exception as exc:
             out["err"] = exc
     t = threading.Thread(target=target)
     t.start()
-    s = relocation.relocate_source(ansible_module, c, unique, transfer, "127.0.0.1", port=port, stop_timeout=2,
-                            timeout=20, local_workdir=str(tmp_path))
+    s = relocation.relocate_source(ansible_module, c, unique, "stream", "127.0.0.1", port=port, stop_timeout=2,
+                                   timeout=20, local_workdir=str(tmp_path), secret=secret, run_id=unique)
     t.join(30)
     assert "err" not in out, out.get("err")
     tres = out["t"]
