@@ -62,7 +62,7 @@ def _engine_criu_call(client, call, what, container_id):
     try:
         client.api._raise_for_status(call())
     except APIError as exc:
-        raise _criu_failure(client, exc, what, container_id, since)
+        raise _criu_failure(client, exc, what, container_id, since) from exc
     return round(time.monotonic() - t0, 6)
 
 
@@ -166,7 +166,8 @@ def runtime_checkpoint(module, container_id, image_path, leave_running=True, roo
             raise MigrationError("runc could not resume container %s on host %s after the checkpoint (%s): %s. "
                                  "It stays frozen: run `runc --root %s resume %s` there." % (
                                      container_id[:12], hostname(), "failed" if rc else "done",
-                                     (rerr or rout).strip(), root, container_id), criu_log=os.path.join(work, "dump.log"))
+                                     (rerr or rout).strip(), root, container_id),
+                                 criu_log=os.path.join(work, "dump.log"))
     log = os.path.join(work, "dump.log")
     if rc != 0:
         errors = log_errors(read_text(log) or "")
@@ -335,10 +336,11 @@ def apply_checkpoint_delta(reader, dest_dir):
         try:
             head = json.loads(reader.readline().decode("utf-8"))
         except ValueError as exc:
-            raise MigrationError("A malformed entry in the checkpoint delta: %s" % exc)
+            raise MigrationError("A malformed entry in the checkpoint delta: %s" % exc) from exc
         if head.get("end"):
             if head.get("files") != files:
-                raise MigrationError("The checkpoint delta announced %s files, %d arrived." % (head.get("files"), files))
+                raise MigrationError("The checkpoint delta announced %s files, %d arrived."
+                                     % (head.get("files"), files))
             return dict(files=files, literal_bytes=literal)
         path = os.path.join(dest_dir, _safe_image_name(head.get("name")))
         if head.get("delete"):

@@ -79,7 +79,7 @@ def read_json(path):
     except FileNotFoundError:
         return None
     except ValueError as exc:
-        raise JournalError("%s is not valid JSON (%s): look at it, then remove it by hand." % (path, exc))
+        raise JournalError("%s is not valid JSON (%s): look at it, then remove it by hand." % (path, exc)) from exc
 
 
 def read_lock(root, app):
@@ -145,7 +145,7 @@ def begin(root, run_id, app, data, artifacts, host, now=None, changes=None):
         fd = os.open(lpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         other = read_json(lpath) or {}
-        raise JournalError(lock_message(other, app, host, root))
+        raise JournalError(lock_message(other, app, host, root)) from None
     with os.fdopen(fd, "w") as fh:
         json.dump(lock, fh, indent=2, sort_keys=True)
         fh.write("\n")

@@ -171,12 +171,13 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
                     if lines.read().strip(b"\0"):
                         raise MigrationError("Unexpected data after the volume stream.")
             except (MigrationError, OSError, tarfile.TarError, EOFError) as exc:
-                msg = getattr(exc, "msg", None) or "The relocation stream was refused on host %s: %s" % (hostname(), exc)
+                msg = getattr(exc, "msg", None) or \
+                    "The relocation stream was refused on host %s: %s" % (hostname(), exc)
                 try:
                     receiver.acknowledge(False, msg)
                 except Exception:
                     pass
-                raise MigrationError(msg)
+                raise MigrationError(msg) from exc
             receiver.acknowledge(True, "received")
             result["rejected_peers"] = receiver.rejected
         finally:

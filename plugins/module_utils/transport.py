@@ -219,9 +219,9 @@ def _recv_exact(sock, n, what):
         try:
             k = sock.recv_into(view[got:], n - got)
         except socket.timeout:
-            raise StreamError("Timed out waiting for %s." % what)
+            raise StreamError("Timed out waiting for %s." % what) from None
         except OSError as exc:
-            raise StreamError("The connection failed while reading %s: %s" % (what, exc))
+            raise StreamError("The connection failed while reading %s: %s" % (what, exc)) from exc
         if k == 0:
             raise StreamError("The stream ended early (%d of %d bytes of %s)." % (got, n, what))
         got += k
@@ -309,7 +309,8 @@ class StreamSender:
             sock = None
             try:
                 sock = socket.create_connection((self.address, self.port), timeout=min(5.0, remaining),
-                                                source_address=(self.source_address, 0) if self.source_address else None)
+                                                source_address=((self.source_address, 0) if self.source_address
+                                                                else None))
                 self.handshake_attempts += 1
                 sock.settimeout(max(0.1, min(STREAM_HANDSHAKE_TIMEOUT, deadline - time.monotonic())))
                 self._handshake(sock)
@@ -405,9 +406,10 @@ class StreamSender:
             self.sock.settimeout(2)
             ftype, payload = self._rx.open(self.sock, "the receiver's answer", max_payload=65536)
         except Exception:
-            raise StreamError("The volume stream to %s:%s was cut: %s" % (self.address, self.port, exc))
+            raise StreamError("The volume stream to %s:%s was cut: %s" % (self.address, self.port, exc)) from exc
         if ftype == _FRAME_ACK and payload and payload[0] == 0:
-            raise StreamError("The target refused the volume stream: %s" % bytes(payload[1:]).decode("utf-8", "replace"))
+            raise StreamError("The target refused the volume stream: %s"
+                              % bytes(payload[1:]).decode("utf-8", "replace"))
         raise StreamError("The volume stream to %s:%s was cut: %s" % (self.address, self.port, exc))
 
     def close(self, deadline=None):
@@ -428,7 +430,8 @@ class StreamSender:
             self.sock.settimeout(None if deadline is None else max(0.1, deadline - time.monotonic()))
             ftype, payload = self._rx.open(self.sock, "the receiver's acknowledgement", max_payload=65536)
             if ftype != _FRAME_ACK or not payload:
-                raise StreamError("The receiver answered %s instead of an acknowledgement." % _FRAME_NAMES.get(ftype, ftype))
+                raise StreamError("The receiver answered %s instead of an acknowledgement."
+                                  % _FRAME_NAMES.get(ftype, ftype))
             ok, message = payload[0] == 1, bytes(payload[1:]).decode("utf-8", "replace")
             if not ok:
                 raise StreamError("The target refused the volume stream: %s" % message)
@@ -593,7 +596,7 @@ class StreamReceiver:
         except OSError as exc:
             srv.close()
             raise MigrationError("The volume receiver cannot listen on %s:%s on host %s: %s" % (
-                self.bind_address, self.port, hostname(), exc))
+                self.bind_address, self.port, hostname(), exc)) from exc
         self.server = srv
         return srv.getsockname()
 
@@ -666,7 +669,7 @@ class StreamReceiver:
         try:
             self._send_ack(ok, message)
         except OSError as exc:
-            raise StreamError("Could not confirm the volume stream to the source: %s" % exc)
+            raise StreamError("Could not confirm the volume stream to the source: %s" % exc) from exc
 
     def _send_ack(self, ok, message):
         payload = (b"\x01" if ok else b"\x00") + (message or "").encode("utf-8", "replace")[:4096]

@@ -263,7 +263,7 @@ def restore_volume(client, volume, src, create=True):
         info = client.api.inspect_volume(volume)
     except NotFound:
         if not create:
-            raise MigrationError("Volume %s does not exist on host %s." % (volume, hostname()))
+            raise MigrationError("Volume %s does not exist on host %s." % (volume, hostname())) from None
         info = client.api.create_volume(name=volume)
         created = True
     t0 = time.monotonic()

@@ -42,7 +42,8 @@ options:
     type: bool
     default: true
   checkpoint_dir:
-    description: Directory to write the checkpoint into (as C(<checkpoint_dir>/<checkpoint>)); default is the container's own C(checkpoints/) directory.
+    description: Directory to write the checkpoint into (as C(<checkpoint_dir>/<checkpoint>)); default is the
+      container's own C(checkpoints/) directory.
     type: path
   via:
     description:
@@ -70,7 +71,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 checkpoint_path:
-  description: Directory holding the checkpoint's CRIU images (not C(path), which Ansible would decorate with the directory's own stat).
+  description: Directory holding the checkpoint's CRIU images (not C(path), which Ansible would decorate with the
+    directory's own stat).
   returned: always
   type: str
 size:

@@ -106,7 +106,8 @@ engine:
   returned: always
   type: dict
 free_bytes:
-  description: Free bytes where the migration writes (the smaller of the work directory's and the Docker root's file system).
+  description: Free bytes where the migration writes (the smaller of the work directory's and the Docker root's
+    file system).
   returned: always
   type: int
 container:

@@ -120,14 +120,16 @@ EXAMPLES = r"""
     transfer: stream
     secret: "{{ migration_stream_secret }}"
     run_id: run1
-    peer_address: "{{ hostvars[groups['target' if inventory_hostname in groups['source'] else 'source'][0]].ansible_host }}"
+    peer_address: >-
+      {{ hostvars[groups['target' if inventory_hostname in groups['source'] else 'source'][0]].ansible_host }}
     listen_address: "{{ hostvars[groups['target'][0]].ansible_host }}"
     workdir: /var/tmp/mec-migration/run1
 """
 
 RETURN = r"""
 checkpoint_path:
-  description: Where the final checkpoint is on the source (source role, m3; also in a failure's result, for the rollback).
+  description: Where the final checkpoint is on the source (source role, m3; also in a failure's result, for the
+    rollback).
   returned: source role with O(checkpoint)
   type: str
 checkpoint_via:
@@ -147,7 +149,9 @@ running_at:
   returned: target role
   type: float
 durations:
-  description: Seconds per operation (source C(stop) or C(checkpoint), then C(transfer) with O(transfer=stream), or C(checkpoint_transfer), C(volume_archive), C(volume_transfer), C(signal) with O(transfer=ssh); target C(wait), C(receive) or C(volume_restore), C(start)).
+  description: Seconds per operation (source C(stop) or C(checkpoint), then C(transfer) with O(transfer=stream),
+    or C(checkpoint_transfer), C(volume_archive), C(volume_transfer), C(signal) with O(transfer=ssh); target C(wait),
+    C(receive) or C(volume_restore), C(start)).
   returned: always
   type: dict
 source_duration:
@@ -163,7 +167,8 @@ target_duration:
   returned: target role
   type: float
 sizes:
-  description: Bytes of C(volume), C(stream) (all the stream carried), C(volume_tarball), C(checkpoint_final), C(checkpoint_delta) (literal bytes of the final checkpoint sent) and C(checkpoint_transferred).
+  description: Bytes of C(volume), C(stream) (all the stream carried), C(volume_tarball), C(checkpoint_final),
+    C(checkpoint_delta) (literal bytes of the final checkpoint sent) and C(checkpoint_transferred).
   returned: source role
   type: dict
 rsync_stats:
