@@ -105,17 +105,6 @@ def ssh_command(module, dest_host, argv, user="root", ssh_options=None, what=Non
                 what or "ssh %s %s" % (dest_host, argv[0]))
 
 
-def connect_retry(host, port, deadline):
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            return socket.create_connection((host, port), timeout=5)
-        except OSError as exc:
-            last = exc
-            time.sleep(0.005)
-    raise MigrationError("Could not connect to the target's receiver at %s:%s: %s" % (host, port, last))
-
-
 def wait_remote_ready(module, host, path, deadline, user="root", ssh_options=None):
     """Poll (over the run's shared ssh connection) until ``path`` exists on ``host``."""
     import shlex
