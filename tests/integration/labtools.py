@@ -47,7 +47,8 @@ class Host(object):
         return self.out(["docker"] + list(args), **kw)
 
     def inspect(self, name):
-        p = self.run(["docker", "inspect", name], check=False)
+        # a container only: a bare `docker inspect` also matches an image whose id starts with the name
+        p = self.run(["docker", "container", "inspect", name], check=False)
         return json.loads(p.stdout)[0] if p.returncode == 0 else None
 
     def running(self, name):

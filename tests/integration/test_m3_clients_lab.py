@@ -11,8 +11,8 @@ process on a host without CAP_SYS_RESOURCE, established connections with migrati
 that CRIU refuses leaves the source serving and the record names CRIU's reason; a bad policy is refused.
 These tests fail (never skip) when the lab or CRIU is missing.
 """
-import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -249,7 +249,7 @@ def test_a_dump_criu_refuses_leaves_the_source_serving_and_the_record_names_why(
               "s = socket.socket(socket.AF_UNIX); s.bind('%s/peer.sock'); s.listen(1)\n"
               "c, _ = s.accept(); time.sleep(600)\n" % sock_dir)
     src.out("mkdir -p %s && (setsid python3 -c %s > /dev/null 2>&1 < /dev/null &) ; sleep 0.5"
-            % (sock_dir, json.dumps(server)))
+            % (sock_dir, shlex.quote(server)))
     try:
         src.out(["docker", "run", "-d", "--name", name, "--user", "0", "--label", "mec.migration.test=1",
                  "-v", "%s:/run/mec-test" % sock_dir, "mec-apps/a2:latest", "python3", "-c", UNIX_HOLDER])
