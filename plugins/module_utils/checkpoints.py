@@ -6,7 +6,6 @@ A failed dump or restore names CRIU's own reason, read from its log on the host.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import time
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
     RUNC_CRIU_CONFIG, failure_report, log_errors, log_phases, read_text)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
-from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, sha256_of
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
@@ -244,14 +243,6 @@ def delta_ops(new_path, old_path, block=DELTA_BLOCK):
     return literals, copies
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_checkpoint_delta(out, new_dir, base_dir):
     """Write the delta of checkpoint ``new_dir`` against ``base_dir`` (what the target holds) into ``out``.
     Returns ``dict(files, literal_bytes, total_bytes, stream_bytes)``."""
@@ -271,7 +262,7 @@ def write_checkpoint_delta(out, new_dir, base_dir):
         _safe_image_name(name)
         runs, copies = delta_ops(path, os.path.join(base_dir, name))
         st = os.stat(path)
-        head = dict(name=name, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=_sha256(path), runs=runs,
+        head = dict(name=name, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=sha256_of(path), runs=runs,
                     copies=copies)
         write(json.dumps(head, separators=(",", ":")).encode("utf-8") + b"\n")
         with open(path, "rb") as fh:
@@ -365,7 +356,7 @@ def apply_checkpoint_delta(reader, dest_dir):
                 literal += length
             fh.truncate(head["size"])
         os.chmod(path, head.get("mode", 0o600) & 0o777)
-        if _sha256(path) != head["sha256"]:
+        if sha256_of(path) != head["sha256"]:
             raise MigrationError("The checkpoint file %s on host %s does not match the source's after the delta "
                                  "(the pre-relocation copy on the target was changed or incomplete)." % (
                                      head["name"], hostname()))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -46,3 +47,12 @@ def clear_dir(path):
             shutil.rmtree(full)
         else:
             os.unlink(full)
+
+
+def sha256_of(path):
+    """SHA-256 of a file's content, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -76,7 +76,6 @@ mirror:
 """
 
 import glob
-import hashlib
 import os
 import shutil
 import tempfile
@@ -84,14 +83,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mec.migration.plugins.module_utils.apt_sources import debian_archive
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname, run_tool
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import sha256_of
 
 
 def upstream(version):
