@@ -10,7 +10,11 @@ import pytest
 from mec_sandbox.scenario import DEFAULT_SCENARIO, ScenarioError, add_clones, load_scenario, parse_scenario
 from sandbox_helpers import APPS
 
-SHARED = "/work/shared/data/advantedge/4g-5g-wifi-macro.json"
+# the project's shared/ folder lies beside the checkout (CI lays a copy there too)
+SHARED = next((p for p in (os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data",
+                                        "advantedge", "4g-5g-wifi-macro.json"),
+                           "/work/shared/data/advantedge/4g-5g-wifi-macro.json") if os.path.exists(p)),
+              "shared/data/advantedge/4g-5g-wifi-macro.json")
 
 
 def _raw():
@@ -30,7 +34,9 @@ def test_default_scenario_is_the_monaco_network():
     assert (s.mcc, s.mnc) == ("001", "001")
 
 
-@pytest.mark.skipif(not os.path.exists(SHARED), reason="shared data folder not present")
+@pytest.mark.ci_may_skip
+@pytest.mark.skipif(not os.path.exists(SHARED), reason="the project's shared/ folder is not beside this checkout: "
+                    "a published copy of the collection has none, and the packaged copy is what the sandbox uses")
 def test_packaged_copy_equals_the_shared_scenario():
     with open(SHARED, encoding="utf-8") as fh:
         assert json.load(fh) == _raw()
