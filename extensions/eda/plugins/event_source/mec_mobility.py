@@ -54,148 +54,79 @@ Only the Python standard library and aiohttp (a dependency of ansible-rulebook) 
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
+import importlib.util
 import ipaddress
 import json
 import logging
 import os
 import secrets
-import tempfile
+import sys
 import time
 from collections import OrderedDict
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
-import aiohttp
 from aiohttp import web
 
+
+def load_shared():
+    """_mec013.py beside this file (ansible-rulebook runs a source with runpy.run_path: no package to import from)."""
+    name = "mec_migration_eda_mec013"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mec013.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+mec013 = load_shared()
 LOG = logging.getLogger("mec.migration.mec_mobility")
 CALLBACK_PREFIX = "/mec-mobility/"
 MAX_BODY = 64 * 1024
 DEDUPE_KEEP = 4096
 EVENTS = ("Entering", "Leaving", "Transferring")
+write_state = mec013.write_state
 
 
-class MecMobilityError(Exception):
+class MecMobilityError(mec013.MecSourceError):
     """A problem the user must fix (bad arguments, unknown UE, unreachable platform); the message says what."""
 
 
 # --------------------------------------------------------------------------- settings
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
-
-
 class Settings:
     """The source's arguments, checked once: every problem in one MecMobilityError."""
 
     def __init__(self, args: dict[str, Any]):
-        problems = []
+        problems: list[str] = []
         known = {"platform_url", "location_url", "ues", "ue", "subscription", "zones", "listen_host",
                  "listen_port", "callback_host", "callback_port", "allowed_networks", "check_interval",
                  "request_timeout", "startup_timeout", "emit_initial", "access_point_changes", "state_dir"}
-        unknown = sorted(set(args) - known)
-        if unknown:
-            problems.append(f"unknown argument(s) {unknown}; known: {sorted(known)}.")
-        platform = str(args.get("platform_url") or "").rstrip("/")
-        location = str(args.get("location_url") or (platform + "/location/v2" if platform else "")).rstrip("/")
-        if not location.startswith(("http://", "https://")):
-            problems.append(f"platform_url={platform or '(unset)'}: the MEC platform's http(s) URL is required "
-                            "(e.g. http://127.0.0.1:8080/sandbox), or location_url.")
-        self.location_url = location
-        self.ues = [str(u) for u in _as_list(args.get("ues")) + _as_list(args.get("ue"))]
-        if not self.ues:
-            problems.append("ues: give the address of at least one UE to follow (e.g. ues: ['10.100.0.1']).")
+        mec013.unknown_arguments(args, known, problems)
+        self.location_url = mec013.location_url(args, problems)
+        self.ues = mec013.ues(args, problems)
         self.subscription = str(args.get("subscription") or "zonal_traffic")
         if self.subscription not in ("zonal_traffic", "user_tracking"):
             problems.append(f"subscription={self.subscription}: zonal_traffic or user_tracking.")
-        self.zones = [str(z) for z in _as_list(args.get("zones"))]
+        self.zones = [str(z) for z in mec013.as_list(args.get("zones"))]
         self.listen_host = str(args.get("listen_host") or "127.0.0.1")
         self.callback_host = str(args.get("callback_host") or self.listen_host)
-        self.listen_port = self._number(args, "listen_port", 0, problems, integer=True, low=0, high=65535)
-        self.callback_port = self._number(args, "callback_port", 0, problems, integer=True, low=0, high=65535)
-        self.check_interval = self._number(args, "check_interval", 5.0, problems, low=0.05)
-        self.request_timeout = self._number(args, "request_timeout", 5.0, problems, low=0.1)
-        self.startup_timeout = self._number(args, "startup_timeout", 30.0, problems, low=0.0)
-        self.emit_initial = self._bool(args, "emit_initial", problems)
-        self.access_point_changes = self._bool(args, "access_point_changes", problems)
+        self.listen_port = mec013.number(args, "listen_port", 0, problems, integer=True, low=0, high=65535)
+        self.callback_port = mec013.number(args, "callback_port", 0, problems, integer=True, low=0, high=65535)
+        self.check_interval = mec013.number(args, "check_interval", 5.0, problems, low=0.05)
+        self.request_timeout = mec013.number(args, "request_timeout", 5.0, problems, low=0.1)
+        self.startup_timeout = mec013.number(args, "startup_timeout", 30.0, problems, low=0.0)
+        self.emit_initial = mec013.boolean(args, "emit_initial", problems)
+        self.access_point_changes = mec013.boolean(args, "access_point_changes", problems)
         self.state_dir = args.get("state_dir") or None
         self.allowed_networks = []
-        for net in _as_list(args.get("allowed_networks")):
+        for net in mec013.as_list(args.get("allowed_networks")):
             try:
                 self.allowed_networks.append(ipaddress.ip_network(net, strict=False))
             except ValueError:
                 problems.append(f"allowed_networks: {net!r} is not a network in CIDR notation.")
-        if problems:
-            raise MecMobilityError("mec_mobility: bad arguments: " + " ".join(problems))
-
-    @staticmethod
-    def _number(args, name, default, problems, integer=False, low=None, high=None):
-        value = args.get(name, default)
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            value = int(value) if integer else float(value)
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise ValueError
-        except (TypeError, ValueError):
-            problems.append(f"{name}={args.get(name)!r}: a {'whole ' if integer else ''}number"
-                            f"{f' from {low}' if low is not None else ''}{f' to {high}' if high is not None else ''}.")
-            return default
-        return value
-
-    @staticmethod
-    def _bool(args, name, problems) -> bool:
-        value = args.get(name, False)
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "yes", "1", "on"):
-            return True
-        if str(value).lower() in ("false", "no", "0", "off", ""):
-            return False
-        problems.append(f"{name}={value!r}: true or false.")
-        return False
-
-
-# --------------------------------------------------------------------------- helpers
-def _timestamp(ts) -> float | None:
-    """ETSI TimeStamp {seconds, nanoSeconds} -> Unix time."""
-    if isinstance(ts, dict) and isinstance(ts.get("seconds"), (int, float)) and not isinstance(ts.get("seconds"), bool):
-        nanos = ts.get("nanoSeconds", 0)
-        nanos = nanos if isinstance(nanos, (int, float)) and not isinstance(nanos, bool) else 0
-        return float(ts["seconds"]) + float(nanos) / 1e9
-    return None
-
-
-def _iso(epoch: float) -> str:
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _problem_text(body: str) -> str:
-    try:
-        doc = json.loads(body)
-        return str(doc.get("detail") or doc.get("title") or body)[:300]
-    except ValueError:
-        return body[:300]
-
-
-def write_state(state_dir: str, ue: str, data: dict) -> None:
-    """Atomically replace <state_dir>/<ue>.json (a reader never sees half a file)."""
-    os.makedirs(state_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, os.path.join(state_dir, f"{ue}.json"))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        mec013.settings_error("mec_mobility", MecMobilityError, problems)
 
 
 class _Sub:
@@ -220,65 +151,26 @@ class MobilitySource:
         self.seq = 0
         self.stats = {"received": 0, "emitted": 0, "duplicates": 0, "refused": 0, "ignored": 0,
                       "resubscribed": 0, "bad": 0}
-        self.session: aiohttp.ClientSession | None = None
+        self.api = mec013.LocationClient(settings.location_url, "mec_mobility", MecMobilityError,
+                                         settings.request_timeout, settings.startup_timeout)
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.platform_up = True
         self._emit_lock = asyncio.Lock()
 
-    # ---- platform requests
+    # ---- platform requests (the shared Location API client)
     def _url(self, path: str) -> str:
-        return f"{self.s.location_url}/{path.lstrip('/')}"
+        return self.api.url(path)
 
     async def _request(self, method: str, url: str, **kw) -> tuple[int, str, dict]:
-        assert self.session is not None
-        try:
-            async with self.session.request(method, url, **kw) as resp:
-                return resp.status, await resp.text(), dict(resp.headers)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise ConnectionError(f"{method} {url}: {type(exc).__name__}: {exc or 'timed out'}") from exc
-
-    async def _wait_for_platform(self) -> None:
-        deadline = time.monotonic() + self.s.startup_timeout
-        url = self._url("queries/zones")
-        while True:
-            try:
-                status, body, _ = await self._request("GET", url)
-                if status == 200:
-                    return
-                last = f"HTTP {status}: {_problem_text(body)}"
-                if status in (401, 403, 404):
-                    raise MecMobilityError(
-                        f"mec_mobility: the MEC platform's Location API at {self.s.location_url} answered {last} "
-                        "to GET queries/zones: check platform_url / location_url (and the platform's access).")
-            except ConnectionError as exc:
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                raise MecMobilityError(
-                    f"mec_mobility: the MEC platform at {self.s.location_url} is unreachable ({last}) after "
-                    f"{self.s.startup_timeout:g} s: check platform_url and that the platform runs.")
-            await asyncio.sleep(min(1.0, max(0.05, self.s.startup_timeout / 10)))
+        return await self.api.request(method, url, **kw)
 
     async def read_zone(self, ue: str) -> tuple[str | None, str | None]:
-        status, body, _ = await self._request("GET", self._url(f"queries/users?address={quote(ue, safe='')}"))
-        if status == 404:
-            raise MecMobilityError(f"mec_mobility: UE {ue} is unknown to the MEC platform at {self.s.location_url} "
-                                   f"({_problem_text(body)}): check ues (the UE's address as in MEC 013).")
-        if status != 200:
-            raise ConnectionError(f"GET queries/users?address={ue}: HTTP {status}: {_problem_text(body)}")
-        users = (json.loads(body).get("userList") or {}).get("user") or []
-        for user in users:
-            if user.get("address") == ue:
-                return user.get("zoneId") or None, user.get("accessPointId") or None
-        raise MecMobilityError(f"mec_mobility: UE {ue} is not in the MEC platform's answer at {self.s.location_url}.")
+        user = await self.api.user(ue)
+        return user.get("zoneId") or None, user.get("accessPointId") or None
 
     async def _zones(self) -> list[str]:
-        if self.s.zones:
-            return self.s.zones
-        status, body, _ = await self._request("GET", self._url("queries/zones"))
-        if status != 200:
-            raise ConnectionError(f"GET queries/zones: HTTP {status}: {_problem_text(body)}")
-        return [z["zoneId"] for z in (json.loads(body).get("zoneList") or {}).get("zone") or [] if z.get("zoneId")]
+        return self.s.zones or await self.api.zones()
 
     def _callback_url(self, token: str) -> str:
         host = self.s.callback_host
@@ -298,7 +190,7 @@ class MobilitySource:
         status, text, headers = await self._request("POST", self._url(f"subscriptions/{sub.kind}"), json=body)
         if status not in (200, 201):
             raise MecMobilityError(f"mec_mobility: the platform refused the {sub.kind} subscription for {sub.key} "
-                                   f"(HTTP {status}: {_problem_text(text)}).")
+                                   f"(HTTP {status}: {mec013.problem_text(text)}).")
         rep = json.loads(text).get(f"{sub.kind}Subscription") or {}
         sub.url = headers.get("Location") or rep.get("resourceURL")
         if sub.url:
@@ -417,7 +309,7 @@ class MobilitySource:
         if ue not in self.s.ues or not isinstance(zone, str) or event not in EVENTS:
             self.stats["ignored"] += 1
             return
-        at = _timestamp(note.get("timestamp")) or time.time()
+        at = mec013.timestamp(note.get("timestamp")) or time.time()
         key = (ue, event, zone, note.get("currentAccessPointId"), note.get("previousAccessPointId"), at)
         if key in self.seen:
             self.stats["duplicates"] += 1
@@ -446,7 +338,7 @@ class MobilitySource:
                 self.zone[ue] = zone
             self.poa[ue] = poa
             self.seq += 1
-            event = {"ue": ue, "from_zone": from_zone, "to_zone": zone, "at": _iso(at), "at_epoch": at,
+            event = {"ue": ue, "from_zone": from_zone, "to_zone": zone, "at": mec013.iso(at), "at_epoch": at,
                      "access_point": poa, "previous_access_point": previous_poa, "kind": kind, "api": "mec013",
                      "seq": self.seq, "received_at": time.time(), "platform": self.s.location_url}
             if catch_up:
@@ -461,10 +353,9 @@ class MobilitySource:
 
     # ---- lifecycle
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.s.request_timeout)
-        self.session = aiohttp.ClientSession(timeout=timeout)
+        self.api.open()
         try:
-            await self._wait_for_platform()
+            await self.api.wait_for_platform()
             for ue in self.s.ues:  # unknown UEs stop the source before anything is subscribed
                 self.zone[ue], self.poa[ue] = await self.read_zone(ue)
             app = web.Application(client_max_size=MAX_BODY)
@@ -487,7 +378,7 @@ class MobilitySource:
             for ue in self.s.ues:
                 if self.s.state_dir:
                     write_state(self.s.state_dir, ue, {"ue": ue, "zone": self.zone[ue], "seq": self.seq,
-                                                       "at": _iso(time.time()), "received_at": time.time()})
+                                                       "at": mec013.iso(time.time()), "received_at": time.time()})
                 if self.s.emit_initial and self.zone[ue]:
                     zone, self.zone[ue] = self.zone[ue], None
                     await self._emit(ue, zone, self.poa[ue], None, time.time(), "initial")
@@ -500,12 +391,12 @@ class MobilitySource:
         return web.Response(status=404)
 
     async def stop(self) -> None:
-        if self.session is not None and not self.session.closed:
+        if self.api.is_open:
             try:
                 await asyncio.wait_for(self.unsubscribe_all(), timeout=max(1.0, self.s.request_timeout))
             except (asyncio.TimeoutError, ConnectionError):
                 pass
-            await self.session.close()
+            await self.api.close()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
