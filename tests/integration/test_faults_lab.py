@@ -5,10 +5,13 @@ for m3 restored on the target, the in-memory counter too), nothing that takes di
 work directory on the target; the source's work directory), the app's locks are free and a record says what
 happened. The campaign's table is written to results/fault_campaign.json and printed at the end.
 
+The faults injected while one migrate.yml runs are a table (``FAULTS``) run by one test; the controller's
+death, the lock and m1's lost configuration have tests of their own.
 Then bad inputs: each refused with a clear message before anything changes on either host.
 Every test uses its own app name and a migration port of its own (4780x), so runs of other sessions on the
 same lab do not collide with these.
 """
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +19,8 @@ import subprocess
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import pytest
 
@@ -23,7 +28,7 @@ from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts, load_im
 
 pytestmark = pytest.mark.lab
 
-STRATEGIES = ["m1", "m2", "m3"]
+STRATEGIES = ("m1", "m2", "m3")
 # the relocation's transfer; the product's default unless MEC_TEST_TRANSFER says otherwise (e.g. ssh)
 TRANSFER = os.environ.get("MEC_TEST_TRANSFER")
 WORK_ROOT = "/var/tmp/mec-migration"
@@ -73,18 +78,26 @@ class App(object):
         self.run_ids.append(rid)
         return rid
 
-    def migrate(self, tmp_path, **extra):
+    def migrate_vars(self, **extra):
+        """migrate.yml's variables for this app: a run id, port and wait of its own unless given."""
         extra.setdefault("run_id", self.run_id())
         extra.setdefault("migration_port", self.port)
         extra.setdefault("migration_wait_timeout", 30)
         if TRANSFER:
             extra.setdefault("transfer", TRANSFER)
-        return migrate(tmp_path, app=self.name, strategy=self.strategy, **extra)
+        return dict(extra, app=self.name, strategy=self.strategy)
+
+    def migrate(self, tmp_path, **extra):
+        return migrate(tmp_path, **self.migrate_vars(**extra))
+
+    def locked_on(self, host):
+        return host.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, self.name)], check=False).returncode == 0
 
     def cleanup(self):
         for h in (self.src, self.dst):
-            h.run("docker rm -f %s; docker volume rm -f %s; docker images -q 'mec-migration/%s' | xargs -r docker rmi -f;"
-                  " rm -f %s/locks/%s.lock" % (self.name, self.volume, self.name, STATE_ROOT, self.name), check=False)
+            h.run("docker rm -f {n}; docker volume rm -f {v};"
+                  " docker images -q 'mec-migration/{n}' | xargs -r docker rmi -f;"
+                  " rm -f {s}/locks/{n}.lock".format(n=self.name, v=self.volume, s=STATE_ROOT), check=False)
             for rid in self.run_ids:
                 h.run(["rm", "-rf", "%s/%s" % (WORK_ROOT, rid), "%s/runs/%s.json" % (STATE_ROOT, rid)], check=False)
 
@@ -107,7 +120,7 @@ def _volume_count(host, volume):
     return int(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip() else None
 
 
-def check_outcome(app, count_before, record, fault, out, expect=None):
+def check_outcome(app, count_before, record, fault, out, expect):
     """The invariants after a fault; appends the campaign's row and asserts."""
     src_runs, dst_runs = app.src.running(app.name), app.dst.running(app.name)
     where = app.src if src_runs else app.dst
@@ -128,10 +141,8 @@ def check_outcome(app, count_before, record, fault, out, expect=None):
         assert app.dst.out("docker images -q 'mec-migration/%s'" % app.name) == "", "the target keeps the run's image"
         assert app.dst.inspect(app.name) is None, "the target keeps the half-made container"
     for h in (app.src, app.dst):
-        assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False).returncode != 0, \
-            "%s keeps the app's lock" % h.address
-    if expect:
-        assert record["outcome"] in expect, (record["outcome"], record.get("error"))
+        assert not app.locked_on(h), "%s keeps the app's lock" % h.address
+    assert record["outcome"] in expect, (record["outcome"], record.get("error"))
     row.update(lost_nothing=count_now > count_before, passed=True)
 
 
@@ -148,6 +159,19 @@ def _watch(host, condition, action, timeout=150):
     return t
 
 
+@contextlib.contextmanager
+def _when(host, condition, action, undo=None):
+    """The fault ``action`` (shell) run on ``host`` once ``condition`` holds, while the block runs; ``undo`` (a
+    callable) afterwards, whatever happened."""
+    w = _watch(host, condition, action)
+    try:
+        yield
+        w.join(200)
+    finally:
+        if undo:
+            undo()
+
+
 def _streaming(app):
     return "[ -s \"$(docker volume inspect -f '{{.Mountpoint}}' %s 2>/dev/null)/filler\" ]" % app.volume
 
@@ -162,33 +186,10 @@ def _engine_back(host):
     raise AssertionError("the engine of %s did not come back" % host.address)
 
 
-# ------------------------------------------------------------------------------------------- faults
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_target_engine_killed_during_relocation(make_app, tmp_path, strategy):
-    app = make_app(strategy)
-    app.start()
-    _fill_volume(app, 160)
-    before = _volume_count(app.src, app.volume)
-    w = _watch(app.dst, _streaming(app), "kill -KILL $(cat /run/mec-dockerd.pid.supervisor) $(cat /run/mec-dockerd.pid)")
-    try:
-        rc, out, record = app.migrate(tmp_path)
-        w.join(200)
-    finally:
-        _engine_back(app.dst)
-    assert rc != 0
-    assert record["outcome"] == "rolled_back", out[-3000:]
-    # the target could not be cleaned while its engine was down: its journal and lock stay, and the message
-    # says to run recover.yml, which removes the rest once the engine is back
-    out, record = _recover_if_locked(app, tmp_path, out, record)
-    check_outcome(app, before, record, "target engine killed (relocation)", out, expect=["rolled_back"])
-
-
 def _recover_if_locked(app, tmp_path, out, record):
     """A host that could not be cleaned (or a source that did not come back) during the rescue keeps the run's
     lock: recover.yml then finishes."""
-    if all(h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False).returncode != 0
-           for h in (app.src, app.dst)):
+    if not any(app.locked_on(h) for h in (app.src, app.dst)):
         return out, record
     assert "recover.yml" in out, out[-3000:]
     rc, rout, rrecord = _recover(app, tmp_path / "recovered")
@@ -196,122 +197,200 @@ def _recover_if_locked(app, tmp_path, out, record):
     return out + rout, rrecord
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_transfer_cut_mid_stream(make_app, tmp_path, strategy):
-    app = make_app(strategy)
-    app.start()
-    _fill_volume(app, 160)
-    before = _volume_count(app.src, app.volume)
+def _latest_record(results_dir):
+    """The newest record (by name) in ``results_dir``, or None."""
+    results_dir = str(results_dir)
+    names = sorted(f for f in os.listdir(results_dir) if f.endswith(".json")) if os.path.isdir(results_dir) else []
+    if not names:
+        return None
+    with open(os.path.join(results_dir, names[-1])) as fh:
+        return json.load(fh)
+
+
+def _recover(app, tmp_path):
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "recover.yml"),
+                        "-e", json.dumps(dict(app=app.name, results_dir=str(tmp_path)))],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout + p.stderr, _latest_record(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- faults during one run
+
+class FaultRun(object):
+    """One migrate.yml under a fault: the app, the run's id, the app's container before, and what the run gave."""
+
+    def __init__(self, app, started):
+        self.app, self.started = app, started
+        self.rid = app.run_id()
+        self.rc = self.out = self.record = None
+
+
+def _kill_target_engine(run):
+    return _when(run.app.dst, _streaming(run.app),
+                 "kill -KILL $(cat /run/mec-dockerd.pid.supervisor) $(cat /run/mec-dockerd.pid)",
+                 undo=lambda: _engine_back(run.app.dst))
+
+
+def _cut_transfer(run):
+    # the receiver's end of the relocation's stream, killed once the volume is being sent
     cut = ("pid=$(ss -Htnp state established '( sport = :%d )' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1);"
-           " [ -n \"$pid\" ] && kill -KILL $pid" % app.port)
-    w = _watch(app.dst, _streaming(app), cut)
-    rc, out, record = app.migrate(tmp_path)
-    w.join(200)
-    assert rc != 0
-    check_outcome(app, before, record, "transfer cut mid-stream", out, expect=["rolled_back"])
+           " [ -n \"$pid\" ] && kill -KILL $pid" % run.app.port)
+    return _when(run.app.dst, _streaming(run.app), cut)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_target_disk_full_during_pre_relocation(make_app, lab, tmp_path, strategy):
-    app = make_app(strategy)
-    app.start()
-    before = _volume_count(app.src, app.volume)
-    dst = lab[1]
+def _fill_target_work_dir(run):
     # the run's work dir becomes a 40 MiB file system once the run has begun on the target (the preflight saw
     # the work root's free space): the image tarball (~176 MB) does not fit
-    rid = app.run_id()
-    wd = "%s/%s" % (WORK_ROOT, rid)
-    w = _watch(dst, "[ -f %s/runs/%s.json ]" % (STATE_ROOT, rid), "mkdir -p %s && mount -t tmpfs -o size=40m tmpfs %s" % (wd, wd))
-    try:
-        rc, out, record = app.migrate(tmp_path, run_id=rid)
-        w.join(200)
-    finally:
-        dst.run("umount %s 2>/dev/null; rm -rf %s" % (wd, wd), check=False)
-    assert rc != 0
-    # scp reports a full disk on the far side as "write remote ...: Failure" (the SFTP protocol's word)
-    assert record["phase"] == "pre_relocation" and "image" in record["error"], out[-3000:]
-    check_outcome(app, before, record, "target disk full (pre-relocation)", out, expect=["rolled_back"])
+    wd = "%s/%s" % (WORK_ROOT, run.rid)
+    return _when(run.app.dst, "[ -f %s/runs/%s.json ]" % (STATE_ROOT, run.rid),
+                 "mkdir -p %s && mount -t tmpfs -o size=40m tmpfs %s" % (wd, wd),
+                 undo=lambda: run.app.dst.run("umount %s 2>/dev/null; rm -rf %s" % (wd, wd), check=False))
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_target_disk_full_during_relocation(make_app, lab, tmp_path, strategy):
-    app = make_app(strategy)
-    app.start()
-    _fill_volume(app, 64)
-    before = _volume_count(app.src, app.volume)
-    dst = lab[1]
+def _fill_target_volume(run):
     # the target's volume (made with the container during pre-relocation) gets a 4 MiB file system: the
     # volume stream (64 MiB) does not fit
-    mp = "/var/lib/docker/volumes/%s/_data" % app.volume
-    w = _watch(dst, "[ -d %s ]" % mp, "mount -t tmpfs -o size=4m tmpfs %s" % mp)
-    try:
-        rc, out, record = app.migrate(tmp_path)
-        w.join(200)
-    finally:
-        dst.run("umount %s 2>/dev/null" % mp, check=False)
-    assert rc != 0
-    assert record["outcome"] == "rolled_back", out[-3000:]
-    # the volume could not be removed while the fault's file system was mounted on it
-    out, record = _recover_if_locked(app, tmp_path, out, record)
-    check_outcome(app, before, record, "target disk full (relocation)", out, expect=["rolled_back"])
+    mp = "/var/lib/docker/volumes/%s/_data" % run.app.volume
+    return _when(run.app.dst, "[ -d %s ]" % mp, "mount -t tmpfs -o size=4m tmpfs %s" % mp,
+                 undo=lambda: run.app.dst.run("umount %s 2>/dev/null" % mp, check=False))
 
 
-def test_corrupted_checkpoint_on_target(make_app, lab, tmp_path):
-    app = make_app("m3")
-    app.start()
-    before = _volume_count(app.src, app.volume)
-    mem_before = app.src.wait_int(app.name, "/tmp/mem.value", minimum=10)
-    dst = lab[1]
+def _corrupt_checkpoint(run):
+    run.mem_before = run.app.src.wait_int(run.app.name, "/tmp/mem.value", minimum=10)
     # once the pre-relocation checkpoint has arrived, its page images are overwritten with garbage of the same
     # size and time stamp (rsync's quick check then does not see it): the restore from it must fail or the
     # migration must roll back; either way nothing is lost
     ck = "/var/lib/docker/containers/*/checkpoints/*-final"
     corrupt = ("for f in %s/pages-*.img; do s=$(stat -c %%s $f); t=$(stat -c %%Y $f); "
                "head -c $s /dev/urandom > $f; touch -d @$t $f; done" % ck)
-    w = _watch(dst, "ls %s/pages-*.img >/dev/null 2>&1" % ck, "sleep 0.2; " + corrupt)
-    rc, out, record = app.migrate(tmp_path)
-    w.join(200)
-    check_outcome(app, before, record, "corrupted checkpoint (target)", out, expect=["rolled_back", "migrated"])
-    if record["outcome"] == "rolled_back":
-        assert app.src.wait_int(app.name, "/tmp/mem.value", minimum=mem_before) >= mem_before
+    return _when(run.app.dst, "ls %s/pages-*.img >/dev/null 2>&1" % ck, "sleep 0.2; " + corrupt)
 
 
-@pytest.mark.parametrize("variant", ["missing", "broken"])
-def test_criu_missing_or_broken_on_target(make_app, lab, tmp_path, variant):
-    app = make_app("m3")
-    before_info = app.start()
-    before = _volume_count(app.src, app.volume)
-    dst = lab[1]
-    criu = "/usr/local/sbin/criu"
+@contextlib.contextmanager
+def _criu_on_target(run, broken):
+    """The target's CRIU moved away (``broken``: replaced by one whose `criu check` passes and all else fails,
+    so that the restore on the target breaks after the stop); put back afterwards."""
+    dst, criu = run.app.dst, "/usr/local/sbin/criu"
     dst.out(["mv", criu, criu + ".mec-fault"])
     try:
-        if variant == "broken":
-            # `criu check` passes, everything else fails: the restore on the target breaks after the stop
+        if broken:
             dst.out(["sh", "-c", "printf '#!/bin/sh\\n[ \"$1\" = check ] && { echo Looks good.; exit 0; }\\n"
                                  "echo broken criu >&2; exit 1\\n' > %s && chmod 0755 %s" % (criu, criu)])
-        rc, out, record = app.migrate(tmp_path)
+        yield
     finally:
         dst.run(["rm", "-f", criu], check=False)
         dst.out(["mv", criu + ".mec-fault", criu])
-    assert rc != 0
-    if variant == "missing":
-        assert "criu" in out and "Preflight failed on target host" in out
-        assert record["outcome"] == "unchanged" and record["phase"] == "preflight"
-        assert app.src.inspect(app.name)["Id"] == before_info["Id"]
-    check_outcome(app, before, record, "CRIU %s (target)" % variant, out,
-                  expect=["unchanged"] if variant == "missing" else ["rolled_back"])
 
+
+def _restart_source_engine(run):
+    # once the image tarball is being written on the source (export or save); the app has restart policy
+    # unless-stopped: the engine brings it back, or the rollback does
+    return _when(run.app.src, "[ -s %s/%s/image.tar ]" % (WORK_ROOT, run.rid), "kill -TERM $(cat /run/mec-dockerd.pid)",
+                 undo=lambda: _engine_back(run.app.src))
+
+
+def _send_hostile_archive(run):
+    # a tar with ../ and absolute members, sent to the receiver's port as soon as it listens
+    app = run.app
+    hostile = ("python3 - <<'EOF'\nimport io, socket, tarfile, time\nb = io.BytesIO()\n"
+               "with tarfile.open(fileobj=b, mode='w') as t:\n"
+               "    for n in ('../../../../tmp/mec-hostile-%s', '/tmp/mec-hostile-abs-%s'):\n"
+               "        i = tarfile.TarInfo(n); d = b'pwned'; i.size = len(d); t.addfile(i, io.BytesIO(d))\n"
+               "s = socket.create_connection(('127.0.0.1', %d), timeout=5)\n"
+               "try:\n    s.sendall(b.getvalue()); s.shutdown(socket.SHUT_WR); s.recv(100)\nexcept OSError:\n"
+               "    pass\nEOF" % (app.name, app.name, app.port))
+    return _when(app.dst, "ss -Hltn '( sport = :%d )' | grep -q LISTEN" % app.port, hostile)
+
+
+def _rolled_back_first(run):
+    """migrate.yml's own record (before any recover.yml) says it rolled back."""
+    assert run.record["outcome"] == "rolled_back", run.out[-3000:]
+
+
+def _image_refused_in_pre_relocation(run):
+    # scp reports a full disk on the far side as "write remote ...: Failure" (the SFTP protocol's word)
+    assert run.record["phase"] == "pre_relocation" and "image" in run.record["error"], run.out[-3000:]
+
+
+def _memory_kept_if_rolled_back(run):
+    if run.record["outcome"] == "rolled_back":
+        assert run.app.src.wait_int(run.app.name, "/tmp/mem.value", minimum=run.mem_before) >= run.mem_before
+
+
+def _refused_at_preflight_for_criu(run):
+    assert "criu" in run.out and "Preflight failed on target host" in run.out, run.out[-3000:]
+    assert run.record["outcome"] == "unchanged" and run.record["phase"] == "preflight"
+    assert run.app.src.inspect(run.app.name)["Id"] == run.started["Id"], "the source's container was replaced"
+
+
+def _nothing_written_outside_the_volume(run):
+    assert run.app.dst.run("ls /tmp/mec-hostile-*%s* 2>/dev/null" % run.app.name, check=False).stdout.strip() == "", \
+        "the hostile archive wrote outside the volume"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault injected while one migrate.yml runs, and what the run must end in."""
+    id: str  # the test's id
+    name: str  # the campaign table's row
+    inject: Callable  # (FaultRun) -> a context manager: the fault armed inside it, undone when it exits
+    expect: tuple  # the outcomes the final record may have
+    exit: Optional[str] = "failed"  # migrate.yml's exit: "failed" (rc != 0), "ok" (rc 0) or None (either)
+    strategies: tuple = STRATEGIES
+    fill_mib: int = 0  # written into the volume first, so that the relocation's stream lasts long enough
+    # a host left uncleaned by the rescue keeps the run's lock; the message names recover.yml, which finishes
+    recover: bool = False
+    check: Optional[Callable] = None  # (FaultRun) -> the fault's own assertions, after the invariants
+
+
+FAULTS = [
+    Fault("target_engine_killed_during_relocation", "target engine killed (relocation)", _kill_target_engine,
+          ("rolled_back",), fill_mib=160, recover=True, check=_rolled_back_first),
+    Fault("transfer_cut_mid_stream", "transfer cut mid-stream", _cut_transfer, ("rolled_back",), fill_mib=160),
+    Fault("target_disk_full_during_pre_relocation", "target disk full (pre-relocation)", _fill_target_work_dir,
+          ("rolled_back",), check=_image_refused_in_pre_relocation),
+    Fault("target_disk_full_during_relocation", "target disk full (relocation)", _fill_target_volume,
+          ("rolled_back",), fill_mib=64, recover=True, check=_rolled_back_first),
+    Fault("corrupted_checkpoint_on_target", "corrupted checkpoint (target)", _corrupt_checkpoint,
+          ("rolled_back", "migrated"), exit=None, strategies=("m3",), check=_memory_kept_if_rolled_back),
+    Fault("criu_missing_on_target", "CRIU missing (target)", lambda run: _criu_on_target(run, broken=False),
+          ("unchanged",), strategies=("m3",), check=_refused_at_preflight_for_criu),
+    Fault("criu_broken_on_target", "CRIU broken (target)", lambda run: _criu_on_target(run, broken=True),
+          ("rolled_back",), strategies=("m3",)),
+    Fault("source_engine_restarted_during_pre_relocation", "source engine restarted (pre-relocation)",
+          _restart_source_engine, ("rolled_back", "migrated"), exit=None, recover=True),
+    Fault("foreign_client_with_hostile_archive_is_dropped", "foreign client, hostile archive", _send_hostile_archive,
+          ("migrated",), exit="ok", check=_nothing_written_outside_the_volume),
+]
+
+
+@pytest.mark.parametrize("fault,strategy", [(f, s) for f in FAULTS for s in f.strategies],
+                         ids=["%s-%s" % (f.id, s) for f in FAULTS for s in f.strategies])
+def test_fault_during_migration(make_app, tmp_path, fault, strategy):
+    app = make_app(strategy)
+    run = FaultRun(app, app.start())
+    if fault.fill_mib:
+        _fill_volume(app, fault.fill_mib)
+    before = _volume_count(app.src, app.volume)
+    with fault.inject(run):
+        run.rc, run.out, run.record = app.migrate(tmp_path, run_id=run.rid)
+    out, record = run.out, run.record
+    if fault.recover:
+        out, record = _recover_if_locked(app, tmp_path, out, record)
+    check_outcome(app, before, record, fault.name, out, expect=fault.expect)
+    if fault.exit is not None:
+        assert (run.rc == 0) == (fault.exit == "ok"), "migrate.yml exited %s:\n%s" % (run.rc, run.out[-3000:])
+    if fault.check:
+        fault.check(run)
+
+
+# ------------------------------------------------------------------------------------------- the controller's death
 
 def _kill_controller_when(app, tmp_path, host, condition, **extra):
     """Run migrate.yml in the background and SIGKILL its whole process group once ``condition`` holds on
     ``host``; then wait until the dead controller's modules ended on the hosts."""
-    extra.setdefault("run_id", app.run_id())
-    extra.setdefault("migration_port", app.port)
-    extra.setdefault("migration_wait_timeout", 30)
-    if TRANSFER:
-        extra.setdefault("transfer", TRANSFER)
-    args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"), "-e",
-            json.dumps(dict(app=app.name, strategy=app.strategy, results_dir=str(tmp_path), **extra))]
+    extra = app.migrate_vars(results_dir=str(tmp_path), **extra)
+    args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"), "-e", json.dumps(extra)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 300
@@ -336,31 +415,21 @@ def _kill_controller_when(app, tmp_path, host, condition, **extra):
     return killed
 
 
-def _recover(app, tmp_path):
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "recover.yml"),
-                        "-e", json.dumps(dict(app=app.name, results_dir=str(tmp_path)))],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
-    records = sorted(f for f in os.listdir(str(tmp_path)) if f.endswith(".json")) if os.path.isdir(str(tmp_path)) else []
-    record = json.load(open(os.path.join(str(tmp_path), records[-1]))) if records else None
-    return p.returncode, p.stdout + p.stderr, record
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("when", ["pre_relocation", "relocation"])
-def test_controller_killed_then_recovered(make_app, lab, tmp_path, strategy, when):
+def test_controller_killed_then_recovered(make_app, tmp_path, strategy, when):
     app = make_app(strategy)
     app.start()
     if when == "relocation":
         _fill_volume(app, 160)
     before = _volume_count(app.src, app.volume)
-    src, dst = lab
     rid = app.run_id()
     if when == "pre_relocation":
         # the image tarball is arriving on the target
         cond = "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid)
     else:
         cond = _streaming(app)
-    assert _kill_controller_when(app, tmp_path / "killed", dst, cond, run_id=rid), "the run ended before the fault"
+    assert _kill_controller_when(app, tmp_path / "killed", app.dst, cond, run_id=rid), "the run ended before the fault"
     # a second migration now is refused by the lock, naming the run and recover.yml
     rc, out, _ = app.migrate(tmp_path / "second")
     assert rc != 0 and "recover.yml" in out and app.run_ids[0] in out, out[-3000:]
@@ -373,17 +442,20 @@ def test_controller_killed_then_recovered(make_app, lab, tmp_path, strategy, whe
     assert rc == 0 and "nothing to do" in out
 
 
-def test_migrate_with_migration_recover_undoes_the_dead_run_then_migrates(make_app, lab, tmp_path):
+def test_migrate_with_migration_recover_undoes_the_dead_run_then_migrates(make_app, tmp_path):
     app = make_app("m2")
     app.start()
     before = _volume_count(app.src, app.volume)
     rid = app.run_id()
-    assert _kill_controller_when(app, tmp_path / "killed", lab[1], "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid),
+    assert _kill_controller_when(app, tmp_path / "killed", app.dst, "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid),
                                  run_id=rid), "the run ended before the fault"
     rc, out, record = app.migrate(tmp_path / "next", migration_recover=True)
     assert rc == 0, out[-4000:]
-    records = {r["run_id"]: r for r in (json.load(open(os.path.join(str(tmp_path / "next"), f)))
-                                        for f in os.listdir(str(tmp_path / "next")))}
+    records = {}
+    for name in os.listdir(str(tmp_path / "next")):
+        with open(os.path.join(str(tmp_path / "next"), name)) as fh:
+            r = json.load(fh)
+        records[r["run_id"]] = r
     assert records[rid]["recovered_by"] == "recover.yml" and records[rid]["outcome"] == "rolled_back"
     new = records[app.run_ids[-1]]
     assert new["status"] == "ok" and new["outcome"] == "migrated"
@@ -391,29 +463,9 @@ def test_migrate_with_migration_recover_undoes_the_dead_run_then_migrates(make_a
     assert app.dst.running(app.name)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_source_engine_restarted_during_pre_relocation(make_app, lab, tmp_path, strategy):
-    app = make_app(strategy)
-    app.start()
-    before = _volume_count(app.src, app.volume)
-    src = lab[0]
-    restart = "kill -TERM $(cat /run/mec-dockerd.pid)"
-    rid = app.run_id()
-    # once the image tarball is being written on the source (export or save)
-    w = _watch(src, "[ -s %s/%s/image.tar ]" % (WORK_ROOT, rid), restart)
-    try:
-        rc, out, record = app.migrate(tmp_path, run_id=rid)
-        w.join(200)
-    finally:
-        _engine_back(src)
-    # the app has restart policy unless-stopped: the engine brings it back, or the rollback does; a source
-    # that was not back in time keeps the run's journal open for recover.yml
-    out, record = _recover_if_locked(app, tmp_path, out, record)
-    check_outcome(app, before, record, "source engine restarted (pre-relocation)", out,
-                  expect=["rolled_back", "migrated"])
+# ------------------------------------------------------------------------------------------- the app's lock
 
-
-def test_concurrent_migration_of_the_same_app_is_refused(make_app, lab, tmp_path):
+def test_concurrent_migration_of_the_same_app_is_refused(make_app, tmp_path):
     app = make_app("m2")
     app.start()
     _fill_volume(app, 128)
@@ -422,8 +474,7 @@ def test_concurrent_migration_of_the_same_app_is_refused(make_app, lab, tmp_path
     t = threading.Thread(target=lambda: first.update(zip(("rc", "out", "record"), app.migrate(tmp_path / "first"))))
     t.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and lab[0].run(["test", "-f", "%s/locks/%s.lock" % (STATE_ROOT, app.name)],
-                                                     check=False).returncode != 0:
+    while time.monotonic() < deadline and not app.locked_on(app.src):
         time.sleep(0.2)
     rc, out, record = app.migrate(tmp_path / "second", migration_port=app.port + 100)
     t.join(600)
@@ -432,29 +483,6 @@ def test_concurrent_migration_of_the_same_app_is_refused(make_app, lab, tmp_path
     assert record["outcome"] == "unchanged"
     assert first["rc"] == 0, first["out"][-3000:]
     check_outcome(app, before, first["record"], "concurrent migration (lock)", first["out"], expect=["migrated"])
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_foreign_client_with_hostile_archive_is_dropped(make_app, lab, tmp_path, strategy):
-    app = make_app(strategy)
-    app.start()
-    before = _volume_count(app.src, app.volume)
-    dst = lab[1]
-    # a tar with ../ and absolute members, sent to the receiver's port as soon as it listens
-    hostile = ("python3 - <<'EOF'\nimport io, socket, tarfile, time\nb = io.BytesIO()\n"
-               "with tarfile.open(fileobj=b, mode='w') as t:\n"
-               "    for n in ('../../../../tmp/mec-hostile-%s', '/tmp/mec-hostile-abs-%s'):\n"
-               "        i = tarfile.TarInfo(n); d = b'pwned'; i.size = len(d); t.addfile(i, io.BytesIO(d))\n"
-               "s = socket.create_connection(('127.0.0.1', %d), timeout=5)\n"
-               "try:\n    s.sendall(b.getvalue()); s.shutdown(socket.SHUT_WR); s.recv(100)\nexcept OSError:\n    pass\nEOF"
-               % (app.name, app.name, app.port))
-    w = _watch(dst, "ss -Hltn '( sport = :%d )' | grep -q LISTEN" % app.port, hostile)
-    rc, out, record = app.migrate(tmp_path)
-    w.join(200)
-    assert dst.run("ls /tmp/mec-hostile-*%s* 2>/dev/null" % app.name, check=False).stdout.strip() == "", \
-        "the hostile archive wrote outside the volume"
-    check_outcome(app, before, record, "foreign client, hostile archive", out, expect=["migrated"])
-    assert rc == 0, out[-3000:]
 
 
 # ------------------------------------------------------------------------------------------- m1's lost configuration
@@ -490,7 +518,7 @@ def _nothing_changed(app, before):
     assert app.src.running(app.name) and app.src.inspect(app.name)["Id"] == before["Id"]
     assert app.dst.inspect(app.name) is None
     for h in (app.src, app.dst):
-        assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, app.name)], check=False).returncode != 0
+        assert not app.locked_on(h), "%s keeps the app's lock" % h.address
         assert h.out("docker images -q 'mec-migration/%s'" % app.name) == ""
 
 
@@ -516,10 +544,14 @@ BAD_INPUTS = [
     ("run_id_traversal", {"run_id": "../../etc"}, "run_id=../../etc: letters, digits"),
     ("run_id_empty", {"run_id": ""}, "run_id=: letters, digits"),
     ("run_id_too_long", {"run_id": "r" * 200}, "at most 128"),
-    ("start_command_with_m2", {"strategy": "m2", "start_command": "/bin/sh -c true"}, "start_command is for strategy m1 only"),
-    ("import_changes_with_m2", {"strategy": "m2", "import_changes": ["USER 1000"]}, "import_changes is for strategy m1 only"),
-    ("import_changes_string", {"strategy": "m1", "import_changes": "USER 1000"}, "import_changes: a list of Dockerfile"),
-    ("import_changes_run", {"strategy": "m1", "import_changes": ["RUN rm -rf /"]}, "import_changes: a list of Dockerfile"),
+    ("start_command_with_m2", {"strategy": "m2", "start_command": "/bin/sh -c true"},
+     "start_command is for strategy m1 only"),
+    ("import_changes_with_m2", {"strategy": "m2", "import_changes": ["USER 1000"]},
+     "import_changes is for strategy m1 only"),
+    ("import_changes_string", {"strategy": "m1", "import_changes": "USER 1000"},
+     "import_changes: a list of Dockerfile"),
+    ("import_changes_run", {"strategy": "m1", "import_changes": ["RUN rm -rf /"]},
+     "import_changes: a list of Dockerfile"),
     ("start_command_dict", {"strategy": "m1", "start_command": {"a": 1}}, "start_command: a string or a list"),
     ("state_check_command_dict", {"state_check_command": {"a": 1}}, "state_check_command: a string or a list"),
     ("phase_url_scheme", {"app_phase_url": "ftp://x/y"}, "app_phase_url=ftp://x/y: an http://"),
@@ -547,13 +579,10 @@ def test_bad_input_is_refused_before_any_change(bad_input_app, tmp_path, case):
     extra.setdefault("migration_port", app.port)
     if isinstance(name, str):
         name = name.replace("{name}", app.name)
-    args = dict(extra, results_dir=str(tmp_path))
     if name is not None:
-        args["app"] = name
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"),
-                        "-e", json.dumps(args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    out = p.stdout + p.stderr
-    assert p.returncode != 0
+        extra["app"] = name
+    rc, out, _ = migrate(tmp_path, timeout=300, **extra)
+    assert rc != 0
     assert expected in out, out[-3000:]
     _nothing_changed(app, before)
 
@@ -572,15 +601,11 @@ def test_unreachable_target_at_preflight_is_recorded(bad_input_app, lab, tmp_pat
     # the controller reaches the target on a port nothing listens on
     (inv / "hosts.yml").write_text(text.replace("ansible_host: %s" % lab[1].address,
                                                 "ansible_host: %s\n              ansible_port: 1" % lab[1].address))
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv / "hosts.yml"), os.path.join(ROOT, "playbooks", "migrate.yml"),
-                        "-e", json.dumps(dict(app=app.name, strategy="m2", migration_port=app.port,
-                                              results_dir=str(tmp_path / "records")))],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    out = p.stdout + p.stderr
-    assert p.returncode != 0
+    rc, out, record = migrate(tmp_path / "records", timeout=300, inventory=str(inv / "hosts.yml"), app=app.name,
+                              strategy="m2", migration_port=app.port)
+    assert rc != 0
     assert "unreachable" in out and "mec-lab-target" in out, out[-3000:]
-    (name,) = os.listdir(str(tmp_path / "records"))
-    record = json.load(open(str(tmp_path / "records" / name)))
+    assert len(os.listdir(str(tmp_path / "records"))) == 1, "one record, of the refused run"
     assert (record["status"], record["outcome"], record["phase"]) == ("failed", "unchanged", "preflight")
     assert record["unreachable"] == ["mec-lab-target"]
     _nothing_changed(app, before)
@@ -602,7 +627,8 @@ def test_stale_lock_is_refused_with_the_recovery_command(bad_input_app, tmp_path
     app = bad_input_app
     before = app.src.inspect(app.name)
     lock = json.dumps(dict(run_id="tfstale0001", app=app.name, started_at=1.0, controller="elsewhere"))
-    app.src.out("mkdir -p %s/locks && printf '%%s' '%s' > %s/locks/%s.lock" % (STATE_ROOT, lock, STATE_ROOT, app.name))
+    app.src.out("mkdir -p %s/locks && printf '%%s' '%s' > %s/locks/%s.lock"
+                % (STATE_ROOT, lock, STATE_ROOT, app.name))
     try:
         rc, out, record = app.migrate(tmp_path)
     finally:
