@@ -1,0 +1,299 @@
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+"""The run's results record, schema ``mec.migration/record/v1`` (docs/migration.md), in one place: its
+fields and their types (``FIELDS``), the record built from the run's raw task results (``build_record``),
+its check (``problems``) and its file (``record_name``, ``write_record``).
+
+Plain Python without Ansible: the module ``mec.migration.migration_record`` writes records with it and the
+readers (``apps/mec_experiment/records.py``, the report) check them with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+SCHEMA = "mec.migration/record/v1"
+
+STATUSES = ("ok", "failed")
+OUTCOMES = ("migrated", "rolled_back", "unchanged", "source_not_running", "undecided")
+
+# The relocation's steps that move data between the hosts (their durations are the relocation's transfer).
+TRANSFER_STEPS = ("transfer", "checkpoint_transfer", "volume_transfer", "signal")
+
+# Every field of the record and its type: "num" (int or float), "str", "bool", "list", "dict" (free form),
+# "nums" (a dict of step name -> num), or a dict of sub-fields. Every value may be null (a figure the run
+# did not measure) except those in REQUIRED.
+FIELDS = {
+    "schema": "str", "status": "str", "outcome": "str", "phase": "str", "error": "str", "recovered_by": "str",
+    "unreachable": "list", "run_id": "str", "app": "str", "strategy": "str", "strategy_title": "str",
+    "transfer": "str",
+    "criu": {"tcp_policy": "str", "checkpoint_via": "str", "dump_duration": "num", "errors": "list", "log": "str"},
+    "network": "str",
+    "source": {"host": "str", "address": "str"},
+    "target": {"host": "str", "address": "str"},
+    "timestamps": {"started_at": "num", "source_stopped_at": "num", "target_running_at": "num",
+                   "finished_at": "num"},
+    "sizes": {"source_image": "num", "image": "num", "container_rw": "num", "tarball": "num",
+              "checkpoint_full": "num", "checkpoint_final": "num", "checkpoint_delta": "num",
+              "rsync_transferred_bytes": "num", "checkpoint_pre_transferred_bytes": "num", "volume": "num",
+              "volume_tarball": "num", "stream": "num"},
+    "durations": {
+        "pre_relocation": {
+            "source": {"export": "num", "commit": "num", "save": "num", "checkpoint": "num"},
+            "transfer": {"image": "num", "checkpoint": "num"},
+            "target": {"import": "num", "load": "num", "create": "num"},
+        },
+        "relocation": {"source": "nums", "transfer": "nums", "target": "nums", "source_total": "num",
+                       "transfer_total": "num", "target_total": "num"},
+    },
+    "commit_freeze": "num", "commit_freeze_source": "str",
+    "downtime": {"wall": "num", "operations_sum": "num"},
+    "lost_config": "list", "start_command": "list",
+    "state_check": {"command_rc": "num", "command_stdout": "str", "url_status": "num", "passed": "bool"},
+    "rollback": {"method": "str", "running": "bool", "msg": "str"},
+    "cleanup": {"source": "dict", "target": "dict"},
+}
+REQUIRED = ("schema", "status", "run_id", "app", "strategy", "network")
+
+_TYPES = {"str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+
+
+def _is_num(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _leaf_ok(kind, value):
+    if value is None:
+        return True
+    if kind == "num":
+        return _is_num(value)
+    if kind == "nums":
+        return isinstance(value, dict) and all(v is None or _is_num(v) for v in value.values())
+    return isinstance(value, _TYPES[kind])
+
+
+def _check(spec, value, path, complete, out):
+    for key, kind in spec.items():
+        where = path + key
+        if key not in value:
+            if complete:
+                out.append("%s: missing" % where)
+            continue
+        sub = value[key]
+        if isinstance(kind, dict):
+            if sub is None:
+                continue
+            if not isinstance(sub, dict):
+                out.append("%s: %r is not an object" % (where, sub))
+                continue
+            _check(kind, sub, where + ".", complete, out)
+        elif not _leaf_ok(kind, sub):
+            out.append("%s: %r is not %s" % (where, sub, {"num": "a number", "nums": "an object of numbers"}
+                                                   .get(kind, "a " + kind)))
+
+
+def problems(record, complete=True):
+    """What is wrong with a record: a list of "field: why" (empty when it is a valid v1 record).
+
+    complete=False checks only the fields present (a reader's partial record), complete=True wants all."""
+    if not isinstance(record, dict):
+        return ["the record is not an object"]
+    out = []
+    if record.get("schema") != SCHEMA:
+        out.append("schema: %r is not %s" % (record.get("schema"), SCHEMA))
+    out.extend("%s: required" % key for key in REQUIRED if not record.get(key))
+    if record.get("status") not in STATUSES:
+        out.append("status: %r is not one of %s" % (record.get("status"), ", ".join(STATUSES)))
+    _check(FIELDS, record, "", complete, out)
+    return out
+
+
+def number(value):
+    """A figure as the record keeps it: int or float, or None when it was not measured. Modules report
+    numbers; a numeric string (a value that went through a template) becomes its number."""
+    if value is None or isinstance(value, bool):
+        return None
+    if _is_num(value):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value):
+    """A text field: a number given for it (a label such as 1) becomes its text; any other non-text is kept
+    as it is, so that the schema check names it."""
+    if value is None or value == "":
+        return None
+    return str(value) if _is_num(value) else value
+
+
+def _ran(result):
+    """The result of a task that ran (not skipped, not missing), else {}."""
+    if not isinstance(result, dict) or result.get("skipped"):
+        return {}
+    return result
+
+
+def _first(*values):
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def _nums(steps):
+    return {str(k): number(v) for k, v in (steps or {}).items()}
+
+
+def _unreachable(host, results):
+    return [host] if any(isinstance(r, dict) and r.get("unreachable") for r in results or []) else []
+
+
+def _criu_failure(results):
+    """CRIU's errors and log from the first result that carries them."""
+    for result in results:
+        if isinstance(result, dict) and "criu_errors" in result:
+            return result.get("criu_errors") or [], _text(result.get("criu_log"))
+    return [], None
+
+
+def _state_check(command, url):
+    rc, status = number(command.get("rc")), number(url.get("status"))
+    passed = None
+    if rc is not None or status is not None:
+        passed = (rc if rc is not None else 0) == 0 and (status if status is not None else 200) == 200
+    stdout = command.get("stdout")
+    return {"command_rc": rc, "command_stdout": stdout if isinstance(stdout, str) else None,
+            "url_status": status, "passed": passed}
+
+
+def _sum(*values):
+    return round(sum(values), 6) if all(v is not None for v in values) else None
+
+
+def build_record(inputs, finished_at=None):
+    """The record of one run, from the run's facts and its tasks' raw results.
+
+    ``inputs`` has the options of the module migration_record (its argument spec documents each):
+    status, outcome, phase, error, recovered_by, run_id, app, strategy, strategy_title, transfer, network,
+    tcp_policy, source / target ({host, address}), started_at, source_container, steps (the pre-relocation
+    results by step), relocation ({source, target}: migration_relocate's results), rollback, cleanup
+    ({source, target}), state_check ({command, url}), lost_config, start_command and host_results
+    ({source, target}: every result of the run's tasks on that host, to name the hosts that did not answer).
+    """
+    steps = {k: _ran(v) for k, v in (inputs.get("steps") or {}).items()}
+    reloc = inputs.get("relocation") or {}
+    rs, rt = _ran(reloc.get("source")), _ran(reloc.get("target"))
+    rs_sizes = rs.get("sizes") or {}
+    container = inputs.get("source_container") or {}
+    rollback = _ran(inputs.get("rollback"))
+    cleanup = inputs.get("cleanup") or {}
+    check = inputs.get("state_check") or {}
+    host_results = inputs.get("host_results") or {}
+    source, target = inputs.get("source") or {}, inputs.get("target") or {}
+    pre_ck, commit, imported = steps.get("checkpoint", {}), steps.get("commit", {}), steps.get("import", {})
+    errors, log = _criu_failure([pre_ck, rs, rt, rollback])
+    source_durations = _nums(rs.get("durations"))
+    status = inputs["status"]
+    stopped, running = number(rs.get("stopped_at")), number(rt.get("running_at"))
+    source_total, target_total = number(rs.get("source_duration")), number(rt.get("target_duration"))
+    transfer_total = number(rs.get("transfer_duration"))
+    start_command = inputs.get("start_command")
+    lost_config = inputs.get("lost_config")
+    return {
+        "schema": SCHEMA,
+        "status": status,
+        "outcome": _text(inputs.get("outcome")),
+        "phase": _text(inputs.get("phase")) or ("done" if status == "ok" else None),
+        "error": _text(inputs.get("error")),
+        "recovered_by": _text(inputs.get("recovered_by")),
+        "unreachable": (_unreachable(source.get("host"), host_results.get("source"))
+                        + _unreachable(target.get("host"), host_results.get("target"))),
+        "run_id": inputs["run_id"],
+        "app": inputs["app"],
+        "strategy": inputs["strategy"],
+        "strategy_title": _text(inputs.get("strategy_title")),
+        "transfer": _text(inputs.get("transfer")),
+        "criu": {"tcp_policy": _text(inputs.get("tcp_policy")), "checkpoint_via": _text(rs.get("checkpoint_via")),
+                 "dump_duration": number(rs.get("criu_dump_duration")), "errors": errors, "log": log},
+        "network": inputs["network"],
+        "source": {"host": _text(source.get("host")), "address": _text(source.get("address"))},
+        "target": {"host": _text(target.get("host")), "address": _text(target.get("address"))},
+        "timestamps": {"started_at": number(inputs.get("started_at")), "source_stopped_at": stopped,
+                       "target_running_at": running,
+                       "finished_at": number(finished_at) if finished_at is not None else time.time()},
+        "sizes": {
+            "source_image": number(container.get("image_size")),
+            "image": _first(number(commit.get("size")), number(imported.get("size"))),
+            "container_rw": number(container.get("size_rw")),
+            "tarball": _first(number(steps.get("export", {}).get("size")), number(steps.get("save", {}).get("size"))),
+            "checkpoint_full": number(pre_ck.get("size")),
+            "checkpoint_final": number(rs_sizes.get("checkpoint_final")),
+            "checkpoint_delta": number(rs_sizes.get("checkpoint_delta")),
+            "rsync_transferred_bytes": number(rs_sizes.get("checkpoint_transferred")),
+            "checkpoint_pre_transferred_bytes": number(steps.get("checkpoint_copy", {}).get("transferred_bytes")),
+            "volume": number(rs_sizes.get("volume")),
+            "volume_tarball": number(rs_sizes.get("volume_tarball")),
+            "stream": number(rs_sizes.get("stream")),
+        },
+        "durations": {
+            "pre_relocation": {
+                "source": {k: number(steps.get(k, {}).get("duration")) for k in ("export", "commit", "save",
+                                                                                   "checkpoint")},
+                "transfer": {"image": number(steps.get("image_copy", {}).get("duration")),
+                             "checkpoint": number(steps.get("checkpoint_copy", {}).get("duration"))},
+                "target": {k: number(steps.get(k, {}).get("duration")) for k in ("import", "load", "create")},
+            },
+            "relocation": {
+                "source": {k: v for k, v in source_durations.items() if k not in TRANSFER_STEPS},
+                "transfer": {k: v for k, v in source_durations.items() if k in TRANSFER_STEPS},
+                "target": _nums(rt.get("durations")),
+                "source_total": source_total, "transfer_total": transfer_total, "target_total": target_total,
+            },
+        },
+        "commit_freeze": number(commit.get("freeze_duration")),
+        "commit_freeze_source": _text(commit.get("freeze_source")),
+        "downtime": {"wall": round(running - stopped, 6) if running is not None and stopped is not None else None,
+                     "operations_sum": _sum(source_total, transfer_total, target_total)},
+        "lost_config": list(lost_config if lost_config is not None else imported.get("lost_config") or []),
+        "start_command": list(start_command) if start_command else None,
+        "state_check": _state_check(_ran(check.get("command")), _ran(check.get("url"))),
+        "rollback": ({"method": _text(rollback.get("method")), "running": bool(rollback.get("running")),
+                      "msg": _text(rollback.get("msg"))} if rollback else None),
+        "cleanup": {side: (_ran(cleanup.get(side)).get("removed") if _ran(cleanup.get(side)) else None)
+                    for side in ("source", "target")},
+    }
+
+
+def record_name(record):
+    """The record's file name: <run_id>-<app>-<strategy>-<network>.json."""
+    return "%s-%s-%s-%s.json" % (record["run_id"], record["app"], record["strategy"], record["network"])
+
+
+def write_record(results_dir, record):
+    """Write the record into results_dir (made if missing) atomically, mode 0644; returns its path."""
+    os.makedirs(results_dir, mode=0o755, exist_ok=True)
+    path = os.path.join(results_dir, record_name(record))
+    fd, tmp = tempfile.mkstemp(prefix="." + record_name(record) + ".", suffix=".tmp", dir=results_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

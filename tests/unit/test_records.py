@@ -1,0 +1,279 @@
+"""The run record's builder and schema (plugins/module_utils/records.py): every strategy's shape, a rolled-back
+run, a preflight failure, an unreachable host, numbers kept as numbers, the schema check and the file."""
+
+import copy
+import json
+import os
+import stat
+
+import pytest
+
+from ansible_collections.mec.migration.plugins.module_utils import records
+
+SKIPPED = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+SOURCE = {"host": "mec-lab-source", "address": "172.30.77.11"}
+TARGET = {"host": "mec-lab-target", "address": "172.30.77.12"}
+CONTAINER = {"name": "a2", "image_size": 207160091, "size_rw": 0, "mounts": []}
+
+
+def base(**over):
+    """The inputs every run has (the module's required options), then ``over``."""
+    inputs = {"status": "ok", "outcome": "migrated", "run_id": "20261127T180632Z-43cd7fc4", "app": "a2",
+              "strategy": "m2", "strategy_title": "more stateful, commit/save/load", "transfer": "stream",
+              "network": "lab", "source": SOURCE, "target": TARGET, "started_at": 1795802792.77735,
+              "source_container": CONTAINER}
+    inputs.update(over)
+    return inputs
+
+
+def m2_inputs():
+    return base(
+        steps={"export": SKIPPED, "commit": {"changed": True, "duration": 0.077823, "freeze_duration": 0.064595,
+                                             "freeze_source": "engine events", "size": 207160091},
+               "save": {"changed": True, "duration": 2.049947, "size": 213366784}, "checkpoint": SKIPPED,
+               "image_copy": {"changed": True, "duration": 0.888202, "transferred_bytes": None},
+               "checkpoint_copy": SKIPPED, "import": SKIPPED,
+               "load": {"changed": True, "duration": 0.408709}, "create": {"changed": True, "duration": 0.267898}},
+        relocation={"source": {"changed": True, "stopped_at": 1795802804.7957697, "durations": {
+            "stop": 0.329031, "transfer": 0.003391}, "source_duration": 0.329031, "transfer_duration": 0.003391,
+            "sizes": {"volume": 90805, "stream": 102400}},
+            "target": {"changed": True, "running_at": 1795802805.4416513, "durations": {
+                "wait": 0.335994, "receive": 0.0011, "start": 0.31348}, "target_duration": 0.31458}},
+        cleanup={"source": {"changed": True, "removed": {"containers": [], "images": ["mec-migration/a2:x"],
+                                                         "volumes": [], "paths": ["/var/tmp/mec-migration/x"]}},
+                 "target": {"changed": True, "removed": {"containers": [], "images": [], "volumes": [],
+                                                         "paths": ["/var/tmp/mec-migration/x"]}}},
+        state_check={"command": SKIPPED, "url": {"status": 200, "msg": "OK"}},
+        host_results={"source": [{"changed": False}, SKIPPED], "target": [{"changed": False}]})
+
+
+def m3_inputs():
+    inputs = m2_inputs()
+    inputs.update(strategy="m3", strategy_title="live, CRIU", tcp_policy="close")
+    inputs["steps"].update(
+        checkpoint={"changed": True, "duration": 0.102929, "size": 13738109, "checkpoint_path": "/w/x-pre"},
+        checkpoint_copy={"changed": True, "duration": 0.123378, "transferred_bytes": 13743212})
+    inputs["relocation"]["source"] = {
+        "changed": True, "stopped_at": 1795798448.5679784, "checkpoint_via": "runtime", "criu_dump_duration": 0.078483,
+        "durations": {"checkpoint": 0.117919, "transfer": 0.079341}, "source_duration": 0.117919,
+        "transfer_duration": 0.079341, "sizes": {"checkpoint_final": 13756911, "checkpoint_delta": 875387,
+                                                 "checkpoint_transferred": 881085, "volume": 93005, "stream": 983485}}
+    inputs["relocation"]["target"] = {"changed": True, "running_at": 1795798449.3763442, "target_duration": 0.627549,
+                                      "durations": {"wait": 0.184194, "receive": 0.016329, "start": 0.61122}}
+    return inputs
+
+
+def m1_inputs():
+    inputs = m2_inputs()
+    inputs.update(strategy="m1", strategy_title="baseline, export/import", start_command=["python3", "/app/app.py"])
+    inputs["steps"].update(
+        export={"changed": True, "duration": 1.5, "size": 210000000}, commit=SKIPPED, save=SKIPPED, load=SKIPPED,
+        **{"import": {"changed": True, "duration": 2.25, "size": 205000000, "lost_config": ["CMD", "USER"]}})
+    inputs["relocation"]["source"] = {
+        "changed": True, "stopped_at": 100.0, "source_duration": 0.5, "transfer_duration": 0.75,
+        "durations": {"stop": 0.3, "volume_archive": 0.2, "volume_transfer": 0.5, "signal": 0.25},
+        "sizes": {"volume": 90805, "volume_tarball": 102400}}
+    inputs["relocation"]["target"] = {"changed": True, "running_at": 101.5, "target_duration": 0.4,
+                                      "durations": {"wait": 1.0, "volume_restore": 0.1, "start": 0.3}}
+    inputs["transfer"] = "ssh"
+    return inputs
+
+
+def test_m2_record_has_the_figures_of_a_real_run():
+    rec = records.build_record(m2_inputs(), finished_at=1795802807.839084)
+    assert records.problems(rec) == []
+    assert rec["status"] == "ok" and rec["outcome"] == "migrated" and rec["phase"] == "done"
+    assert rec["sizes"] == {"source_image": 207160091, "image": 207160091, "container_rw": 0, "tarball": 213366784,
+                            "checkpoint_full": None, "checkpoint_final": None, "checkpoint_delta": None,
+                            "rsync_transferred_bytes": None, "checkpoint_pre_transferred_bytes": None,
+                            "volume": 90805, "volume_tarball": None, "stream": 102400}
+    assert rec["durations"]["pre_relocation"] == {
+        "source": {"export": None, "commit": 0.077823, "save": 2.049947, "checkpoint": None},
+        "transfer": {"image": 0.888202, "checkpoint": None},
+        "target": {"import": None, "load": 0.408709, "create": 0.267898}}
+    assert rec["durations"]["relocation"] == {
+        "source": {"stop": 0.329031}, "transfer": {"transfer": 0.003391},
+        "target": {"wait": 0.335994, "receive": 0.0011, "start": 0.31348},
+        "source_total": 0.329031, "transfer_total": 0.003391, "target_total": 0.31458}
+    assert rec["downtime"] == {"wall": 0.645882, "operations_sum": 0.647002}
+    assert rec["commit_freeze"] == 0.064595 and rec["commit_freeze_source"] == "engine events"
+    assert rec["criu"] == {"tcp_policy": None, "checkpoint_via": None, "dump_duration": None, "errors": [],
+                           "log": None}
+    assert rec["state_check"] == {"command_rc": None, "command_stdout": None, "url_status": 200, "passed": True}
+    assert rec["rollback"] is None and rec["unreachable"] == []
+    assert rec["cleanup"]["source"]["images"] == ["mec-migration/a2:x"]
+    assert rec["timestamps"]["finished_at"] == 1795802807.839084
+    assert rec["lost_config"] == [] and rec["start_command"] is None
+
+
+def test_the_record_has_exactly_the_schema_fields():
+    rec = records.build_record(m2_inputs())
+    assert set(rec) == set(records.FIELDS)
+    for key, spec in records.FIELDS.items():
+        if isinstance(spec, dict) and rec[key] is not None:
+            assert set(rec[key]) == set(spec), key
+
+
+def test_m3_record_has_checkpoints_and_criu():
+    rec = records.build_record(m3_inputs())
+    assert records.problems(rec) == []
+    assert rec["criu"] == {"tcp_policy": "close", "checkpoint_via": "runtime", "dump_duration": 0.078483,
+                           "errors": [], "log": None}
+    assert rec["sizes"]["checkpoint_full"] == 13738109 and rec["sizes"]["checkpoint_final"] == 13756911
+    assert rec["sizes"]["checkpoint_delta"] == 875387 and rec["sizes"]["rsync_transferred_bytes"] == 881085
+    assert rec["sizes"]["checkpoint_pre_transferred_bytes"] == 13743212
+    assert rec["durations"]["pre_relocation"]["source"]["checkpoint"] == 0.102929
+    assert rec["durations"]["pre_relocation"]["transfer"]["checkpoint"] == 0.123378
+    assert rec["durations"]["relocation"]["source"] == {"checkpoint": 0.117919}
+    assert rec["downtime"] == {"wall": 0.808366, "operations_sum": 0.824809}
+
+
+def test_m1_record_has_export_import_and_the_ssh_transfer_steps():
+    rec = records.build_record(m1_inputs())
+    assert records.problems(rec) == []
+    assert rec["sizes"]["tarball"] == 210000000 and rec["sizes"]["image"] == 205000000
+    assert rec["sizes"]["volume_tarball"] == 102400
+    assert rec["durations"]["pre_relocation"]["source"] == {"export": 1.5, "commit": None, "save": None,
+                                                            "checkpoint": None}
+    assert rec["durations"]["pre_relocation"]["target"]["import"] == 2.25
+    # the ssh transfer's steps are the relocation's transfer, the rest the source's own
+    assert rec["durations"]["relocation"]["source"] == {"stop": 0.3, "volume_archive": 0.2}
+    assert rec["durations"]["relocation"]["transfer"] == {"volume_transfer": 0.5, "signal": 0.25}
+    assert rec["durations"]["relocation"]["target"] == {"wait": 1.0, "volume_restore": 0.1, "start": 0.3}
+    assert rec["downtime"] == {"wall": 1.5, "operations_sum": 1.65}
+    assert rec["lost_config"] == ["CMD", "USER"] and rec["start_command"] == ["python3", "/app/app.py"]
+    assert rec["commit_freeze"] is None
+
+
+def test_lost_config_given_replaces_the_imports():
+    rec = records.build_record(dict(m1_inputs(), lost_config=["USER"]))
+    assert rec["lost_config"] == ["USER"]
+
+
+def test_rolled_back_run():
+    inputs = m3_inputs()
+    inputs.update(status="failed", outcome="rolled_back", phase="relocation",
+                  error="Fail both hosts if the relocation failed on either: mec-lab-target: restore failed",
+                  rollback={"changed": True, "method": "checkpoint", "running": True, "msg": None},
+                  state_check={}, cleanup={"source": SKIPPED, "target": {"changed": True, "removed": {
+                      "containers": ["a2"], "images": [], "volumes": [], "paths": []}}})
+    inputs["relocation"]["target"] = {"failed": True, "msg": "restore failed", "criu_errors": ["Error (criu/x.c:1)"],
+                                      "criu_log": "/var/lib/x/restore.log", "durations": {"wait": 0.2}}
+    rec = records.build_record(inputs)
+    assert records.problems(rec) == []
+    assert rec["status"] == "failed" and rec["outcome"] == "rolled_back" and rec["phase"] == "relocation"
+    assert rec["error"].endswith("restore failed")
+    assert rec["rollback"] == {"method": "checkpoint", "running": True, "msg": None}
+    assert rec["criu"]["errors"] == ["Error (criu/x.c:1)"] and rec["criu"]["log"] == "/var/lib/x/restore.log"
+    assert rec["timestamps"]["target_running_at"] is None
+    assert rec["downtime"] == {"wall": None, "operations_sum": None}
+    assert rec["cleanup"] == {"source": None, "target": {"containers": ["a2"], "images": [], "volumes": [],
+                                                         "paths": []}}
+    assert rec["state_check"]["passed"] is None
+
+
+def test_preflight_failure_has_no_figures():
+    rec = records.build_record(base(status="failed", outcome="unchanged", phase="preflight",
+                                    error="Stop if the preflight failed on either host: not enough space"))
+    assert records.problems(rec) == []
+    assert rec["phase"] == "preflight" and rec["rollback"] is None and rec["unreachable"] == []
+    measured = {k: v for k, v in rec["sizes"].items() if v is not None}
+    assert measured == {"source_image": 207160091, "container_rw": 0}  # only the source container's
+    assert rec["downtime"] == {"wall": None, "operations_sum": None}
+    assert rec["durations"]["relocation"]["source"] == {} and rec["durations"]["relocation"]["source_total"] is None
+    assert rec["cleanup"] == {"source": None, "target": None}
+
+
+def test_failed_run_without_phase_has_none():
+    assert records.build_record(base(status="failed", outcome="rolled_back"))["phase"] is None
+
+
+def test_unreachable_hosts_are_named():
+    inputs = base(status="failed", outcome="unchanged", phase="preflight",
+                  host_results={"source": [{"changed": False}],
+                                "target": [{"changed": False}, {"unreachable": True, "msg": "ssh: timeout"}]})
+    assert records.build_record(inputs)["unreachable"] == ["mec-lab-target"]
+
+
+def test_failed_state_check():
+    inputs = m2_inputs()
+    inputs["state_check"] = {"command": {"rc": 1, "stdout": "", "stderr": "no"}, "url": {"status": 200}}
+    rec = records.build_record(inputs)
+    assert rec["state_check"] == {"command_rc": 1, "command_stdout": "", "url_status": 200, "passed": False}
+    inputs["state_check"] = {"command": {}, "url": {"status": -1, "msg": "refused"}}
+    assert records.build_record(inputs)["state_check"]["passed"] is False
+
+
+def test_numbers_stay_numbers():
+    """ints stay ints, floats floats; a figure that went through a template as text comes back a number."""
+    inputs = m2_inputs()
+    inputs["relocation"]["source"]["sizes"]["volume"] = "90805"
+    inputs["relocation"]["source"]["stopped_at"] = "1795802804.7957697"
+    inputs["started_at"] = "1795802792.77735"
+    rec = records.build_record(inputs)
+    assert rec["sizes"]["volume"] == 90805 and type(rec["sizes"]["volume"]) is int
+    assert type(rec["sizes"]["tarball"]) is int
+    assert type(rec["timestamps"]["source_stopped_at"]) is float
+    assert rec["timestamps"]["started_at"] == 1795802792.77735
+    assert type(rec["downtime"]["wall"]) is float
+    text = json.dumps(rec)
+    assert '"volume": 90805' in text and '"wall": 0.645882' in text
+
+
+def test_a_figure_that_is_no_number_is_null():
+    for bad in ("None", "", "n/a", True, [1], {"a": 1}):
+        assert records.number(bad) is None, bad
+    assert records.number(0) == 0 and records.number("0") == 0 and records.number("1e3") == 1000.0
+
+
+@pytest.mark.parametrize("path, value, why", [
+    (("schema",), "mec.migration/record/v0", "schema"),
+    (("status",), "maybe", "status"),
+    (("app",), "", "app: required"),
+    (("downtime", "wall"), "0.64", "downtime.wall: '0.64' is not a number"),
+    (("sizes", "volume"), True, "sizes.volume: True is not a number"),
+    (("durations", "relocation", "source"), {"stop": "0.3"}, "durations.relocation.source"),
+    (("state_check", "passed"), "yes", "state_check.passed"),
+    (("unreachable",), None, None),
+    (("sizes",), [], "sizes: [] is not an object"),
+])
+def test_problems_name_the_bad_field(path, value, why):
+    rec = records.build_record(m2_inputs())
+    assert records.problems(rec) == []
+    node = rec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    found = records.problems(rec)
+    if why is None:
+        assert found == []  # a null is a figure the run did not measure
+    else:
+        assert any(why in p for p in found), found
+
+
+def test_problems_of_a_partial_record():
+    partial = {"schema": records.SCHEMA, "status": "failed", "run_id": "r", "app": "a2", "strategy": "m1",
+               "network": "n1", "sizes": {}, "durations": {}, "downtime": {"wall": None, "operations_sum": None}}
+    assert records.problems(partial, complete=False) == []
+    assert "criu: missing" in records.problems(partial)
+    assert records.problems("text") == ["the record is not an object"]
+
+
+def test_write_record_atomically_with_its_name(tmp_path):
+    rec = records.build_record(m2_inputs())
+    path = records.write_record(str(tmp_path / "new" / "results"), rec)
+    assert os.path.basename(path) == "20261127T180632Z-43cd7fc4-a2-m2-lab.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert json.loads(open(path, encoding="utf-8").read()) == rec
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]  # no temporary file left
+    again = copy.deepcopy(rec)
+    again["status"] = "failed"
+    records.write_record(os.path.dirname(path), again)
+    assert json.loads(open(path, encoding="utf-8").read())["status"] == "failed"
+
+
+def test_write_record_into_a_file_fails(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        records.write_record(str(blocker), records.build_record(m2_inputs()))
