@@ -72,7 +72,8 @@ def problems(app, src, tgt, fresh=True):
         if not want:
             out.append("the role's image of %s is missing on the source (no run configuration or image)" % name)
         elif c.get("image") != want:
-            out.append("%s on the source runs image %s, not the role's %s" % (name, str(c.get("image"))[:19], want[:19]))
+            out.append("%s on the source runs image %s, not the role's %s"
+                       % (name, str(c.get("image"))[:19], want[:19]))
         if name == app:
             if c.get("spec") != (src.get("specs") or {}).get(name):
                 out.append("%s on the source was not started with the role's options (spec label %s, role %s)"
@@ -83,7 +84,8 @@ def problems(app, src, tgt, fresh=True):
     if created is False or created is None:
         out.append("A2's volume is missing on the source")
     elif app == "a2" and fresh and created < int(src["t0"]) - 1:
-        out.append("A2's volume on the source was not made anew (created %.0f s before the reset)" % (src["t0"] - created))
+        out.append("A2's volume on the source was not made anew (created %.0f s before the reset)"
+                   % (src["t0"] - created))
     for name, c in (tgt.get("containers") or {}).items():
         if c is not None:
             out.append("container %s is on the target (%s)" % (name, c.get("status")))
@@ -111,7 +113,8 @@ def held_locks(hosts, state_root="/var/lib/mec-migration"):
         for role, fut in procs.items():
             proc = fut.result()
             if proc.returncode != 0:
-                raise ResetError("cannot read the migration locks on %s: %s" % (hosts[role]["name"], proc.stderr.strip()))
+                raise ResetError("cannot read the migration locks on %s: %s"
+                                 % (hosts[role]["name"], proc.stderr.strip()))
             names = sorted(n for n in proc.stdout.split() if n in {a + ".lock" for a in APPS})
             if names:
                 out[role] = names

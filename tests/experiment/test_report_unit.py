@@ -88,7 +88,8 @@ def test_compare_with_seed_agrees_and_disagrees_with_numbers():
             agree.append(synthetic_record("a2", s, net, 1, downtime=dt, volume=100 if net == "n1" else 400))
     verdicts = {f: v for f, v, _ in analysis.compare_with_seed(agree)}
     assert list(verdicts.values()) == ["agree"] * 7
-    disagree = [synthetic_record("a2", "m1", "n1", 1, downtime=3.0), synthetic_record("a2", "m2", "n1", 1, downtime=1.0),
+    disagree = [synthetic_record("a2", "m1", "n1", 1, downtime=3.0),
+                synthetic_record("a2", "m2", "n1", 1, downtime=1.0),
                 synthetic_record("a2", "m3", "n1", 1, downtime=2.0, full=30_000_000, transferred=30_020_000,
                                  reloc_source=0.2)]
     found = analysis.compare_with_seed(disagree)
@@ -104,7 +105,8 @@ def test_compare_with_seed_agrees_and_disagrees_with_numbers():
 def test_m3_rows_give_the_delta_ratio_checkpoint_sizes_and_source_relocation_with_spreads():
     recs = [synthetic_record("a3", "m3", "n1", rep, full=16_000_000, transferred=t, reloc_source=rs)
             for rep, t, rs in ((1, 4_000_000, 0.9), (2, 2_000_000, 1.1), (3, 8_000_000, 1.0))]
-    recs += [synthetic_record("a3", "m2", "n1", 1, reloc_source=0.4), synthetic_record("a3", "m1", "n1", 1, reloc_source=0.3)]
+    recs += [synthetic_record("a3", "m2", "n1", 1, reloc_source=0.4),
+             synthetic_record("a3", "m1", "n1", 1, reloc_source=0.3)]
     recs.append(synthetic_record("a3", "m3", "n1", 4, status="failed"))
     (row,) = analysis.m3_rows(recs)
     assert (row["app"], row["network"]) == ("a3", "n1")

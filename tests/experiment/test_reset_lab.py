@@ -49,7 +49,8 @@ def test_reset_starts_a2_anew_from_the_role_run_configuration(hosts, experiment_
 
 
 def test_reset_takes_a_stray_container_off_the_target_and_repairs_with_the_playbook(hosts, experiment_lab):
-    run(hosts["target"], "docker rm -f a3-loader >/dev/null 2>&1; docker create --name a3-loader mec-lab/base:bookworm true")
+    run(hosts["target"],
+        "docker rm -f a3-loader >/dev/null 2>&1; docker create --name a3-loader mec-lab/base:bookworm true")
     done = reset(experiment_lab, hosts, "a2")
     assert done["removed_from_target"] == ["a3-loader"] and done["playbook_seconds"] is None, done
     assert run(hosts["target"], "docker ps -a --format '{{.Names}}' --filter name=^a3-loader$") == ""
@@ -58,7 +59,8 @@ def test_reset_takes_a_stray_container_off_the_target_and_repairs_with_the_playb
     try:
         done = reset(experiment_lab, hosts, "a2")
     finally:
-        ssh(hosts["source"], "test -e /opt/mec-apps/run-a2.json || mv /opt/mec-apps/run-a2.json.test /opt/mec-apps/run-a2.json;"
+        ssh(hosts["source"], "test -e /opt/mec-apps/run-a2.json"
+                             " || mv /opt/mec-apps/run-a2.json.test /opt/mec-apps/run-a2.json;"
                              " rm -f /opt/mec-apps/run-a2.json.test")
     print("reset a2 without its run configuration: %s" % done)
     assert done["playbook_seconds"] > 0 and done["playbook_because"] == [

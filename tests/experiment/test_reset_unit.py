@@ -36,21 +36,25 @@ def test_a_clean_start_has_no_problem():
 
 @pytest.mark.parametrize("change, expected", [
     (lambda s, t: s["containers"].update(a1=None), "a1 is not running on the source (no container)"),
-    (lambda s, t: s["containers"]["a3"].update(running=False, status="exited"), "a3 is not running on the source (exited)"),
+    (lambda s, t: s["containers"]["a3"].update(running=False, status="exited"),
+     "a3 is not running on the source (exited)"),
     (lambda s, t: s["containers"]["a1"].update(image="sha256:" + "9" * 64),
      "a1 on the source runs image sha256:999999999999, not the role's sha256:111111111111"),
     (lambda s, t: s["containers"]["a2"].update(spec="other"),
      "a2 on the source was not started with the role's options (spec label other, role spec-a2)"),
     (lambda s, t: s["containers"]["a2"].update(started=T0 - 60), "a2 on the source was not started anew by this reset"),
-    (lambda s, t: s.update(a2_volume_created=T0 - 600), "A2's volume on the source was not made anew (created 600 s before"),
+    (lambda s, t: s.update(a2_volume_created=T0 - 600),
+     "A2's volume on the source was not made anew (created 600 s before"),
     (lambda s, t: s.update(a2_volume_created=False), "A2's volume is missing on the source"),
     (lambda s, t: t["containers"].update(a2={"status": "created"}), "container a2 is on the target (created)"),
     (lambda s, t: t.update(a2_volume_created=T0), "A2's volume is on the target"),
-    (lambda s, t: t.update(migration_images=["mec-migration/a2:r1"]), "migration images left on the target: mec-migration/a2:r1"),
+    (lambda s, t: t.update(migration_images=["mec-migration/a2:r1"]),
+     "migration images left on the target: mec-migration/a2:r1"),
     (lambda s, t: s.update(locks=["a2.lock"]), "migration lock held on the source: a2.lock (an unfinished run"),
     (lambda s, t: s["errors"].append("A3's loader failed (rc 1): boom"), "source: A3's loader failed (rc 1): boom"),
     (lambda s, t: s["images"].update(a3=None), "the role's image of a3 is missing on the source"),
-    (lambda s, t: t["gateway"].update(running=False, status="exited"), "the MEC gateway is not running on the target (exited)"),
+    (lambda s, t: t["gateway"].update(running=False, status="exited"),
+     "the MEC gateway is not running on the target (exited)"),
     (lambda s, t: s.update(gateway=None), "the MEC gateway is not running on the source (no container)"),
 ])
 def test_each_difference_is_named(change, expected):
@@ -97,8 +101,11 @@ class FakeEngine:
     def __init__(self, monkeypatch, tmp_path, containers, volume=True):
         self.containers, self.volume, self.calls = dict(containers), volume, []
         for name in ("a1", "a2", "a3", "a3-loader"):
-            argv = ["docker", "run", "--detach", "--name", name, "--label", "mec.migration.spec=s-" + name,
-                    "mec-apps/%s:latest" % name] if name != "a3-loader" else ["docker", "run", "--rm", "mec-apps/a3-loader:latest"]
+            if name == "a3-loader":
+                argv = ["docker", "run", "--rm", "mec-apps/a3-loader:latest"]
+            else:
+                argv = ["docker", "run", "--detach", "--name", name, "--label", "mec.migration.spec=s-" + name,
+                        "mec-apps/%s:latest" % name]
             (tmp_path / ("run-%s.json" % name)).write_text(json.dumps({"argv": argv}))
         monkeypatch.setattr(reset_host, "docker", self.docker)
         monkeypatch.setattr(reset_host.subprocess, "run", self.run)

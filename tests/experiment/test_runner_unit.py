@@ -41,7 +41,8 @@ def test_ansible_cause_names_the_failing_task_and_message():
         "TASK [Preflight on both hosts (changes nothing)] ****",
         'fatal: [mec-lab-source]: FAILED! => {"changed": false, "msg": "criu check failed on mec-lab-source"}',
         "PLAY RECAP ****"])
-    assert runner.ansible_cause(output) == "Preflight on both hosts (changes nothing): criu check failed on mec-lab-source"
+    assert runner.ansible_cause(output) == (
+        "Preflight on both hosts (changes nothing): criu check failed on mec-lab-source")
     assert runner.ansible_cause("") == "no output"
 
 
