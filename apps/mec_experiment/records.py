@@ -1,14 +1,31 @@
-"""Experiment records: file names, loading (corrupt files named, not fatal), the CSV of all runs."""
+"""Experiment records: file names, loading (corrupt files named, not fatal), the CSV of all runs.
+
+The run record's schema is the collection's own (plugins/module_utils/records.py, which the module
+migration_record writes records with): a record is checked against it when it is loaded, so what is read
+has numbers as numbers and needs no coercion."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
 from pathlib import Path
 
-SCHEMA = "mec.migration/record/v1"
+
+def _record_schema():
+    """plugins/module_utils/records.py of this checkout (plain Python, loaded by path: the apps run without
+    the collection on the import path)."""
+    path = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "records.py"
+    spec = importlib.util.spec_from_file_location("mec_migration_record_schema", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+record_schema = _record_schema()
+SCHEMA = record_schema.SCHEMA
 EXPERIMENT_SCHEMA = "mec.migration/experiment/v1"
 
 # columns of results.csv: (header, path in the record)
@@ -47,26 +64,10 @@ def dig(record, path, default=None):
     return cur
 
 
-def _num(value):
-    """Numbers from the record; Ansible writes some as strings ('0.123', 'None', '')."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    try:
-        text = str(value).strip()
-        if text in ("", "None", "null"):
-            return None
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        return None
-
-
 def phase_total(record, phase, side):
     """Sum of a phase's steps on one side (pre_relocation source/transfer/target); None if no step ran."""
     steps = dig(record, "durations.%s.%s" % (phase, side)) or {}
-    values = [_num(v) for v in steps.values()] if isinstance(steps, dict) else []
-    values = [v for v in values if v is not None]
+    values = [v for v in steps.values() if v is not None]
     return round(sum(values), 6) if values else None
 
 
@@ -82,9 +83,9 @@ def load_records(results_dir):
         except (OSError, ValueError) as exc:
             skipped.append((path.name, "not JSON: %s" % exc))
             continue
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not all(
-                data.get(k) for k in ("app", "strategy", "network", "status")):
-            skipped.append((path.name, "not a %s record with app, strategy, network, status" % SCHEMA))
+        problems = record_schema.problems(data, complete=False)
+        if problems:
+            skipped.append((path.name, "not a %s record: %s" % (SCHEMA, "; ".join(problems[:3]))))
             continue
         records.append(data)
     return records, skipped
@@ -95,7 +96,7 @@ def csv_text(records) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([h for h, _ in CSV_COLUMNS])
     for rec in sorted(records, key=lambda r: (r.get("network", ""), r.get("app", ""), r.get("strategy", ""),
-                                              _num(dig(r, "experiment.rep")) or 0)):
+                                              dig(r, "experiment.rep") or 0)):
         row = []
         for _, path in CSV_COLUMNS:
             value = dig(rec, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from mec_experiment.records import _num, dig, phase_total
+from mec_experiment.records import dig, phase_total
 
 STRATEGIES = ("m1", "m2", "m3")
 APPS = ("a1", "a2", "a3")
@@ -33,24 +33,24 @@ def ok(records):
 
 # metric name -> (function of a record, unit label)
 METRICS = {
-    "source_image": (lambda r: _num(dig(r, "sizes.source_image")), "bytes"),
-    "tarball": (lambda r: _num(dig(r, "sizes.tarball")), "bytes"),
-    "checkpoint_full": (lambda r: _num(dig(r, "sizes.checkpoint_full")), "bytes"),
+    "source_image": (lambda r: dig(r, "sizes.source_image"), "bytes"),
+    "tarball": (lambda r: dig(r, "sizes.tarball"), "bytes"),
+    "checkpoint_full": (lambda r: dig(r, "sizes.checkpoint_full"), "bytes"),
     "pre_source": (lambda r: phase_total(r, "pre_relocation", "source"), "s"),
-    "commit_freeze": (lambda r: _num(r.get("commit_freeze")), "s"),
+    "commit_freeze": (lambda r: r.get("commit_freeze"), "s"),
     "pre_transfer": (lambda r: phase_total(r, "pre_relocation", "transfer"), "s"),
     "pre_target": (lambda r: phase_total(r, "pre_relocation", "target"), "s"),
-    "volume": (lambda r: _num(dig(r, "sizes.volume")), "bytes"),
-    "reloc_source": (lambda r: _num(dig(r, "durations.relocation.source_total")), "s"),
-    "reloc_transfer": (lambda r: _num(dig(r, "durations.relocation.transfer_total")), "s"),
-    "reloc_target": (lambda r: _num(dig(r, "durations.relocation.target_total")), "s"),
-    "downtime_wall": (lambda r: _num(dig(r, "downtime.wall")), "s"),
-    "downtime_user": (lambda r: _num(dig(r, "downtime.user")), "s"),
-    "checkpoint_delta": (lambda r: _num(dig(r, "sizes.checkpoint_delta")), "bytes"),
-    "rsync_transferred": (lambda r: _num(dig(r, "sizes.rsync_transferred_bytes")), "bytes"),
-    "checkpoint_final": (lambda r: _num(dig(r, "sizes.checkpoint_final")), "bytes"),
-    "stream": (lambda r: _num(dig(r, "sizes.stream")), "bytes"),
-    "criu_dump": (lambda r: _num(dig(r, "criu.dump_duration")), "s"),
+    "volume": (lambda r: dig(r, "sizes.volume"), "bytes"),
+    "reloc_source": (lambda r: dig(r, "durations.relocation.source_total"), "s"),
+    "reloc_transfer": (lambda r: dig(r, "durations.relocation.transfer_total"), "s"),
+    "reloc_target": (lambda r: dig(r, "durations.relocation.target_total"), "s"),
+    "downtime_wall": (lambda r: dig(r, "downtime.wall"), "s"),
+    "downtime_user": (lambda r: dig(r, "downtime.user"), "s"),
+    "checkpoint_delta": (lambda r: dig(r, "sizes.checkpoint_delta"), "bytes"),
+    "rsync_transferred": (lambda r: dig(r, "sizes.rsync_transferred_bytes"), "bytes"),
+    "checkpoint_final": (lambda r: dig(r, "sizes.checkpoint_final"), "bytes"),
+    "stream": (lambda r: dig(r, "sizes.stream"), "bytes"),
+    "criu_dump": (lambda r: dig(r, "criu.dump_duration"), "s"),
     "delta_ratio": (lambda r: delta_ratio(r), "x"),
 }
 
@@ -65,9 +65,9 @@ def delta_ratio(record):
     """The relocation checkpoint against what of it was really sent (its page delta): the seed's rsync
     speedup. checkpoint_final / checkpoint_delta; for records without them (before the stream transfer)
     checkpoint_full / rsync_transferred_bytes. None when either is missing or zero."""
-    final, delta = _num(dig(record, "sizes.checkpoint_final")), _num(dig(record, "sizes.checkpoint_delta"))
+    final, delta = dig(record, "sizes.checkpoint_final"), dig(record, "sizes.checkpoint_delta")
     if not (final and delta):
-        final, delta = _num(dig(record, "sizes.checkpoint_full")), _num(dig(record, "sizes.rsync_transferred_bytes"))
+        final, delta = dig(record, "sizes.checkpoint_full"), dig(record, "sizes.rsync_transferred_bytes")
     return round(final / delta, 3) if final and delta else None
 
 
@@ -94,7 +94,7 @@ def values(records, metric, **where):
 def migration_time(record):
     """Pre-relocation (source + transfer + target) plus the seed's downtime: the time a migration needs."""
     parts = [phase_total(record, "pre_relocation", s) for s in ("source", "transfer", "target")]
-    wall = _num(dig(record, "downtime.wall"))
+    wall = dig(record, "downtime.wall")
     if wall is None:
         return None
     return round(sum(p for p in parts if p is not None) + wall, 6)
@@ -274,7 +274,8 @@ def compare_with_seed(records):
     v2 = median(values(records, "volume", app="a2", network="n2"))
     findings.append(("A2's volume grows under congestion",
                      _verdict(None if v1 is None or v2 is None else v2 > v1),
-                     "median %s bytes under n1, %s under n2" % tuple("-" if v is None else "%.0f" % v for v in (v1, v2))))
+                     "median %s bytes under n1, %s under n2"
+                     % tuple("-" if v is None else "%.0f" % v for v in (v1, v2))))
     ratios = [v for v in (delta_ratio(r) for r in ok(records) if r.get("strategy") == "m3") if v is not None]
     rs = spread(ratios)
     deltas = spread(values(records, "checkpoint_delta", strategy="m3"))
@@ -296,11 +297,14 @@ def compare_with_seed(records):
     slow = []
     for app in ordered({r.get("app") for r in records}, APPS):
         for network in ordered({r.get("network") for r in records}, NETWORKS):
-            meds = {s: median(values(records, "reloc_source", app=app, strategy=s, network=network)) for s in STRATEGIES}
-            if meds["m3"] is not None and any(meds[s] is not None for s in ("m1", "m2")):
-                slow.append(((app, network), meds, all(meds["m3"] > meds[s] for s in ("m1", "m2") if meds[s] is not None)))
+            meds = {s: median(values(records, "reloc_source", app=app, strategy=s, network=network))
+                    for s in STRATEGIES}
+            others = [meds[s] for s in ("m1", "m2") if meds[s] is not None]
+            if meds["m3"] is not None and others:
+                slow.append(((app, network), meds, all(meds["m3"] > other for other in others)))
     findings.append(("M3 is the slowest on the source during relocation (Figure 8.8)",
                      _verdict(None if not slow else all(flag for _, _, flag in slow)),
                      "%d of %d cells; %s" % (sum(flag for _, _, flag in slow), len(slow), "; ".join(
-                         "%s/%s: %s" % (a, n, fmt(m)) for (a, n), m, _ in slow)) if slow else "needs m3 and m1/m2 runs"))
+                         "%s/%s: %s" % (a, n, fmt(m)) for (a, n), m, _ in slow))
+                     if slow else "needs m3 and m1/m2 runs"))
     return findings

@@ -105,7 +105,7 @@ def _fmt_spread(s, scale=1.0, digits=3):
         return "-"
     if s["n"] == 1:
         return _fmt(s["median"] * scale, digits)
-    return "%s (%s-%s)" % (_fmt(s["median"] * scale, digits), _fmt(s["min"] * scale, digits), _fmt(s["max"] * scale, digits))
+    return "%s (%s-%s)" % tuple(_fmt(s[k] * scale, digits) for k in ("median", "min", "max"))
 
 
 def _failure(r):

@@ -49,11 +49,22 @@ def test_csv_has_one_row_per_record_with_the_record_values(tmp_path):
     assert rows[2]["measured_mbit_s"] == "94.6"
 
 
-def test_phase_total_reads_strings_and_skips_missing_steps():
+def test_phase_total_sums_the_steps_that_ran():
     rec = synthetic_record()
     assert records.phase_total(rec, "pre_relocation", "source") == 2.0
-    rec["durations"]["pre_relocation"]["source"] = {"commit": None, "save": "None"}
+    rec["durations"]["pre_relocation"]["source"] = {"commit": None, "save": None}
     assert records.phase_total(rec, "pre_relocation", "source") is None
+
+
+def test_load_records_checks_the_record_schema(tmp_path):
+    """A record whose figure is text (as the Jinja-built records had) is named and skipped, not coerced."""
+    bad = synthetic_record("a3", rep=2)
+    bad["downtime"]["wall"] = "0.5"
+    write_runs(tmp_path, [synthetic_record(), bad])
+    recs, skipped = records.load_records(tmp_path)
+    assert [r["app"] for r in recs] == ["a2"]
+    assert skipped == [("a3-m1-n1-r2.json", "not a mec.migration/record/v1 record: downtime.wall: '0.5' is not a "
+                                            "number")]
 
 
 def test_table_81_is_derived_from_state_checks():
