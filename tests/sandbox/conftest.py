@@ -10,7 +10,8 @@ if APPS not in sys.path:
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from sandbox_helpers import receiver, sandbox  # noqa: E402,F401 (fixtures, importable once APPS is on the path)
+# fixtures, importable once APPS is on the path
+from sandbox_helpers import fresh_sandbox, receiver, sandbox  # noqa: E402,F401
 
 
 def pytest_configure(config):

@@ -1,5 +1,6 @@
-"""Helpers for the sandbox tests: a real sandbox process on loopback with a manual clock, and a real
-HTTP callback receiver on loopback."""
+"""Helpers for the sandbox tests: a real sandbox process on loopback with a manual clock (one per test module,
+``sandbox``, or one per test, ``fresh_sandbox``), an in-process simulation of the same scenario at its time
+(``mirror``), and a real HTTP callback receiver on loopback."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import time
 
 import pytest
 import requests
+from mec_sandbox.mobility import Mobility, Placement  # apps/ is on the path (conftest.py)
+from mec_sandbox.scenario import load_scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.normpath(os.path.join(HERE, "..", "..", "apps"))
 BASE = "/sbx-test"
+START_TIME = 1700000000  # the sandbox's --start-time: its wall clock = START_TIME + simulated time
 
 
 def free_port() -> int:
@@ -34,7 +38,7 @@ class SandboxProcess:
         env = dict(os.environ, PYTHONPATH=APPS)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mec_sandbox", "--host", "127.0.0.1", "--port", str(self.port),
-             "--base-path", BASE, "--speed", "0", "--start-time", "1700000000", "--notify-timeout", "1",
+             "--base-path", BASE, "--speed", "0", "--start-time", str(START_TIME), "--notify-timeout", "1",
              "--notify-retries", "1", *extra],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.root = f"http://127.0.0.1:{self.port}"
@@ -70,6 +74,10 @@ class SandboxProcess:
         r.raise_for_status()
         return r.json()
 
+    def sim_time(self) -> float:
+        """The sandbox's simulated time (seconds)."""
+        return self.get("sandbox-ctrl/v1/clock").json()["simTime"]
+
     def ues(self) -> dict:
         return {u["address"]: u for u in self.get("sandbox-ctrl/v1/ues").json()["ues"]}
 
@@ -84,11 +92,33 @@ class SandboxProcess:
         return self.proc.stdout.read() if self.proc.stdout else ""
 
 
-@pytest.fixture(scope="module")
-def sandbox():
+def _sandbox_process():
     sb = SandboxProcess()
     yield sb
     sb.stop()
+
+
+# one sandbox for a test module; fresh_sandbox for a test that needs the simulation at its start
+sandbox = pytest.fixture(scope="module", name="sandbox")(_sandbox_process)
+fresh_sandbox = pytest.fixture(name="fresh_sandbox")(_sandbox_process)
+
+
+def mirror(sb: SandboxProcess):
+    """An in-process simulation of the scenario (per-zone placement) at the sandbox's current simulated time."""
+    s = load_scenario()
+    mob = Mobility(s, Placement(s, "per-zone"), step=0.05)
+    mob.advance_to(sb.sim_time())
+    return mob
+
+
+def next_host_change(mob, ue, horizon=900):
+    """Advance the simulation ``mob`` second by second to the next change of the MEC host serving ``ue``."""
+    t0 = mob.time
+    while mob.time < t0 + horizon:
+        for c in mob.advance_to(mob.time + 1):
+            if c.ue == ue and c.old_host != c.new_host:
+                return c
+    raise AssertionError("no host change of %s within %s s of simulated time" % (ue, horizon))
 
 
 class Receiver:

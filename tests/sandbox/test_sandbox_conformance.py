@@ -4,30 +4,9 @@ queries/adjacent_app_instances and the mobilityStatus filter."""
 
 import pytest
 import requests
-from mec_sandbox.mobility import Mobility, Placement
-from mec_sandbox.scenario import load_scenario
-from sandbox_helpers import BASE, SandboxProcess
+from sandbox_helpers import BASE, START_TIME, mirror, next_host_change
 
 CAR = "10.100.0.1"
-START = 1700000000  # the helper's --start-time: sandbox time = START + simulated time
-
-
-@pytest.fixture
-def sandbox():
-    sb = SandboxProcess()
-    yield sb
-    sb.stop()
-
-
-def mirror(sandbox):
-    s = load_scenario()
-    mob = Mobility(s, Placement(s, "per-zone"), step=0.05)
-    mob.advance_to(sandbox.get("sandbox-ctrl/v1/clock").json()["simTime"])
-    return mob
-
-
-def sim_now(sandbox) -> float:
-    return sandbox.get("sandbox-ctrl/v1/clock").json()["simTime"]
 
 
 # ------------------------------------------------------------------ links follow the Host header
@@ -42,38 +21,38 @@ def sim_now(sandbox) -> float:
     ("location/v2/queries/zones/zone01/accessPoints", None, lambda b: [b["accessPointList"]["resourceURL"]]
      + [a["resourceURL"] for a in b["accessPointList"]["accessPoint"]]),
 ])
-def test_cached_answers_carry_the_host_each_request_came_through(sandbox, path, params, pick):
+def test_cached_answers_carry_the_host_each_request_came_through(fresh_sandbox, path, params, pick):
     # the same step, the same query, through two gateways, back and forth: each gets its own links
     for _ in range(2):
         for gateway in ("gw-source.lab:8081", "gw-target.lab:8082"):
-            r = requests.get(sandbox.url(path), params=params, headers={"Host": gateway}, timeout=5)
+            r = requests.get(fresh_sandbox.url(path), params=params, headers={"Host": gateway}, timeout=5)
             assert r.status_code == 200
             urls = pick(r.json())
             assert urls and all(u.startswith(f"http://{gateway}{BASE}/location/v2/") for u in urls), (gateway, urls)
-    direct = pick(sandbox.get(path, params=params).json())
-    assert all(u.startswith(f"http://127.0.0.1:{sandbox.port}{BASE}/") for u in direct)
+    direct = pick(fresh_sandbox.get(path, params=params).json())
+    assert all(u.startswith(f"http://127.0.0.1:{fresh_sandbox.port}{BASE}/") for u in direct)
 
 
-def test_cached_answers_follow_the_simulation(sandbox):
-    before = sandbox.get("location/v2/queries/users", params={"address": CAR}).json()["userList"]["user"][0]
-    again = sandbox.get("location/v2/queries/users", params={"address": CAR}).json()["userList"]["user"][0]
+def test_cached_answers_follow_the_simulation(fresh_sandbox):
+    before = fresh_sandbox.get("location/v2/queries/users", params={"address": CAR}).json()["userList"]["user"][0]
+    again = fresh_sandbox.get("location/v2/queries/users", params={"address": CAR}).json()["userList"]["user"][0]
     assert again == before
-    sandbox.advance(30)
-    after = sandbox.get("location/v2/queries/users", params={"address": CAR}).json()["userList"]["user"][0]
+    fresh_sandbox.advance(30)
+    after = fresh_sandbox.get("location/v2/queries/users", params={"address": CAR}).json()["userList"]["user"][0]
     assert after["timestamp"]["seconds"] == before["timestamp"]["seconds"] + 30
     assert after["locationInfo"] != before["locationInfo"]
-    zones = sandbox.get("location/v2/queries/zones").json()["zoneList"]["zone"]
-    ues = sandbox.ues()
+    zones = fresh_sandbox.get("location/v2/queries/zones").json()["zoneList"]["zone"]
+    ues = fresh_sandbox.ues()
     assert {z["zoneId"]: z["numberOfUsers"] for z in zones} == {
         z: sum(1 for u in ues.values() if u["zoneId"] == z) for z in ("zone01", "zone02", "zone03", "zone04")}
 
 
-def test_rab_info_request_ids_differ_while_the_rest_is_the_steps(sandbox):
-    a = sandbox.get("rni/v2/queries/rab_info").json()
-    b = sandbox.get("rni/v2/queries/rab_info").json()
+def test_rab_info_request_ids_differ_while_the_rest_is_the_steps(fresh_sandbox):
+    a = fresh_sandbox.get("rni/v2/queries/rab_info").json()
+    b = fresh_sandbox.get("rni/v2/queries/rab_info").json()
     assert a["requestId"] != b["requestId"]
     assert {k: v for k, v in a.items() if k != "requestId"} == {k: v for k, v in b.items() if k != "requestId"}
-    ues = sandbox.ues()
+    ues = fresh_sandbox.ues()
     on_4g = {a for a, u in ues.items() if u["accessPointId"] and u["accessPointId"].startswith("4g")}
     assert {ue["associateId"][0]["value"] for cell in a["cellUserInfo"] for ue in cell["ueInfo"]} == on_4g
 
@@ -84,22 +63,22 @@ def _cell_changes(changes, ue=CAR):
     return [(c.t, c.old_cell, c.new_cell) for c in changes if c.ue == ue and c.new_cell != c.old_cell]
 
 
-def test_rni_subscription_stops_at_its_expiry_deadline_with_an_expiry_notification(sandbox, receiver):
-    now = sim_now(sandbox)
-    deadline = int(START + now + 150)
-    r = sandbox.post("rni/v2/subscriptions", {
+def test_rni_subscription_stops_at_its_expiry_deadline_with_an_expiry_notification(fresh_sandbox, receiver):
+    now = fresh_sandbox.sim_time()
+    deadline = int(START_TIME + now + 150)
+    r = fresh_sandbox.post("rni/v2/subscriptions", {
         "subscriptionType": "CellChangeSubscription", "callbackReference": receiver.url("/cell"),
         "filterCriteriaAssocHo": {"associateId": [{"type": 1, "value": CAR}]},
         "expiryDeadline": {"seconds": deadline, "nanoSeconds": 0}})
     assert r.status_code == 201, r.text
     assert r.json()["expiryDeadline"] == {"seconds": deadline, "nanoSeconds": 0}
     sub_url = r.json()["_links"]["self"]["href"]
-    mob = mirror(sandbox)
+    mob = mirror(fresh_sandbox)
     changes = _cell_changes(mob.advance_to(mob.time + 400))
-    before = [c for c in changes if START + c[0] < deadline]
-    after = [c for c in changes if START + c[0] >= deadline]
+    before = [c for c in changes if START_TIME + c[0] < deadline]
+    after = [c for c in changes if START_TIME + c[0] >= deadline]
     assert before and after, "the window should have cell changes on both sides of the deadline"
-    sandbox.advance(400)  # one jump over the deadline: what happened before it is still notified
+    fresh_sandbox.advance(400)  # one jump over the deadline: what happened before it is still notified
     items = receiver.wait_for(lambda it: len(it) >= len(before) + 1)
     notes = [b for _, b, _ in items]
     # (queues are per UE, so the expiry notification may overtake the last cell changes)
@@ -113,97 +92,97 @@ def test_rni_subscription_stops_at_its_expiry_deadline_with_an_expiry_notificati
     assert expiry["expiryDeadline"] == {"seconds": deadline, "nanoSeconds": 0}
     assert expiry["timeStamp"]["seconds"] >= deadline
     assert requests.get(sub_url, timeout=5).status_code == 404
-    assert sandbox.get("rni/v2/subscriptions").json()["_links"].get("subscription", []) == []
-    sandbox.advance(300)
+    assert fresh_sandbox.get("rni/v2/subscriptions").json()["_links"].get("subscription", []) == []
+    fresh_sandbox.advance(300)
     assert len(receiver.wait_for(lambda it: len(it) > len(notes), timeout=1.5)) == len(notes)
 
 
-def test_expiry_without_a_clock_jump_and_a_replaced_deadline(sandbox, receiver):
-    base = START + sim_now(sandbox)
+def test_expiry_without_a_clock_jump_and_a_replaced_deadline(fresh_sandbox, receiver):
+    base = START_TIME + fresh_sandbox.sim_time()
     body = {"subscriptionType": "AdjacentAppInfoSubscription", "callbackReference": receiver.url("/adj"),
             "expiryDeadline": {"seconds": int(base) + 10, "nanoSeconds": 500_000_000}}
-    r = sandbox.post("amsi/v1/subscriptions", body)
+    r = fresh_sandbox.post("amsi/v1/subscriptions", body)
     assert r.status_code == 201, r.text
     url = r.json()["_links"]["self"]["href"]
     body["expiryDeadline"] = {"seconds": int(base) + 60, "nanoSeconds": 0}
     assert requests.put(url, json=body, timeout=5).status_code == 200  # the new deadline replaces the old
-    sandbox.advance(30)
+    fresh_sandbox.advance(30)
     assert requests.get(url, timeout=5).status_code == 200
-    sandbox.advance(29.9)
+    fresh_sandbox.advance(29.9)
     assert requests.get(url, timeout=5).status_code == 200
-    sandbox.advance(0.1)
+    fresh_sandbox.advance(0.1)
     assert requests.get(url, timeout=5).status_code == 404
     items = receiver.wait_for(lambda it: len(it) >= 1)
     assert items[0][1]["notificationType"] == "ExpiryNotification"
     assert items[0][1]["expiryDeadline"] == {"seconds": int(base) + 60, "nanoSeconds": 0}
 
 
-def test_a_deadline_that_has_passed_or_is_malformed_is_refused(sandbox, receiver):
-    now = START + sim_now(sandbox)
+def test_a_deadline_that_has_passed_or_is_malformed_is_refused(fresh_sandbox, receiver):
+    now = START_TIME + fresh_sandbox.sim_time()
     for deadline in ({"seconds": int(now) - 1, "nanoSeconds": 0}, {"seconds": "soon"}, 1700000500,
                      {"seconds": int(now) + 100, "nanoSeconds": 10 ** 9}):
-        r = sandbox.post("rni/v2/subscriptions", {"subscriptionType": "CellChangeSubscription",
+        r = fresh_sandbox.post("rni/v2/subscriptions", {"subscriptionType": "CellChangeSubscription",
                                                   "callbackReference": receiver.url(), "expiryDeadline": deadline})
         assert r.status_code == 400, r.text
         assert "expiryDeadline" in r.json()["detail"] or "would expire" in r.json()["detail"], r.text
-    r = sandbox.post("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {
+    r = fresh_sandbox.post("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {
         "callbackReference": {"notifyURL": receiver.url()}, "zoneId": "zone01", "duration": -5}})
     assert r.status_code == 400 and "duration" in r.json()["detail"]
 
 
-def test_location_duration_ends_the_subscription_without_a_notification(sandbox, receiver):
-    r = sandbox.post("location/v2/subscriptions/userTracking", {"userTrackingSubscription": {
+def test_location_duration_ends_the_subscription_without_a_notification(fresh_sandbox, receiver):
+    r = fresh_sandbox.post("location/v2/subscriptions/userTracking", {"userTrackingSubscription": {
         "callbackReference": {"notifyURL": receiver.url("/track")}, "address": CAR, "duration": 120}})
     assert r.status_code == 201, r.text
     sub = r.json()["userTrackingSubscription"]
     assert sub["duration"] == 120
-    sandbox.advance(20)
+    fresh_sandbox.advance(20)
     assert requests.get(sub["resourceURL"], timeout=5).json()["userTrackingSubscription"]["duration"] == 100
-    mob = mirror(sandbox)
+    mob = mirror(fresh_sandbox)
     start = mob.time
     changes = [c for c in mob.advance_to(start + 300) if c.ue == CAR and (c.old_poa != c.new_poa)]
     within = [c for c in changes if c.t < start + 100]
     assert within and len(within) < len(changes)
-    sandbox.advance(300)
+    fresh_sandbox.advance(300)
     items = receiver.wait_for(lambda it: len(it) >= len(within), timeout=5)
     assert all("zonalPresenceNotification" in b for _, b, _ in items)
-    assert max(b["zonalPresenceNotification"]["timestamp"]["seconds"] for _, b, _ in items) < START + start + 100
+    assert max(b["zonalPresenceNotification"]["timestamp"]["seconds"] for _, b, _ in items) < START_TIME + start + 100
     assert requests.get(sub["resourceURL"], timeout=5).status_code == 404
-    listed = sandbox.get("location/v2/subscriptions/userTracking").json()["notificationSubscriptionList"]
+    listed = fresh_sandbox.get("location/v2/subscriptions/userTracking").json()["notificationSubscriptionList"]
     assert listed["userTrackingSubscription"] == []
 
 
 # ------------------------------------------------------------------ AMS
 
-def _register(sandbox, app, ues=(), mep=None):
+def _register(sb, app, ues=(), mep=None):
     consumer = {"appInstanceId": app, **({"mepId": mep} if mep else {})}
-    r = sandbox.post("amsi/v1/app_mobility_services", {
+    r = sb.post("amsi/v1/app_mobility_services", {
         "serviceConsumerId": consumer,
         "deviceInformation": [{"associateId": {"type": "UE_IPv4_ADDRESS", "value": ue}} for ue in ues]})
     assert r.status_code == 201, r.text
     return r.json()
 
 
-def test_registrations_list_and_read_back(sandbox):
-    assert sandbox.get("amsi/v1/app_mobility_services").json() == []
-    one = _register(sandbox, "app-1", ues=[CAR])
-    two = _register(sandbox, "app-2")
-    listed = sandbox.get("amsi/v1/app_mobility_services")
+def test_registrations_list_and_read_back(fresh_sandbox):
+    assert fresh_sandbox.get("amsi/v1/app_mobility_services").json() == []
+    one = _register(fresh_sandbox, "app-1", ues=[CAR])
+    two = _register(fresh_sandbox, "app-2")
+    listed = fresh_sandbox.get("amsi/v1/app_mobility_services")
     assert listed.status_code == 200  # was a 500 (the list read registrations as subscriptions)
     assert listed.json() == [one, two]
     assert one["deviceInformation"][0]["contextTransferState"] == "NOT_TRANSFERRED"
-    assert sandbox.get(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}").json() == two
-    assert sandbox.post(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}/deregister_task",
+    assert fresh_sandbox.get(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}").json() == two
+    assert fresh_sandbox.post(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}/deregister_task",
                         {}).status_code == 204
-    assert sandbox.get("amsi/v1/app_mobility_services").json() == [one]
+    assert fresh_sandbox.get("amsi/v1/app_mobility_services").json() == [one]
 
 
-def test_adjacent_app_instances_lists_registered_instances_with_mec009_filters(sandbox):
-    assert sandbox.get("amsi/v1/queries/adjacent_app_instances").json() == []
-    _register(sandbox, "app-1", mep="mep-zone01")
-    _register(sandbox, "app-2", mep="mep-zone04")
-    _register(sandbox, "app-3")
-    everyone = sandbox.get("amsi/v1/queries/adjacent_app_instances")
+def test_adjacent_app_instances_lists_registered_instances_with_mec009_filters(fresh_sandbox):
+    assert fresh_sandbox.get("amsi/v1/queries/adjacent_app_instances").json() == []
+    _register(fresh_sandbox, "app-1", mep="mep-zone01")
+    _register(fresh_sandbox, "app-2", mep="mep-zone04")
+    _register(fresh_sandbox, "app-3")
+    everyone = fresh_sandbox.get("amsi/v1/queries/adjacent_app_instances")
     assert everyone.status_code == 200
     assert [i["appInstanceId"] for i in everyone.json()] == ["app-1", "app-2", "app-3"]
     first = everyone.json()[0]
@@ -211,7 +190,7 @@ def test_adjacent_app_instances_lists_registered_instances_with_mec009_filters(s
     assert first["mecHostInformation"] == {"hostId": "mep-zone01"}
 
     def ids(f):
-        r = sandbox.get("amsi/v1/queries/adjacent_app_instances", params={"filter": f})
+        r = fresh_sandbox.get("amsi/v1/queries/adjacent_app_instances", params={"filter": f})
         assert r.status_code == 200, r.text
         return [i["appInstanceId"] for i in r.json()]
     assert ids("(neq,appInstanceId,app-1)") == ["app-2", "app-3"]
@@ -219,30 +198,21 @@ def test_adjacent_app_instances_lists_registered_instances_with_mec009_filters(s
     assert ids("(eq,mecHostInformation/hostId,mep-zone04)") == ["app-2"]
     assert ids("(neq,appInstanceId,app-1);(nin,appInstanceId,app-3)") == ["app-2"]
     for bad in ("appInstanceId=app-1", "(eq,colour,red)", "(eq,appInstanceId,a,b)", "(like,appInstanceId,a)"):
-        r = sandbox.get("amsi/v1/queries/adjacent_app_instances", params={"filter": bad})
+        r = fresh_sandbox.get("amsi/v1/queries/adjacent_app_instances", params={"filter": bad})
         assert r.status_code == 400 and "filter" in r.json()["detail"], (bad, r.text)
     # MEP-scoped path as well
-    assert sandbox.get("mep-zone01/amsi/v1/queries/adjacent_app_instances").status_code == 200
+    assert fresh_sandbox.get("mep-zone01/amsi/v1/queries/adjacent_app_instances").status_code == 200
 
 
-def _next_host_change(mob, ue, horizon=900):
-    t0 = mob.time
-    while mob.time < t0 + horizon:
-        for c in mob.advance_to(mob.time + 1):
-            if c.ue == ue and c.old_host != c.new_host:
-                return c
-    raise AssertionError("no host change within the horizon")
-
-
-def test_mobility_status_filter_selects_the_notifications(sandbox, receiver):
-    reg = _register(sandbox, "app-a2", ues=[CAR])
+def test_mobility_status_filter_selects_the_notifications(fresh_sandbox, receiver):
+    reg = _register(fresh_sandbox, "app-a2", ues=[CAR])
 
     def subscribe(path, statuses):
         body = {"subscriptionType": "MobilityProcedureSubscription", "callbackReference": receiver.url(path),
                 "filterCriteria": {"appInstanceId": "app-a2"}}
         if statuses is not None:
             body["filterCriteria"]["mobilityStatus"] = statuses
-        r = sandbox.post("amsi/v1/subscriptions", body)
+        r = fresh_sandbox.post("amsi/v1/subscriptions", body)
         assert r.status_code == 201, r.text
         return r.json()
     default = subscribe("/default", None)
@@ -250,24 +220,24 @@ def test_mobility_status_filter_selects_the_notifications(sandbox, receiver):
     subscribe("/completed", ["INTERHOST_MOVEOUT_COMPLETED"])
     assert subscribe("/failed", [3])["filterCriteria"]["mobilityStatus"] == [3]  # v2.1.1's number, kept as given
     for wrong in (["MOVED"], [4], [True], "INTERHOST_MOVEOUT_TRIGGERED"):
-        bad = sandbox.post("amsi/v1/subscriptions", {
+        bad = fresh_sandbox.post("amsi/v1/subscriptions", {
             "subscriptionType": "MobilityProcedureSubscription", "callbackReference": receiver.url("/x"),
             "filterCriteria": {"mobilityStatus": wrong}})
         assert bad.status_code == 400, (wrong, bad.text)
 
-    mob = mirror(sandbox)
-    _next_host_change(mob, CAR)
-    sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
+    mob = mirror(fresh_sandbox)
+    next_host_change(mob, CAR)
+    fresh_sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
     receiver.wait_for(lambda it: len(it) >= 1)
     reg["deviceInformation"][0]["contextTransferState"] = "USER_CONTEXT_TRANSFER_COMPLETED"
-    assert sandbox.put(f"amsi/v1/app_mobility_services/{reg['appMobilityServiceId']}", reg).status_code == 200
+    assert fresh_sandbox.put(f"amsi/v1/app_mobility_services/{reg['appMobilityServiceId']}", reg).status_code == 200
     receiver.wait_for(lambda it: len(it) >= 2)
-    _next_host_change(mob, CAR)
-    sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
+    next_host_change(mob, CAR)
+    fresh_sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
     receiver.wait_for(lambda it: len(it) >= 3)
-    state = sandbox.get(f"amsi/v1/app_mobility_services/{reg['appMobilityServiceId']}").json()
+    state = fresh_sandbox.get(f"amsi/v1/app_mobility_services/{reg['appMobilityServiceId']}").json()
     state["deviceInformation"][0]["contextTransferState"] = "USER_CONTEXT_TRANSFER_FAILED"
-    assert sandbox.put(f"amsi/v1/app_mobility_services/{reg['appMobilityServiceId']}", state).status_code == 200
+    assert fresh_sandbox.put(f"amsi/v1/app_mobility_services/{reg['appMobilityServiceId']}", state).status_code == 200
     receiver.wait_for(lambda it: len(it) >= 4)
     receiver.wait_for(lambda it: len(it) > 4, timeout=1.0)  # nothing more should come
     got = {path: [b["mobilityStatus"] for b in receiver.bodies(path)] for path in ("/default", "/completed", "/failed")}

@@ -102,22 +102,14 @@ def _plausible(entry, name, value):
     return True
 
 
-@pytest.fixture(scope="module")
-def live():
-    from sandbox_helpers import SandboxProcess
-    sb = SandboxProcess()
-    yield sb
-    sb.stop()
-
-
-def test_live_document_is_the_one_the_properties_come_from(live):
-    assert live.get("openapi.json").json() == DOC
+def test_live_document_is_the_one_the_properties_come_from(sandbox):
+    assert sandbox.get("openapi.json").json() == DOC
 
 
 @pytest.mark.parametrize("path, entry", GET_OPS, ids=[p for p, _ in GET_OPS])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_query_parameters_follow_the_document(live, path, entry, data):
+def test_query_parameters_follow_the_document(sandbox, path, entry, data):
     concrete = path
     for p in entry["parameters"]:
         if p["in"] == "path":
@@ -127,7 +119,7 @@ def test_query_parameters_follow_the_document(live, path, entry, data):
                 pool = [a.name for a in SCENARIO.zone_poas(zone)]
             concrete = concrete.replace("{" + p["name"] + "}", data.draw(st.sampled_from(pool)))
     params, valid, unknown, missing = data.draw(query_for(entry))
-    r = requests.get(live.root + concrete, params=params, timeout=5)
+    r = requests.get(sandbox.root + concrete, params=params, timeout=5)
     declared = set(entry["responses"])
     assert str(r.status_code) in declared, (concrete, params, r.status_code, r.text)
     body = r.json()

@@ -6,27 +6,9 @@ same scenario advanced to the same simulated times (the simulation is determinis
 
 import time
 
-import pytest
-from mec_sandbox.mobility import Mobility, Placement
-from mec_sandbox.scenario import load_scenario
-from sandbox_helpers import Receiver, SandboxProcess
+from sandbox_helpers import Receiver, mirror, next_host_change
 
 CAR = "10.100.0.1"
-
-
-@pytest.fixture
-def sandbox():
-    sb = SandboxProcess()
-    yield sb
-    sb.stop()
-
-
-def mirror(sandbox):
-    """An in-process simulation at the sandbox's current simulated time."""
-    s = load_scenario()
-    mob = Mobility(s, Placement(s, "per-zone"), step=0.05)
-    mob.advance_to(sandbox.get("sandbox-ctrl/v1/clock").json()["simTime"])
-    return mob
 
 
 def expected_presence(changes, zones=None, address=None):
@@ -44,14 +26,14 @@ def expected_presence(changes, zones=None, address=None):
     return out
 
 
-def test_zonal_traffic_reports_every_move_in_order(sandbox, receiver):
+def test_zonal_traffic_reports_every_move_in_order(fresh_sandbox, receiver):
     for zone in ("zone01", "zone02", "zone03", "zone04"):
-        r = sandbox.post("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {
+        r = fresh_sandbox.post("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {
             "callbackReference": {"notifyURL": receiver.url("/zonal"), "callbackData": zone}, "zoneId": zone}})
         assert r.status_code == 201, r.text
         assert r.headers["Location"] == r.json()["zonalTrafficSubscription"]["resourceURL"]
-    mob = mirror(sandbox)
-    sandbox.advance(300)
+    mob = mirror(fresh_sandbox)
+    fresh_sandbox.advance(300)
     want = expected_presence(mob.advance_to(mob.time + 300))
     assert any(e[1] == "Leaving" for e in want), "the window should include a zone change"
     items = receiver.wait_for(lambda it: len(it) >= len(want))
@@ -63,18 +45,18 @@ def test_zonal_traffic_reports_every_move_in_order(sandbox, receiver):
     note = items[0][1]["zonalPresenceNotification"]
     assert note["callbackData"] == note["zoneId"]
     assert set(note["timestamp"]) == {"seconds", "nanoSeconds"} and note["currentAccessPointId"]
-    listed = sandbox.get("location/v2/subscriptions/zonalTraffic").json()["notificationSubscriptionList"]
+    listed = fresh_sandbox.get("location/v2/subscriptions/zonalTraffic").json()["notificationSubscriptionList"]
     assert len(listed["zonalTrafficSubscription"]) == 4
 
 
-def test_user_tracking_follows_one_user_and_can_be_deleted(sandbox, receiver):
-    r = sandbox.post("location/v2/subscriptions/userTracking", {"userTrackingSubscription": {
+def test_user_tracking_follows_one_user_and_can_be_deleted(fresh_sandbox, receiver):
+    r = fresh_sandbox.post("location/v2/subscriptions/userTracking", {"userTrackingSubscription": {
         "callbackReference": {"notifyURL": receiver.url("/track")}, "address": CAR,
         "userEventCriteria": ["Entering", "Leaving"]}})
     assert r.status_code == 201
     sub_url = r.json()["userTrackingSubscription"]["resourceURL"]
-    mob = mirror(sandbox)
-    sandbox.advance(400)
+    mob = mirror(fresh_sandbox)
+    fresh_sandbox.advance(400)
     want = [e for e in expected_presence(mob.advance_to(mob.time + 400), address=CAR) if e[1] != "Transferring"]
     assert want
     items = receiver.wait_for(lambda it: len(it) >= len(want))
@@ -85,15 +67,15 @@ def test_user_tracking_follows_one_user_and_can_be_deleted(sandbox, receiver):
     assert requests.get(sub_url, timeout=5).status_code == 404
 
 
-def test_zone_status_reports_user_counts_over_the_threshold(sandbox, receiver):
-    r = sandbox.post("location/v2/subscriptions/zoneStatus", {"zoneStatusSubscription": {
+def test_zone_status_reports_user_counts_over_the_threshold(fresh_sandbox, receiver):
+    r = fresh_sandbox.post("location/v2/subscriptions/zoneStatus", {"zoneStatusSubscription": {
         "callbackReference": {"notifyURL": receiver.url("/status")}, "zoneId": "zone01",
         "numberOfUsersZoneThreshold": 1}})
     assert r.status_code == 201
-    mob = mirror(sandbox)
+    mob = mirror(fresh_sandbox)
     want = []
     for _ in range(40):
-        sandbox.advance(5)
+        fresh_sandbox.advance(5)
         changes = mob.advance_to(mob.time + 5)
         count = sum(1 for st in mob.states.values() if st.zone == "zone01")
         if any("zone01" in (c.old_zone, c.new_zone) for c in changes) and count >= 1:
@@ -103,7 +85,7 @@ def test_zone_status_reports_user_counts_over_the_threshold(sandbox, receiver):
     assert [b["zoneStatusNotification"]["numberOfUsersInZone"] for _, b, _ in items] == want
 
 
-def test_subscription_bodies_are_validated(sandbox, receiver):
+def test_subscription_bodies_are_validated(fresh_sandbox, receiver):
     cases = [
         ("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {"zoneId": "zone01"}}),
         ("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {
@@ -119,23 +101,23 @@ def test_subscription_bodies_are_validated(sandbox, receiver):
                                            "deviceInformation": [{"associateId": {"type": 1, "value": "1.2.3.4"}}]}),
     ]
     for path, body in cases:
-        r = sandbox.post(path, body)
+        r = fresh_sandbox.post(path, body)
         assert r.status_code == 400, (path, body, r.text)
         assert r.json()["status"] == 400
     import requests
-    r = requests.post(sandbox.url("rni/v2/subscriptions"), data=b"{not json", timeout=5)
+    r = requests.post(fresh_sandbox.url("rni/v2/subscriptions"), data=b"{not json", timeout=5)
     assert r.status_code == 400
 
 
-def test_cell_change_notifications_for_one_ue(sandbox, receiver):
-    r = sandbox.post("rni/v2/subscriptions", {
+def test_cell_change_notifications_for_one_ue(fresh_sandbox, receiver):
+    r = fresh_sandbox.post("rni/v2/subscriptions", {
         "subscriptionType": "CellChangeSubscription", "callbackReference": receiver.url("/cell"),
         "filterCriteriaAssocHo": {"associateId": [{"type": 1, "value": CAR}]}})
     assert r.status_code == 201
-    assert sandbox.get("rni/v2/subscriptions").json()["_links"]["subscription"][0]["subscriptionType"] == \
+    assert fresh_sandbox.get("rni/v2/subscriptions").json()["_links"]["subscription"][0]["subscriptionType"] == \
         "CellChangeSubscription"
-    mob = mirror(sandbox)
-    sandbox.advance(200)
+    mob = mirror(fresh_sandbox)
+    fresh_sandbox.advance(200)
     want = [(c.old_cell, c.new_cell) for c in mob.advance_to(mob.time + 200)
             if c.ue == CAR and c.new_cell != c.old_cell]
     assert want
@@ -146,17 +128,8 @@ def test_cell_change_notifications_for_one_ue(sandbox, receiver):
     assert all(b["notificationType"] == "CellChangeNotification" and b["hoStatus"] == 3 for _, b, _ in items)
 
 
-def _next_host_change(mob, ue, horizon=900):
-    t0 = mob.time
-    while mob.time < t0 + horizon:
-        for c in mob.advance_to(mob.time + 1):
-            if c.ue == ue and c.old_host != c.new_host:
-                return c
-    raise AssertionError("no host change within the horizon")
-
-
-def test_application_mobility_moveout_triggered_then_completed_or_failed(sandbox, receiver):
-    reg = sandbox.post("amsi/v1/app_mobility_services", {
+def test_application_mobility_moveout_triggered_then_completed_or_failed(fresh_sandbox, receiver):
+    reg = fresh_sandbox.post("amsi/v1/app_mobility_services", {
         "serviceConsumerId": {"appInstanceId": "app-a2"},
         "deviceInformation": [{"associateId": {"type": "UE_IPv4_ADDRESS", "value": CAR},
                                "appMobilityServiceLevel": "APP_MOBILITY_WITH_CONFIRMATION"}]})
@@ -165,15 +138,15 @@ def test_application_mobility_moveout_triggered_then_completed_or_failed(sandbox
     reg_id = reg_body["appMobilityServiceId"]
     assert reg.headers["Location"].endswith(f"/amsi/v1/app_mobility_services/{reg_id}")
     statuses = ["INTERHOST_MOVEOUT_TRIGGERED", "INTERHOST_MOVEOUT_COMPLETED", "INTERHOST_MOVEOUT_FAILED"]
-    sub = sandbox.post("amsi/v1/subscriptions", {
+    sub = fresh_sandbox.post("amsi/v1/subscriptions", {
         "subscriptionType": "MobilityProcedureSubscription", "callbackReference": receiver.url("/ams"),
         "filterCriteria": {"appInstanceId": "app-a2", "mobilityStatus": statuses}})
     assert sub.status_code == 201 and sub.json()["_links"]["self"]["href"]
     assert sub.json()["filterCriteria"]["mobilityStatus"] == statuses
 
-    mob = mirror(sandbox)
-    first = _next_host_change(mob, CAR)
-    sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
+    mob = mirror(fresh_sandbox)
+    first = next_host_change(mob, CAR)
+    fresh_sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
     items = receiver.wait_for(lambda it: len(it) >= 1)
     note = items[0][1]
     assert note["notificationType"] == "MobilityProcedureNotification"
@@ -183,34 +156,34 @@ def test_application_mobility_moveout_triggered_then_completed_or_failed(sandbox
     assert note["sourceMecHost"] == first.old_host
 
     reg_body["deviceInformation"][0]["contextTransferState"] = "USER_CONTEXT_TRANSFER_COMPLETED"
-    assert sandbox.put(f"amsi/v1/app_mobility_services/{reg_id}", reg_body).status_code == 200
+    assert fresh_sandbox.put(f"amsi/v1/app_mobility_services/{reg_id}", reg_body).status_code == 200
     items = receiver.wait_for(lambda it: len(it) >= 2)
     assert items[1][1]["mobilityStatus"] == "INTERHOST_MOVEOUT_COMPLETED"
 
-    second = _next_host_change(mob, CAR)
-    sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
+    second = next_host_change(mob, CAR)
+    fresh_sandbox.post("sandbox-ctrl/v1/clock", {"simTime": mob.time}).raise_for_status()
     items = receiver.wait_for(lambda it: len(it) >= 3)
     assert items[2][1]["mobilityStatus"] == "INTERHOST_MOVEOUT_TRIGGERED"
     assert items[2][1]["targetMecHost"] == second.new_host
-    state = sandbox.get(f"amsi/v1/app_mobility_services/{reg_id}").json()
+    state = fresh_sandbox.get(f"amsi/v1/app_mobility_services/{reg_id}").json()
     assert state["deviceInformation"][0]["contextTransferState"] == "NOT_TRANSFERRED"
     state["deviceInformation"][0]["contextTransferState"] = "USER_CONTEXT_TRANSFER_FAILED"
-    assert sandbox.put(f"amsi/v1/app_mobility_services/{reg_id}", state).status_code == 200
+    assert fresh_sandbox.put(f"amsi/v1/app_mobility_services/{reg_id}", state).status_code == 200
     items = receiver.wait_for(lambda it: len(it) >= 4)
     assert items[3][1]["mobilityStatus"] == "INTERHOST_MOVEOUT_FAILED"
-    assert sandbox.delete(f"amsi/v1/app_mobility_services/{reg_id}").status_code == 204
+    assert fresh_sandbox.delete(f"amsi/v1/app_mobility_services/{reg_id}").status_code == 204
 
 
-def test_adjacent_app_info_on_registration(sandbox, receiver):
-    sub = sandbox.post("amsi/v1/subscriptions", {
+def test_adjacent_app_info_on_registration(fresh_sandbox, receiver):
+    sub = fresh_sandbox.post("amsi/v1/subscriptions", {
         "subscriptionType": "AdjacentAppInfoSubscription", "callbackReference": receiver.url("/adj"),
         "filterCriteria": {"appInstanceId": "app-1"}})
     assert sub.status_code == 201
-    sandbox.post("amsi/v1/app_mobility_services", {"serviceConsumerId": {"appInstanceId": "app-2"}})
+    fresh_sandbox.post("amsi/v1/app_mobility_services", {"serviceConsumerId": {"appInstanceId": "app-2"}})
     items = receiver.wait_for(lambda it: len(it) >= 1)
     assert items[0][1]["notificationType"] == "AdjacentAppInfoNotification"
     assert [a["appInstanceId"] for a in items[0][1]["adjacentAppInfo"]] == ["app-2"]
-    listed = sandbox.get("amsi/v1/subscriptions", params={"subscriptionType": "adj_app_info"}).json()
+    listed = fresh_sandbox.get("amsi/v1/subscriptions", params={"subscriptionType": "adj_app_info"}).json()
     # AdvantEDGE 1.9.2's SubscriptionLinkList: the links are under _links, next to self
     assert "subscription" not in listed
     assert [s["subscriptionType"] for s in listed["_links"]["subscription"]] == ["AdjacentAppInfoSubscription"]
@@ -218,17 +191,17 @@ def test_adjacent_app_info_on_registration(sandbox, receiver):
     assert listed["_links"]["self"]["href"].endswith("/amsi/v1/subscriptions")
 
 
-def test_dead_and_slow_callbacks_do_not_block_the_service_or_others(sandbox, receiver):
+def test_dead_and_slow_callbacks_do_not_block_the_service_or_others(fresh_sandbox, receiver):
     slow = Receiver(delay=3.0)
     try:
         dead_url = "http://127.0.0.1:9/never"  # discard port: nothing listens, connection refused
         ids = {}
         for name, url in (("dead", dead_url), ("slow", slow.url("/slow")), ("good", receiver.url("/good"))):
-            r = sandbox.post("location/v2/subscriptions/userTracking", {"userTrackingSubscription": {
+            r = fresh_sandbox.post("location/v2/subscriptions/userTracking", {"userTrackingSubscription": {
                 "callbackReference": {"notifyURL": url}, "address": CAR}})
             ids[name] = r.json()["userTrackingSubscription"]["resourceURL"].rsplit("/", 1)[1]
-        mob = mirror(sandbox)
-        sandbox.advance(300)
+        mob = mirror(fresh_sandbox)
+        fresh_sandbox.advance(300)
         want = expected_presence(mob.advance_to(mob.time + 300), address=CAR)
         assert len(want) > 5
         # the good receiver gets everything although the slow one takes 3 s per notification
@@ -236,18 +209,18 @@ def test_dead_and_slow_callbacks_do_not_block_the_service_or_others(sandbox, rec
         assert len(items) == len(want)
         assert len(slow.bodies()) < len(want)
         # the service keeps answering
-        assert sandbox.get("location/v2/queries/users").status_code == 200
+        assert fresh_sandbox.get("location/v2/queries/users").status_code == 200
         # the dead subscriber's failures are counted and its subscription is kept
         deadline = time.monotonic() + 15
         stats = {}
         while time.monotonic() < deadline:
-            stats = sandbox.get("sandbox-ctrl/v1/notifications").json()
+            stats = fresh_sandbox.get("sandbox-ctrl/v1/notifications").json()
             if stats.get(ids["dead"], {}).get("failed", 0) >= 1:
                 break
             time.sleep(0.2)
         assert stats[ids["dead"]]["failed"] >= 1 and stats[ids["dead"]]["delivered"] == 0
-        assert sandbox.get(f"location/v2/subscriptions/userTracking/{ids['dead']}").status_code == 200
+        assert fresh_sandbox.get(f"location/v2/subscriptions/userTracking/{ids['dead']}").status_code == 200
     finally:
         slow.close()
-    log = sandbox.stop()
+    log = fresh_sandbox.stop()
     assert "failed after 2 attempt(s)" in log and "subscription kept" in log
