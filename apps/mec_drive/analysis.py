@@ -1,0 +1,225 @@
+"""The drive's pure parts: served-locally time, the UE-visible outages, one record per hop, the figures' medians.
+
+Inputs are plain data, all times Unix seconds (wall clock of the controller):
+- samples: the probe's timeline, [{"t", "zone", "up": [hosts whose A2 answered], "counter": {host: n}}, ...]
+  in time order (zone = the UE's zone at t, from the MEC platform);
+- zone_host: {zone: the inventory host that serves it};
+- handovers: the UE's zone changes, [{"at", "from_zone", "to_zone"}, ...] in time order;
+- follow_lines: follow.yml's log lines (one per rulebook run: seq, zone, source, target, moved, coalesced,
+  event_at, event_received_at, playbook_started_at, finished_at);
+- records: migrate.yml's records (schema mec.migration/record/v1: status, run_id, source.host, target.host,
+  timestamps.started_at / source_stopped_at / target_running_at / finished_at, downtime.wall).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+# a follow line belongs to the handover whose instant is this close to the event's (the event carries the
+# platform's timestamp of the change, the handover list the same instant from the same clock)
+EVENT_MATCH_S = 0.5
+
+
+def sample_state(sample: dict, zone_host: dict) -> str:
+    """local (the UE's zone's host answers), remote (another host answers), down (no host answers)."""
+    up = sample.get("up") or []
+    if not up:
+        return "down"
+    return "local" if zone_host.get(sample.get("zone")) in up else "remote"
+
+
+def served_locally(samples: list[dict], zone_host: dict, start: float, end: float) -> dict:
+    """Seconds of [start, end) in each state and the served-locally ratio (local seconds / the window).
+
+    Each sample stands for the time until the next one (the last one until ``end``); time before the first
+    sample counts as down (nothing was seen serving)."""
+    total = max(0.0, end - start)
+    spent = {"local": 0.0, "remote": 0.0, "down": 0.0}
+    inside = [s for s in samples if s["t"] < end]
+    if not inside or inside[0]["t"] > start:
+        spent["down"] += (min(inside[0]["t"], end) if inside else end) - start
+    for i, s in enumerate(inside):
+        a = max(s["t"], start)
+        b = min(inside[i + 1]["t"] if i + 1 < len(inside) else end, end)
+        if b > a:
+            spent[sample_state(s, zone_host)] += b - a
+    return {"seconds": {k: round(v, 3) for k, v in spent.items()}, "window_s": round(total, 3),
+            "ratio": (spent["local"] / total) if total > 0 else None}
+
+
+def outages(samples: list[dict]) -> list[dict]:
+    """Runs of samples in which no host answered: from the last answer before to the first answer after.
+
+    With samples every 0.2 s a measured outage is at most one interval longer than the real one. A run that
+    the timeline's start or end cuts is left out (its length is unknown)."""
+    out, last_ok, gap_from = [], None, None
+    for s in samples:
+        if s.get("up"):
+            if gap_from is not None and last_ok is not None:
+                out.append({"from": last_ok, "to": s["t"], "seconds": round(s["t"] - last_ok, 3),
+                            "first_missed": gap_from})
+            gap_from, last_ok = None, s["t"]
+        elif gap_from is None:
+            gap_from = s["t"]
+    return out
+
+
+def first_serving(samples: list[dict], host: str, start: float, end: float) -> float | None:
+    """When ``host`` began the run of answers that holds at ``start`` or that begins in (start, end), else None.
+
+    A host that already served at ``start`` (the app went there before the handover) gives the instant its
+    run of answers began, which is then before ``start``."""
+    run_from = None
+    for s in samples:
+        if s["t"] >= end:
+            break
+        if host in (s.get("up") or []):
+            if run_from is None:
+                run_from = s["t"]
+            if s["t"] >= start:
+                return run_from
+        else:
+            run_from = None
+    return None
+
+
+def _record_times(record: dict) -> tuple[float | None, float | None]:
+    ts = record.get("timestamps") or {}
+    return _num(ts.get("started_at")), _num(ts.get("finished_at"))
+
+
+def _num(value):
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _record_summary(record: dict) -> dict:
+    ts = record.get("timestamps") or {}
+    return {"run_id": record.get("run_id"), "status": record.get("status"), "outcome": record.get("outcome"),
+            "error": record.get("error"), "source": (record.get("source") or {}).get("host"),
+            "target": (record.get("target") or {}).get("host"),
+            "started_at": _num(ts.get("started_at")), "source_stopped_at": _num(ts.get("source_stopped_at")),
+            "target_running_at": _num(ts.get("target_running_at")), "finished_at": _num(ts.get("finished_at")),
+            "downtime_s": _num((record.get("downtime") or {}).get("wall"))}
+
+
+def match_records(follow_lines: list[dict], records: list[dict]) -> tuple[dict, list[dict]]:
+    """Pair each moving follow run with the migrate.yml record it made (same hosts, started within the run).
+
+    Returns ({index of the follow line: record}, records no follow line made: a failed hop writes no follow
+    line, because follow.yml stops with migrate.yml)."""
+    used, paired = set(), {}
+    for i, line in enumerate(follow_lines):
+        if not _truthy(line.get("moved")):
+            continue
+        p0, p1 = _num(line.get("playbook_started_at")), _num(line.get("finished_at"))
+        for j, rec in enumerate(records):
+            r0, _r1 = _record_times(rec)
+            if j in used or r0 is None or p0 is None or p1 is None:
+                continue
+            if (p0 <= r0 <= p1 and (rec.get("source") or {}).get("host") == line.get("source")
+                    and (rec.get("target") or {}).get("host") == line.get("target")):
+                paired[i] = rec
+                used.add(j)
+                break
+    return paired, [r for j, r in enumerate(records) if j not in used]
+
+
+def _truthy(value) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list[dict], samples: list[dict],
+                  zone_host: dict, end: float) -> list[dict]:
+    """One entry per handover of the drive: what the event, the rulebook's run and the migration did, and
+    what the UE saw until the next handover (or ``end``).
+
+    outcome: moved (a migration brought the app to this zone's host), failed (a migration for it failed),
+    superseded (its run moved the app straight to a later zone's host, the UE's latest when the run began),
+    coalesced (its run found an earlier hop covering it: the app went straight to a later zone),
+    already_there (the app was on this zone's host when its run decided), no_event (no rulebook run for it)."""
+    paired, _orphans = match_records(follow_lines, records)
+    by_event = [(_num(line.get("event_at")), i, line) for i, line in enumerate(follow_lines)]
+    lines_of, taken = [], set()
+    for h in handovers:  # each handover's own event: the closest one within EVENT_MATCH_S
+        near = [(abs(ev_at - h["at"]), i) for ev_at, i, _ln in by_event
+                if ev_at is not None and abs(ev_at - h["at"]) <= EVENT_MATCH_S and i not in taken]
+        line_i = min(near)[1] if near else None
+        taken.add(line_i)
+        lines_of.append(line_i)
+    used = {id(paired[i]) for i in lines_of if i in paired}
+    hops = []
+    for k, h in enumerate(handovers):
+        at = h["at"]
+        until = handovers[k + 1]["at"] if k + 1 < len(handovers) else end
+        prev_at = handovers[k - 1]["at"] if k else float("-inf")
+        host = zone_host.get(h["to_zone"])
+        line_i = lines_of[k]
+        line = follow_lines[line_i] if line_i is not None else None
+        rec = paired.get(line_i) if line_i is not None else None
+        superseded = rec is not None and rec.get("status") == "ok" and (rec.get("target") or {}).get("host") != host
+        if superseded:  # the run went straight to a later zone's host: that hop takes the record
+            used.discard(id(rec))
+            rec = None
+        elif rec is None:
+            # a migration no handover's own run made: ahead of time (started during the previous stay, for an
+            # approaching event), or a failed hop (follow.yml writes no line when migrate.yml fails)
+            free = [r for r in records if id(r) not in used]
+            ahead = [r for r in free if r.get("status") == "ok" and (r.get("target") or {}).get("host") == host
+                     and _in_window(r, prev_at, until)]
+            failed = [r for r in free if r.get("status") != "ok" and _in_window(r, at, until)]
+            rec = (ahead or failed or [None])[0]
+            if rec is not None:
+                used.add(id(rec))
+        if rec is not None:
+            outcome = "moved" if rec.get("status") == "ok" else "failed"
+        elif superseded:
+            outcome = "superseded"
+        elif line is None:
+            outcome = "no_event"
+        elif _truthy(line.get("coalesced")):
+            outcome = "coalesced"
+        else:
+            outcome = "already_there"
+        received = _num(line.get("event_received_at")) if line else None
+        started = _num(line.get("playbook_started_at")) if line else None
+        serving = first_serving(samples, host, at, until) if host else None
+        window = served_locally(samples, zone_host, at, until)
+        gaps = [g for g in outages(samples) if g["first_missed"] >= at and g["first_missed"] < until]
+        hops.append({
+            "index": k + 1, "at": at, "from_zone": h["from_zone"], "to_zone": h["to_zone"], "zone_host": host,
+            "stay_s": round(until - at, 3), "stay_cut_by_end": k + 1 == len(handovers), "outcome": outcome,
+            "event_received_at": received, "playbook_started_at": started,
+            "event_delay_s": _diff(received, at), "event_to_playbook_s": _diff(started, received),
+            "serving_at": serving, "handover_to_serving_s": _diff(serving, at),
+            "event_to_serving_s": _diff(serving, received),
+            "ue_downtime_s": round(sum(g["seconds"] for g in gaps), 3), "ue_outages": len(gaps),
+            "served_locally_s": window["seconds"]["local"], "served_locally_ratio": window["ratio"],
+            "follow": line, "migration": _record_summary(rec) if rec is not None else None,
+        })
+    return hops
+
+
+def _in_window(record: dict, start: float, end: float) -> bool:
+    r0, _ = _record_times(record)
+    return r0 is not None and start <= r0 < end
+
+
+def _diff(a, b):
+    return None if a is None or b is None else round(a - b, 3)
+
+
+def stats(values: list) -> dict:
+    """count, median, max and min of the numbers given (None left out)."""
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return {"count": 0, "median": None, "max": None, "min": None}
+    return {"count": len(v), "median": round(statistics.median(v), 3), "max": round(v[-1], 3),
+            "min": round(v[0], 3)}
+
+
+def zones_entered(start_zone: str | None, handovers: list[dict]) -> int:
+    """Zones the UE entered during the drive, the start zone included (A2 counts the first zone it sees)."""
+    return (1 if start_zone else 0) + len(handovers)

@@ -1,0 +1,185 @@
+"""Unit tests of the drive experiment's pure parts (apps/mec_drive: analysis, derive): served-locally time,
+UE-visible outages, hop assembly from the probe's timeline + follow.yml's lines + migrate.yml's records, the
+follower model. Crafted inputs, each built so that a plausible wrong implementation gives another answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from mec_drive import analysis, derive
+
+ZH = {"zone01": "h1", "zone02": "h2", "zone03": "h3"}
+
+
+def s(t, zone, *up, counter=None):
+    return {"t": float(t), "zone": zone, "up": list(up), "counter": counter or {h: 1 for h in up}}
+
+
+# ------------------------------------------------------------------------------------------ served locally
+def test_served_locally_weights_by_time_not_by_sample_count():
+    # 3 samples local over 1 s, then 1 sample remote that lasts 9 s: by count 75 %, by time 10 %
+    samples = [s(0, "zone01", "h1"), s(0.2, "zone01", "h1"), s(0.4, "zone01", "h1"), s(1.0, "zone02", "h1")]
+    r = analysis.served_locally(samples, ZH, 0.0, 10.0)
+    assert r["seconds"] == {"local": 1.0, "remote": 9.0, "down": 0.0}
+    assert r["ratio"] == pytest.approx(0.1)
+
+
+def test_served_locally_clips_to_the_window_and_counts_down_time():
+    samples = [s(0, "zone01", "h1"), s(4, "zone02"), s(6, "zone02", "h2"), s(20, "zone02", "h2")]
+    r = analysis.served_locally(samples, ZH, 2.0, 10.0)  # window [2, 10): local 2..4, down 4..6, local 6..10
+    assert r["seconds"] == {"local": 6.0, "remote": 0.0, "down": 2.0}
+    assert r["window_s"] == 8.0 and r["ratio"] == pytest.approx(0.75)
+
+
+def test_time_before_the_first_sample_is_not_counted_as_served():
+    r = analysis.served_locally([s(5, "zone01", "h1")], ZH, 0.0, 10.0)
+    assert r["seconds"]["down"] == 5.0 and r["ratio"] == pytest.approx(0.5)
+
+
+def test_the_right_host_must_answer_not_any_host():
+    # the UE is in zone02 but only h1 (zone01's host) answers: served, but not locally
+    r = analysis.served_locally([s(0, "zone02", "h1")], ZH, 0.0, 4.0)
+    assert r["seconds"] == {"local": 0.0, "remote": 4.0, "down": 0.0} and r["ratio"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------ outages, serving
+def test_outages_span_last_answer_to_first_answer_and_skip_cut_ones():
+    samples = [s(0, "zone01"), s(1, "zone01", "h1"), s(1.2, "zone01"), s(1.4, "zone01"), s(1.9, "zone02", "h2"),
+               s(3, "zone02", "h2"), s(3.2, "zone02")]  # starts down (cut), one outage 1.0 -> 1.9, ends down (cut)
+    assert analysis.outages(samples) == [{"from": 1.0, "to": 1.9, "seconds": 0.9, "first_missed": 1.2}]
+
+
+def test_first_serving_is_the_start_of_the_run_that_holds_at_or_after_the_handover():
+    samples = [s(0, "zone01", "h2"), s(1, "zone01"), s(5, "zone01", "h2"), s(9, "zone02", "h2"), s(12, "zone02")]
+    # h2 served 0..1 (an older run), then from 5 on: at the handover (t=8) it already serves, since 5
+    assert analysis.first_serving(samples, "h2", 8, 20) == 5.0
+    assert analysis.first_serving(samples, "h3", 8, 20) is None
+    # a run that starts only after the window's end does not count
+    assert analysis.first_serving([s(0, "z"), s(30, "z", "h2")], "h2", 8, 20) is None
+
+
+# ------------------------------------------------------------------------------------------ hops
+def rec(run_id, src, dst, t0, stopped, running, t1, status="ok"):
+    return {"schema": "mec.migration/record/v1", "run_id": run_id, "status": status, "source": {"host": src},
+            "target": {"host": dst}, "downtime": {"wall": round(running - stopped, 6) if running else None},
+            "timestamps": {"started_at": t0, "source_stopped_at": stopped, "target_running_at": running,
+                           "finished_at": t1}}
+
+
+def line(seq, zone, src, dst, moved, coalesced, ev_at, recv, pb, fin):
+    return {"seq": seq, "zone": zone, "source": src, "target": dst, "moved": moved, "coalesced": coalesced,
+            "event_at": ev_at, "event_received_at": recv, "playbook_started_at": pb, "finished_at": fin}
+
+
+def test_assemble_hops_pairs_events_runs_and_records_and_measures_what_the_ue_saw():
+    handovers = [{"at": 100.0, "from_zone": "zone01", "to_zone": "zone02"},
+                 {"at": 130.0, "from_zone": "zone02", "to_zone": "zone03"},
+                 {"at": 131.0, "from_zone": "zone03", "to_zone": "zone02"}]
+    follow = [
+        # event 1: moved h1 -> h2; the run started at 101.5, the app served on h2 from 112
+        line(1, "zone02", "h1", "h2", True, False, 100.0, 100.3, 101.5, 116.0),
+        # event 2 (zone03) ran after the UE was back in zone02: already there (seq 3 latest)
+        line(2, "zone02", "h2", "h2", False, False, 130.0, 130.2, 131.5, 134.0),
+        # event 3: covered by run 2
+        line(3, "zone02", "", "", False, True, "131.0", "131.1", "134.2", "135.0"),
+    ]
+    records = [
+        # a record of another hop (h3 -> h2) inside run 1's time must not be taken for it
+        rec("other", "h3", "h2", 102.0, 109.0, 109.5, 115.0),
+        rec("r1", "h1", "h2", 103.0, 111.0, 111.6, 115.5),
+    ]
+    samples = ([s(99 + 0.5 * i, "zone01" if i < 2 else "zone02", "h1") for i in range(0, 24)]  # 99..110.5 on h1
+               + [s(111.0, "zone02"), s(111.5, "zone02")]  # nothing answers 111..112
+               + [s(112 + 0.5 * i, "zone02", "h2") for i in range(36)]  # 112..129.5 on h2
+               + [s(130 + 0.5 * i, "zone03" if i < 2 else "zone02", "h2") for i in range(20)])  # 130..139.5
+    hops = analysis.assemble_hops(handovers, follow, records, samples, ZH, 140.0)
+    assert [h["outcome"] for h in hops] == ["moved", "already_there", "coalesced"]
+    h1 = hops[0]
+    assert h1["migration"]["run_id"] == "r1" and h1["migration"]["downtime_s"] == pytest.approx(0.6)
+    assert h1["event_delay_s"] == pytest.approx(0.3) and h1["event_to_playbook_s"] == pytest.approx(1.2)
+    assert h1["serving_at"] == 112.0 and h1["handover_to_serving_s"] == 12.0
+    assert h1["event_to_serving_s"] == pytest.approx(11.7)
+    assert h1["ue_downtime_s"] == pytest.approx(1.5) and h1["ue_outages"] == 1  # 110.5 (last answer) -> 112.0
+    # the stay 100..130 in zone02: served locally from 112 on: 18 of 30 s
+    assert h1["stay_s"] == 30.0 and h1["served_locally_s"] == pytest.approx(18.0)
+    # the 1 s stay in zone03 was never served locally; the last stay (zone02, cut by the end) was
+    assert hops[1]["served_locally_ratio"] == 0.0 and hops[1]["stay_s"] == 1.0
+    assert hops[2]["served_locally_ratio"] == 1.0 and hops[2]["stay_cut_by_end"]
+
+
+def test_a_failed_hop_has_a_record_but_no_follow_line_and_is_reported_failed():
+    handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"},
+                 {"at": 50.0, "from_zone": "zone02", "to_zone": "zone03"}]
+    follow = [line(2, "zone03", "h1", "h3", True, False, 50.0, 50.2, 51.0, 66.0)]
+    records = [rec("bad", "h1", "h2", 12.0, None, None, 20.0, status="failed"),
+               rec("good", "h1", "h3", 53.0, 60.0, 60.5, 65.0)]
+    samples = [s(t, "zone01" if t < 10 else ("zone02" if t < 50 else "zone03"), "h1" if t < 61 else "h3")
+               for t in range(0, 80)]
+    hops = analysis.assemble_hops(handovers, follow, records, samples, ZH, 80.0)
+    assert [h["outcome"] for h in hops] == ["failed", "moved"]
+    assert hops[0]["migration"]["run_id"] == "bad" and hops[0]["follow"] is None
+    assert hops[0]["served_locally_s"] == 0.0  # h1 served zone02's UE the whole stay
+    assert hops[1]["migration"]["run_id"] == "good"
+
+
+def test_a_run_that_went_to_a_later_zone_gives_its_record_to_that_zone_s_hop():
+    # zone02 at 10, zone03 at 11: event 1's run starts at 12, reads the latest zone (zone03) and moves there;
+    # event 2's run is covered (coalesced). The move belongs to the hop into zone03, not to the one into zone02.
+    handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"},
+                 {"at": 11.0, "from_zone": "zone02", "to_zone": "zone03"}]
+    follow = [line(1, "zone03", "h1", "h3", True, False, 10.0, 10.1, 12.0, 30.0),
+              line(2, "zone03", "", "", False, True, 11.0, 11.1, 30.5, 31.0)]
+    records = [rec("r", "h1", "h3", 14.0, 24.0, 24.5, 29.0)]
+    samples = [s(t, "zone01" if t < 10 else ("zone02" if t < 11 else "zone03"), "h1" if t < 24 else "h3")
+               for t in range(0, 40)]
+    hops = analysis.assemble_hops(handovers, follow, records, samples, ZH, 40.0)
+    assert [h["outcome"] for h in hops] == ["superseded", "moved"]
+    assert hops[0]["migration"] is None and hops[1]["migration"]["run_id"] == "r"
+    assert hops[1]["serving_at"] == 24.0 and hops[1]["event_to_serving_s"] == pytest.approx(12.9)
+
+
+def test_an_event_too_far_from_the_handover_is_not_taken_for_it():
+    handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"}]
+    follow = [line(1, "zone02", "h1", "h2", True, False, 12.5, 12.6, 13.0, 20.0)]  # 2.5 s off: another event
+    hops = analysis.assemble_hops(handovers, follow, [], [s(0, "zone01", "h1")], ZH, 30.0)
+    assert hops[0]["outcome"] == "no_event" and hops[0]["follow"] is None
+
+
+def test_stats_and_zones_entered():
+    assert analysis.stats([3, None, 1, 2]) == {"count": 3, "median": 2, "max": 3, "min": 1}
+    assert analysis.stats([]) == {"count": 0, "median": None, "max": None, "min": None}
+    assert analysis.zones_entered("zone01", [{}] * 9) == 10
+
+
+# ------------------------------------------------------------------------------------------ derived placement
+def model(**kw):
+    base = dict(event_delay_s=0.0, to_playbook_s=1.0, move_s=9.0, downtime_s=1.0, tail_s=0.0, noop_s=2.0)
+    base.update(kw)
+    return derive.FollowModel(**base)
+
+
+def test_replay_one_hop_loses_the_move_time_and_nothing_else():
+    tl = [(0.0, "h1"), (50.0, "h2")]
+    r = derive.replay(tl, model(), 100.0)
+    # local 0..50 on h1, then h2 serves from 50 + 1 + 9 = 60: 90 of 100 s
+    assert r["served_locally_s"] == pytest.approx(90.0) and r["moves"] == 1 and r["runs"] == 1
+
+
+def test_replay_serialises_runs_and_goes_to_the_latest_host():
+    # h2 at 10, h3 at 12 (while the first run moves to h2), back to h1 at 40
+    tl = [(0.0, "h1"), (10.0, "h2"), (12.0, "h3"), (40.0, "h1")]
+    r = derive.replay(tl, model(), 60.0)
+    # run 1: starts 11, h2 serves from 20 (never local: the UE is in h3 since 12);
+    # run 2 (event 12) waits for run 1 (ends 20), starts 21, goes to h3, serves from 30 (down 29..30);
+    # run 3 (event 40): starts 41, h1 from 50. Local: 0..10 (h1), 30..40 (h3), 50..60 (h1) = 30 s
+    assert r["served_locally_s"] == pytest.approx(30.0)
+    assert r["runs"] == 3 and r["moves"] == 3
+
+
+def test_replay_coalesces_events_an_earlier_run_covered():
+    # two changes while the app waits behind a long run: the second run goes to the latest host, the third ends
+    tl = [(0.0, "h1"), (10.0, "h2"), (11.0, "h3"), (11.5, "h2")]
+    r = derive.replay(tl, model(move_s=20.0), 80.0)
+    # run 1 (event 10): start 11, decides at 11: latest change by 11 is h3 (11.0) -> handled up to index 2
+    # run 2 (event 11, index 2): covered -> coalesced (noop); run 3 (event 11.5): h2, moves after run 1 (ends 31)
+    assert r["runs"] == 3 and r["moves"] == 2
