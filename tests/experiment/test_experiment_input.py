@@ -30,8 +30,7 @@ WITH_LOCALHOST = INVENTORY + """  hosts:
     ('{"experiment_profiles": ["n3"]}', "n3"),
 ])
 def test_unknown_names_stop_before_the_first_run(tmp_path, extra, unknown):
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(INVENTORY)
+    inv = _inventory(tmp_path, INVENTORY)
     results = tmp_path / "results"
     proc = ansible_playbook("-i", str(inv), "playbooks/experiment.yml", "-e", extra,
                             "-e", "experiment_results_dir=%s" % results, timeout=300)
@@ -41,6 +40,12 @@ def test_unknown_names_stop_before_the_first_run(tmp_path, extra, unknown):
     assert "Valid apps: a1, a2, a3; strategies: m1, m2, m3; profiles: n1, n2" in out
     assert "nowhere-source" not in out.split("PLAY RECAP")[0].split("Stop before the first run")[-1]
     assert not results.exists()
+
+
+def _inventory(tmp_path, text):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(text)
+    return inv
 
 
 def _experiment_from(cwd, inv, *extra):
@@ -57,8 +62,7 @@ def _experiment_from(cwd, inv, *extra):
     (("-e", "experiment_results_dir=mine/exp"), "mine/exp"),
 ])
 def test_results_go_below_the_directory_ansible_playbook_runs_in(tmp_path, extra, folder):
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(WITH_LOCALHOST)
+    inv = _inventory(tmp_path, WITH_LOCALHOST)
     cwd = tmp_path / "work"
     cwd.mkdir()
     proc = _experiment_from(cwd, inv, *extra)
@@ -70,8 +74,7 @@ def test_results_go_below_the_directory_ansible_playbook_runs_in(tmp_path, extra
 
 
 def test_an_empty_results_folder_is_refused(tmp_path):
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(WITH_LOCALHOST)
+    inv = _inventory(tmp_path, WITH_LOCALHOST)
     proc = _experiment_from(tmp_path, inv, "-e", "experiment_results_dir=")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
