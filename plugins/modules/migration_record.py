@@ -14,7 +14,7 @@ description:
     C(<results_dir>/<run_id>-<app>-<strategy>-<network>.json) (mode 0644, written to a temporary file and
     renamed, so a reader never sees half a record).
   - The schema (fields, types) lives in C(plugins/module_utils/records.py); docs/migration.md describes it.
-  - Runs on the controller (C(delegate_to: localhost)); playbooks/migrate.yml and playbooks/recover.yml call it
+  - Runs on the controller (the task delegated to localhost); playbooks/migrate.yml and playbooks/recover.yml call it
     through playbooks/tasks/migration_record.yml.
 version_added: 0.2.0
 author: mec.migration developers
