@@ -1,0 +1,122 @@
+"""migrate.yml with migration_relocation_gate (ahead-of-time staging) on the shared lab: the pre-relocation runs
+while the app serves, the relocation waits for the gate file; opened, the app moves with its state; abandoned,
+the run rolls back and the app keeps serving on the source; a bad gate is refused before any change."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from labtools import Host, lab_hosts, migrate
+
+pytestmark = pytest.mark.lab
+
+COUNTER = "i=$(cat /data/n 2>/dev/null || echo 0); while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done"
+GATE = {"open": '"zone": "zone02"', "abandon": '"zone": "zone0[34]"', "timeout": 180}
+
+
+@pytest.fixture
+def app():
+    addr = lab_hosts()
+    src, dst = Host(addr["source"]), Host(addr["target"])
+    name = "gt" + uuid.uuid4().hex[:8]
+    src.out(["docker", "run", "-d", "--name", name, "--label", "mec.migration.test=1", "-v", name + "-data:/data",
+             "--user", "0", "mec-apps/a2:latest", "sh", "-c", COUNTER])
+    src.wait_int(name, "/data/n", minimum=2)
+    yield name, src, dst
+    for h in (src, dst):
+        h.run("docker rm -f %s; docker volume rm -f %s-data; docker images -q 'mec-migration/%s' | xargs -r docker "
+              "rmi -f" % (name, name, name), check=False)
+
+
+def _write(path, zone):
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"ue": "10.100.0.1", "zone": zone, "seq": 1}, fh)
+    os.replace(tmp, str(path))
+
+
+def _staged(dst, name, thread, box, timeout=300):
+    """Wait until the target holds the app's container, created and not started: the pre-relocation is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise AssertionError("the run ended before it staged the app: %s" % box["result"][1][-3000:])
+        info = dst.inspect(name)
+        if info and info["State"]["Status"] == "created":
+            return
+        time.sleep(0.5)
+    raise AssertionError("the pre-relocation did not stage %s on the target within %s s" % (name, timeout))
+
+
+def _migrate_in_background(tmp_path, **extra):
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=migrate(tmp_path / "results", **extra)), daemon=True)
+    thread.start()
+    return thread, box
+
+
+@pytest.mark.parametrize("strategy", ["m2", "m3"])
+def test_the_relocation_waits_for_the_gate_then_moves_the_app(app, tmp_path, strategy):
+    name, src, dst = app
+    gate = tmp_path / "ue.json"
+    _write(gate, "zone01")
+    thread, box = _migrate_in_background(tmp_path, app=name, strategy=strategy, network_label="lab",
+                                         migration_cleanup=True, migration_relocation_gate=dict(GATE, path=str(gate)))
+    _staged(dst, name, thread, box)
+    first = src.wait_int(name, "/data/n")
+    time.sleep(3)
+    assert thread.is_alive(), "the run did not wait for the gate: %s" % (box.get("result", ("", ""))[1][-2000:],)
+    assert src.running(name) and src.wait_int(name, "/data/n", minimum=first + 5) > first, \
+        "the app serves (counts) on the source while the relocation waits"
+    opened = time.time()
+    _write(gate, "zone02")
+    thread.join(600)
+    rc, out, record = box["result"]
+    assert rc == 0, out[-3000:]
+    assert record["status"] == "ok" and record["outcome"] == "migrated"
+    assert record["gate"]["outcome"] == "open" and record["gate"]["waited"] >= 3
+    # the relocation began after the gate opened, and soon (no Ansible start-up or image transfer in between)
+    assert opened - 1 <= record["gate"]["opened_at"] <= record["timestamps"]["source_stopped_at"]
+    assert record["timestamps"]["target_running_at"] - opened < 30
+    assert dst.running(name) and src.inspect(name) is None
+    after = dst.wait_int(name, "/data/n", minimum=first + 15)
+    assert after > first + 15, "the counter went on from the source's volume"
+
+
+def test_an_abandoned_gate_rolls_back_and_the_app_keeps_serving(app, tmp_path):
+    name, src, dst = app
+    gate = tmp_path / "ue.json"
+    _write(gate, "zone01")
+    thread, box = _migrate_in_background(tmp_path, app=name, strategy="m2", network_label="lab",
+                                         migration_cleanup=True, migration_relocation_gate=dict(GATE, path=str(gate)))
+    _staged(dst, name, thread, box)
+    before = src.wait_int(name, "/data/n")
+    _write(gate, "zone03")
+    thread.join(600)
+    rc, out, record = box["result"]
+    assert rc != 0 and "abandoned" in out, out[-3000:]
+    assert record["status"] == "failed" and record["outcome"] == "rolled_back", record
+    assert "relocation gate was abandoned" in record["error"]
+    assert record["gate"]["outcome"] == "failed"
+    assert src.running(name) and src.wait_int(name, "/data/n", minimum=before + 5) > before
+    assert dst.inspect(name) is None, "the target is cleaned"
+
+
+def test_a_bad_gate_is_refused_before_any_change(app, tmp_path):
+    name, src, dst = app
+    rc, out, record = migrate(tmp_path / "results", app=name, strategy="m2", network_label="lab",
+                              migration_relocation_gate={"path": str(tmp_path / "ue.json"), "open": "("})
+    assert rc != 0 and "is not a regular expression" in out and "nothing was changed" in out, out[-2000:]
+    rc2, out2, _ = migrate(tmp_path / "results2", app=name, strategy="m2", network_label="lab",
+                           migration_relocation_gate={"path": str(tmp_path / "ue.json")})
+    assert rc2 != 0 and "migration_relocation_gate: a mapping with path" in out2, out2[-2000:]
+    assert src.running(name) and dst.inspect(name) is None
+
+
+if __name__ == "__main__":
+    sys.exit(subprocess.call([sys.executable, "-m", "pytest", __file__, "-q"]))
