@@ -55,6 +55,8 @@ FIELDS = {
     "state_check": {"command_rc": "num", "command_stdout": "str", "url_status": "num", "passed": "bool"},
     "rollback": {"method": "str", "running": "bool", "msg": "str"},
     "cleanup": {"source": "dict", "target": "dict"},
+    # the relocation gate (migration_relocation_gate), null without one
+    "gate": {"outcome": "str", "waited": "num", "opened_at": "num"},
 }
 REQUIRED = ("schema", "status", "run_id", "app", "strategy", "network")
 
@@ -179,6 +181,14 @@ def _state_check(command, url):
             "url_status": status, "passed": passed}
 
 
+def _gate(result):
+    """The relocation gate's outcome (open, abandoned, timeout), the seconds it waited and when it opened."""
+    if not result:
+        return None
+    return {"outcome": _text(result.get("outcome")), "waited": number(result.get("waited")),
+            "opened_at": number(result.get("opened_at"))}
+
+
 def _sum(*values):
     return round(sum(values), 6) if all(v is not None for v in values) else None
 
@@ -190,7 +200,8 @@ def build_record(inputs, finished_at=None):
     status, outcome, phase, error, recovered_by, run_id, app, strategy, strategy_title, transfer, network,
     tcp_policy, source / target ({host, address}), started_at, source_container, steps (the pre-relocation
     results by step), relocation ({source, target}: migration_relocate's results), rollback, cleanup
-    ({source, target}), state_check ({command, url}), lost_config, start_command and host_results
+    ({source, target}), state_check ({command, url}), gate (relocation_gate's result), lost_config, start_command
+    and host_results
     ({source, target}: every result of the run's tasks on that host, to name the hosts that did not answer).
     """
     steps = {k: _ran(v) for k, v in (inputs.get("steps") or {}).items()}
@@ -274,6 +285,7 @@ def build_record(inputs, finished_at=None):
                       "msg": _text(rollback.get("msg"))} if rollback else None),
         "cleanup": {side: (_ran(cleanup.get(side)).get("removed") if _ran(cleanup.get(side)) else None)
                     for side in ("source", "target")},
+        "gate": _gate(_ran(inputs.get("gate"))),
     }
 
 

@@ -196,6 +196,12 @@ options:
         description: The URL's result (C(status)).
         type: dict
         default: {}
+  gate:
+    description:
+      - The result of M(mec.migration.relocation_gate)'s wait (migration_relocation_gate); the record's C(gate) is
+        null when omitted or skipped.
+    type: dict
+    default: {}
   lost_config:
     description: m1, what the imported image lacks; the import's C(lost_config) when omitted.
     type: list
@@ -292,6 +298,7 @@ ARGUMENT_SPEC = dict(
     rollback=_RESULT,
     cleanup=dict(type="dict", default={}, options=dict(source=_RESULT, target=_RESULT)),
     state_check=dict(type="dict", default={}, options=dict(command=_RESULT, url=_RESULT)),
+    gate=_RESULT,
     lost_config=dict(type="list", elements="str"),
     start_command=dict(type="list", elements="str"),
     host_results=dict(type="dict", default={}, options=dict(

@@ -104,6 +104,18 @@ def test_m2_record_has_the_figures_of_a_real_run():
     assert rec["cleanup"]["source"]["images"] == ["mec-migration/a2:x"]
     assert rec["timestamps"]["finished_at"] == 1795802807.839084
     assert rec["lost_config"] == [] and rec["start_command"] is None
+    assert rec["gate"] is None
+
+
+def test_gate_open_and_abandoned():
+    rec = records.build_record(dict(m2_inputs(), gate={"changed": False, "outcome": "open", "waited": 4.25,
+                                                       "opened_at": 1795802804.5, "content": "zone02"}))
+    assert rec["gate"] == {"outcome": "open", "waited": 4.25, "opened_at": 1795802804.5}
+    rec = records.build_record(base(status="failed", outcome="rolled_back", phase="pre_relocation", gate={
+        "failed": True, "outcome": "abandoned", "waited": 2.0, "msg": "The relocation gate was abandoned"}))
+    assert rec["gate"] == {"outcome": "abandoned", "waited": 2.0, "opened_at": None}
+    assert records.problems(rec) == []
+    assert records.build_record(dict(m2_inputs(), gate=SKIPPED))["gate"] is None
 
 
 def test_the_record_has_exactly_the_schema_fields():
