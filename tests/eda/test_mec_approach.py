@@ -169,3 +169,22 @@ def test_bad_arguments_are_all_reported(ma):
         assert part in msg, part
     with pytest.raises(ma.MecApproachError, match="coverage_radius=400: a mapping"):
         ma.Settings({"platform_url": "http://127.0.0.1:1", "ues": [CAR], "coverage_radius": 400})
+
+
+def test_disabled_source_stays_idle(ma):
+    """enabled: false (the rulebook's reactive mode): no request, nothing queued, and it does not return (a source
+    that returns stops the rulebook) even with a platform that does not answer."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def scenario():
+        task = asyncio.create_task(ma.main(queue, {"platform_url": "http://127.0.0.1:9/none", "ues": [CAR],
+                                                   "enabled": False, "startup_timeout": 0.1}))
+        await asyncio.sleep(0.5)
+        running = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return running
+
+    assert _run(scenario()) and queue.empty()
+    with pytest.raises(ma.MecApproachError, match="enabled='sometimes': true or false"):
+        ma.Settings({"platform_url": "http://127.0.0.1:1", "ues": [CAR], "enabled": "sometimes"})

@@ -40,6 +40,9 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
     Connection types the UE attaches to, most preferred first (the sandbox's ``--priority 5g,4g,wifi``).
 ``margin`` (default 10 s) / ``confirm_span`` (default 10 s)
     See ``timeout`` and ``confidence`` above.
+``enabled`` (default true)
+    false: the source reads nothing and puts nothing on the queue, and stays so until the rulebook stops (one
+    rulebook, ``extensions/eda/rulebooks/follow_ue.yml``, switches prediction on and off with a variable).
 ``state_dir``
     Where ``<ue>.approach.json`` always holds the latest prediction put on the queue (its ``seq``):
     ``playbooks/follow.yml`` skips an ``approaching`` event that a later one replaced.
@@ -91,7 +94,7 @@ class Settings:
         problems: list[str] = []
         known = {"platform_url", "location_url", "ues", "ue", "poll_interval", "horizon", "window", "step",
                  "min_speed", "coverage_radius", "priority", "margin", "confirm_span", "request_timeout",
-                 "startup_timeout", "state_dir"}
+                 "startup_timeout", "state_dir", "enabled"}
         mec013.unknown_arguments(args, known, problems)
         self.location_url = mec013.location_url(args, problems)
         self.ues = mec013.ues(args, problems)
@@ -119,6 +122,7 @@ class Settings:
         if not self.priority:
             problems.append("priority: give at least one connection type (e.g. [5G, Macro, Wifi]).")
         self.state_dir = args.get("state_dir") or None
+        self.enabled = mec013.boolean(dict(args, enabled=args.get("enabled", True)), "enabled", problems)
         mec013.settings_error("mec_approach", MecApproachError, problems)
 
 
@@ -332,7 +336,11 @@ class ApproachSource:
 
 async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
     """ansible-rulebook's entry point: runs until the rulebook stops (cancels this task)."""
-    await ApproachSource(Settings(args or {}), queue).run()
+    settings = Settings(args or {})
+    if not settings.enabled:
+        LOG.info("mec_approach: disabled (enabled: false); idle until the rulebook stops")
+        await asyncio.Event().wait()  # a source that returns would stop the rulebook
+    await ApproachSource(settings, queue).run()
 
 
 if __name__ == "__main__":
