@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LAB_INVENTORY
+from experiment_helpers import LAB_INVENTORY
 from labutil import ansible_playbook, recap
 
 pytestmark = pytest.mark.lab

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT
+from experiment_helpers import ROOT
 from labutil import ansible_playbook, venv_bin
 
 INVENTORY = """all:

@@ -12,7 +12,7 @@ import os
 import re
 
 import pytest
-from conftest import LAB_INVENTORY
+from experiment_helpers import LAB_INVENTORY
 from labutil import ansible_playbook
 from mec_experiment.records import load_records
 from mec_report import analysis

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from conftest import synthetic_record
+from experiment_helpers import synthetic_record
 from mec_experiment import probe, records
 from mec_report import analysis
 from mec_report.__main__ import main as report_main
