@@ -188,3 +188,27 @@ def test_disabled_source_stays_idle(ma):
     assert _run(scenario()) and queue.empty()
     with pytest.raises(ma.MecApproachError, match="enabled='sometimes': true or false"):
         ma.Settings({"platform_url": "http://127.0.0.1:1", "ues": [CAR], "enabled": "sometimes"})
+
+
+def test_no_velocity_across_a_gap(ma):
+    """Positions further apart in time than 2 x window (the UE unseen, the clock jumped) give no velocity: the
+    first prediction after a jump comes only once the window has filled again, and it is the right one."""
+
+    async def scenario():
+        sbx = await InProcessSandbox().start()
+        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR]}), asyncio.Queue())
+        await src.start()
+        try:
+            first = await _drive(sbx, src, 0, 2)
+            at_jump = await _drive(sbx, src, 130, 130)
+            kept = len(src.tracks[CAR].samples)
+            jumped = await _drive(sbx, src, 131, 150)
+        finally:
+            await src.api.close()
+            await sbx.stop()
+        return first, at_jump, kept, jumped
+
+    first, at_jump, kept, jumped = _run(scenario())
+    assert first == [] and at_jump == [] and kept == 1  # the positions before the jump were dropped
+    assert [(e["from_zone"], e["to_zone"]) for _, e in jumped] == [("zone01", "zone02")]
+    assert 19 <= jumped[0][1]["speed"] <= 21

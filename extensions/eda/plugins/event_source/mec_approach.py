@@ -290,6 +290,8 @@ class ApproachSource:
         x, y = self.map.xy(*pos)
         if track.samples and at <= track.samples[-1][0]:
             return None  # the platform's clock did not move: no new position
+        if track.samples and at - track.samples[-1][0] > 2 * self.s.window:
+            track.samples.clear()  # a gap (the UE unseen, the platform's clock jumped): no velocity across it
         track.samples.append((at, x, y))
         while len(track.samples) > 2 and at - track.samples[1][0] >= self.s.window:
             track.samples.popleft()
