@@ -23,6 +23,7 @@ difference fails the run's reset stage with every difference named.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,17 +48,13 @@ def host_reset(host, role, app, act=True, apps_dir="/opt/mec-apps", a2_volume="a
     """Run reset_host.py on one host; its report (dict)."""
     args = {"role": role, "app": app, "apps": list(APPS), "apps_dir": apps_dir, "a2_volume": a2_volume,
             "state_root": state_root, "act": act}
-    proc = ssh(host, "python3 - %s" % _shell_quote(json.dumps(args)), timeout=timeout,
+    proc = ssh(host, "python3 - %s" % shlex.quote(json.dumps(args)), timeout=timeout,
                input=HOST_SCRIPT.read_text(encoding="utf-8"))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise ResetError("reset on %s (%s) failed (rc %s): %s" % (host["name"], role, proc.returncode,
                                                                   (proc.stderr or proc.stdout).strip()[-400:]))
     return json.loads(lines[-1])
-
-
-def _shell_quote(text):
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def problems(app, src, tgt, fresh=True):
