@@ -10,11 +10,11 @@ module: migration_preflight
 short_description: Check a MEC host before a migration changes anything
 description:
   - Runs every check of its O(role) and reports all problems at once, naming the host; changes nothing.
-  - Both roles, the Docker engine answers (else a clear failure naming the host); with O(checkpoint=true)
+  - Both roles, the Docker engine answers (else a clear failure naming the host); with O(criu=true)
     (strategy m3), the engine has experimental features on and C(criu check) passes; the tools of the
     transfer are installed.
   - O(role=source), the container exists and runs; O(peer_address) is not an address of this host (source
-    and target must differ). With O(checkpoint=true), what would make CRIU refuse the dump, found before
+    and target must differ). With O(criu=true), what would make CRIU refuse the dump, found before
     anything changes - non-root processes on a host whose capability bounding set lacks CAP_SYS_RESOURCE
     (CRIU dumps only root processes there), a terminal (C(docker run -t)), a network or PID namespace
     shared with the host or another container, and established TCP connections when O(tcp_policy=refuse).
@@ -42,8 +42,10 @@ options:
     description: Container name.
     type: str
     required: true
-  checkpoint:
-    description: Whether the strategy checkpoints with CRIU (m3).
+  criu:
+    description:
+      - Whether the strategy checkpoints the app with CRIU (m3), so that CRIU and the engine's checkpoints are
+        checked. (The modules that take or restore a checkpoint give its name as their C(checkpoint).)
     type: bool
     default: false
   transfer:
@@ -63,8 +65,8 @@ options:
     type: list
     elements: str
     default: []
-  workdir:
-    description: This run's work directory.
+  work_root:
+    description: The directory the run's work directory is made in (its file system's free space is checked).
     type: path
     default: /var/tmp/mec-migration
   port:
@@ -90,7 +92,7 @@ EXAMPLES = r"""
   mec.migration.migration_preflight:
     role: target
     name: v2x-app
-    checkpoint: true
+    criu: true
     expected_size: 220000000
     volumes: [v2x-data]
 """
@@ -116,10 +118,10 @@ container:
   type: dict
 criu:
   description:
-    - With O(checkpoint=true), C(version) of CRIU, C(cap_sys_resource) (whether this host's bounding set has it),
+    - With O(criu=true), C(version) of CRIU, C(cap_sys_resource) (whether this host's bounding set has it),
       C(runtime_config_policy) (the TCP policy the runtime's CRIU configuration gives now) and, on the source,
       C(established) (established TCP connections of the container now) and C(processes) (its process count).
-  returned: when O(checkpoint=true)
+  returned: when O(criu=true)
   type: dict
 """
 
@@ -172,11 +174,11 @@ def port_free(port):
         s.close()
 
 
-def needed_tools(role, transfer, checkpoint):
+def needed_tools(role, transfer, criu):
     tools = []
     if role == "source":
         tools += ["ssh", "scp"]
-    if checkpoint:
+    if criu:
         tools += ["rsync", "criu"]
     return tools
 
@@ -187,11 +189,11 @@ def check(module, client, p):
     info = client.info()
     engine = dict(version=client.version().get("Version"), experimental=bool(info.get("ExperimentalBuild")),
                   docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"))
-    for tool in needed_tools(p["role"], p["transfer"], p["checkpoint"]) + list(p["tools"]):
+    for tool in needed_tools(p["role"], p["transfer"], p["criu"]) + list(p["tools"]):
         if not module.get_bin_path(tool):
             problems.append("%s is not installed on %s (needed for transfer=%s%s)." % (
-                tool, host, p["transfer"], ", strategy m3" if tool in ("rsync", "criu") and p["checkpoint"] else ""))
-    if p["checkpoint"]:
+                tool, host, p["transfer"], ", strategy m3" if tool in ("rsync", "criu") and p["criu"] else ""))
+    if p["criu"]:
         if not engine["experimental"]:
             problems.append("The Docker engine on %s does not have experimental features on (needed for "
                             "checkpoints, strategy m3): set \"experimental\": true in /etc/docker/daemon.json."
@@ -209,7 +211,7 @@ def check(module, client, p):
                 problems.append("criu check fails on %s (strategy m3 needs a working CRIU): %s" % (
                     host, " ".join((err or out).strip().splitlines()[-2:])))
     c = find_container(client, p["name"])
-    if p["checkpoint"] and p["role"] == "source" and c is not None and (c.get("State") or {}).get("Running"):
+    if p["criu"] and p["role"] == "source" and c is not None and (c.get("State") or {}).get("Running"):
         pid = c["State"].get("Pid") or 0
         pids = namespace_pids(pid) if pid else []
         criu_facts["processes"] = len(pids)
@@ -217,7 +219,7 @@ def check(module, client, p):
         problems += dump_obstacles(c, pids, bounding=bounding, tcp_policy=p["tcp_policy"])
     state = (c or {}).get("State") or {}
     container = dict(exists=c is not None, running=bool(state.get("Running")), image_id=(c or {}).get("Image"))
-    free = min(free_bytes(p["workdir"]), free_bytes(engine["docker_root_dir"] or "/var/lib/docker"))
+    free = min(free_bytes(p["work_root"]), free_bytes(engine["docker_root_dir"] or "/var/lib/docker"))
     if p["role"] == "source":
         if c is None:
             problems.append("Container %s does not exist on the source host %s." % (p["name"], host))
@@ -246,7 +248,7 @@ def check(module, client, p):
             problems.append("Port %s is busy on the target host %s (the volume receiver needs it): choose "
                             "another migration_port." % (p["port"], host))
     res = dict(problems=problems, engine=engine, free_bytes=free, container=container)
-    if p["checkpoint"]:
+    if p["criu"]:
         res["criu"] = criu_facts
     return res
 
@@ -255,12 +257,12 @@ def main():
     module = AnsibleModule(argument_spec=dict(
         role=dict(type="str", choices=["source", "target"], required=True),
         name=dict(type="str", required=True),
-        checkpoint=dict(type="bool", default=False),
+        criu=dict(type="bool", default=False),
         transfer=dict(type="str", choices=["stream", "ssh", "nc"], default="stream"),
         peer_address=dict(type="str"),
         expected_size=dict(type="int", default=0),
         volumes=dict(type="list", elements="str", default=[]),
-        workdir=dict(type="path", default="/var/tmp/mec-migration"),
+        work_root=dict(type="path", default="/var/tmp/mec-migration"),
         port=dict(type="int", default=47777),
         tcp_policy=dict(type="str", choices=["close", "established", "refuse"], default="close"),
         tools=dict(type="list", elements="str", default=[]),

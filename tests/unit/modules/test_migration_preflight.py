@@ -12,8 +12,8 @@ from .conftest import AnsibleFailJson, inspect_container
 def test_source_ready(run_module, client, run_command, tmp_path):
     client.api.inspect_container.return_value = inspect_container(running=True)
     run_command.return_value = (0, "Looks good.\n", "")
-    res = run_module(migration_preflight, {"role": "source", "name": "app", "checkpoint": True,
-                                           "peer_address": "192.0.2.12", "workdir": str(tmp_path)})
+    res = run_module(migration_preflight, {"role": "source", "name": "app", "criu": True,
+                                           "peer_address": "192.0.2.12", "work_root": str(tmp_path)})
     assert [c.args[0] for c in run_command.call_args_list] == [["/usr/bin/criu", "--version"],
                                                                ["/usr/bin/criu", "check"]]
     assert run_command.call_args.kwargs == {"environ_update": LANG_C}
@@ -28,8 +28,8 @@ def test_source_problems_are_all_listed(run_module, client, run_command, tmp_pat
     client.info.return_value = {"DockerRootDir": str(tmp_path), "ExperimentalBuild": False, "ID": "E"}
     run_command.return_value = (1, "", "Error (criu/kerndat.c:1615): kerndat failed")
     with pytest.raises(AnsibleFailJson) as exc:
-        run_module(migration_preflight, {"role": "source", "name": "ghost", "checkpoint": True,
-                                         "peer_address": "127.0.0.1", "workdir": str(tmp_path)})
+        run_module(migration_preflight, {"role": "source", "name": "ghost", "criu": True,
+                                         "peer_address": "127.0.0.1", "work_root": str(tmp_path)})
     problems = exc.value.result["problems"]
     assert any("experimental" in p for p in problems)
     assert any("criu check fails" in p and "kerndat failed" in p for p in problems)
@@ -46,8 +46,8 @@ def test_missing_tool_is_reported(run_module, client, tmp_path):
     with mock.patch.object(basic.AnsibleModule, "get_bin_path", no_rsync), \
             mock.patch.object(basic.AnsibleModule, "run_command", return_value=(0, "Looks good.", "")):
         with pytest.raises(AnsibleFailJson) as exc:
-            run_module(migration_preflight, {"role": "source", "name": "app", "checkpoint": True,
-                                             "peer_address": "192.0.2.12", "workdir": str(tmp_path)})
+            run_module(migration_preflight, {"role": "source", "name": "app", "criu": True,
+                                             "peer_address": "192.0.2.12", "work_root": str(tmp_path)})
     assert exc.value.result["problems"] == [
         "rsync is not installed on %s (needed for transfer=stream, strategy m3)." % migration_preflight.hostname()]
 
@@ -58,7 +58,7 @@ def test_target_conflicts_and_space(run_module, client, tmp_path):
     client.api.inspect_volume.return_value = {"Name": "appdata"}
     with pytest.raises(AnsibleFailJson) as exc:
         run_module(migration_preflight, {"role": "target", "name": "app", "expected_size": 10 ** 18,
-                                         "volumes": ["appdata"], "workdir": str(tmp_path), "port": 0})
+                                         "volumes": ["appdata"], "work_root": str(tmp_path), "port": 0})
     problems = exc.value.result["problems"]
     assert any("less than twice the expected 1000000000000000000 bytes" in p for p in problems)
     assert any("A container named app already exists on the target host" in p for p in problems)
@@ -70,7 +70,7 @@ def test_target_ready(run_module, client, tmp_path):
     client.api.inspect_volume.side_effect = NotFound("none")
     client.info.return_value = {"DockerRootDir": str(tmp_path), "ExperimentalBuild": True, "ID": "E2"}
     res = run_module(migration_preflight, {"role": "target", "name": "app", "expected_size": 1000,
-                                           "volumes": ["appdata"], "workdir": str(tmp_path), "port": 0})
+                                           "volumes": ["appdata"], "work_root": str(tmp_path), "port": 0})
     assert res["problems"] == []
     assert res["free_bytes"] > 2000
     assert res["container"] == {"exists": False, "running": False, "image_id": None}
