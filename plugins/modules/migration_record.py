@@ -16,7 +16,7 @@ description:
   - The schema (fields, types) lives in C(plugins/module_utils/records.py); docs/migration.md describes it.
   - Runs on the controller (the task delegated to localhost); playbooks/migrate.yml and playbooks/recover.yml call it
     through playbooks/tasks/migration_record.yml.
-version_added: 0.2.0
+version_added: 0.1.0
 author: mec.migration developers
 attributes:
   check_mode:
