@@ -41,7 +41,13 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-deploy", action="store_true",
                     help="do not run playbooks/apps.yml (the gateways already point at this sandbox, A2's image "
                          "is on the source host)")
+    ap.add_argument("--reanalyse", type=Path, metavar="DIR",
+                    help="assemble a finished drive's results folder again (no lab needed), print its table")
     args = ap.parse_args(argv)
+    if args.reanalyse:
+        summary = Drive.reanalyse(args.reanalyse, ZonesLab(args.inventory))
+        print(table(summary, json.loads((args.reanalyse / "hops.json").read_text())))
+        return 0
     if not 0.5 <= args.minutes <= 120:
         ap.error("--minutes must be within 0.5 and 120")
     modes = ["reactive", "ahead"] if args.mode == "both" else [args.mode]

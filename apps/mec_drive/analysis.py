@@ -97,12 +97,28 @@ def _num(value):
 
 def _record_summary(record: dict) -> dict:
     ts = record.get("timestamps") or {}
+    gate = record.get("gate") or {}
+    pre = ((record.get("durations") or {}).get("pre_relocation")) or {}
+    ops = [_num(v) for part in pre.values() if isinstance(part, dict) for v in part.values()]
     return {"run_id": record.get("run_id"), "status": record.get("status"), "outcome": record.get("outcome"),
             "error": record.get("error"), "source": (record.get("source") or {}).get("host"),
             "target": (record.get("target") or {}).get("host"),
             "started_at": _num(ts.get("started_at")), "source_stopped_at": _num(ts.get("source_stopped_at")),
             "target_running_at": _num(ts.get("target_running_at")), "finished_at": _num(ts.get("finished_at")),
-            "downtime_s": _num((record.get("downtime") or {}).get("wall"))}
+            "downtime_s": _num((record.get("downtime") or {}).get("wall")),
+            "pre_relocation_operations_s": round(sum(x for x in ops if x is not None), 3),
+            "gate": {"outcome": gate.get("outcome"), "waited_s": _num(gate.get("waited")),
+                     "opened_at": _num(gate.get("opened_at"))} if gate else None}
+
+
+def staging_given_up(record: dict) -> bool:
+    """An ahead-of-time staging rolled back because the UE went elsewhere or did not come (its gate was abandoned
+    or timed out): the app kept serving where it was, as designed; not a failed hop."""
+    return (record.get("gate") or {}).get("outcome") in ("abandoned", "timeout")
+
+
+def hop_failed(record: dict) -> bool:
+    return record.get("status") != "ok" and not staging_given_up(record)
 
 
 def match_records(follow_lines: list[dict], records: list[dict]) -> tuple[dict, list[dict]]:
@@ -169,7 +185,7 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
             free = [r for r in records if id(r) not in used]
             ahead = [r for r in free if r.get("status") == "ok" and (r.get("target") or {}).get("host") == host
                      and _in_window(r, prev_at, until)]
-            failed = [r for r in free if r.get("status") != "ok" and _in_window(r, at, until)]
+            failed = [r for r in free if hop_failed(r) and _in_window(r, at, until)]
             rec = (ahead or failed or [None])[0]
             if rec is not None:
                 used.add(id(rec))
@@ -184,7 +200,10 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
         else:
             outcome = "already_there"
         received = _num(line.get("event_received_at")) if line else None
-        started = _num(line.get("playbook_started_at")) if line else None
+        # the run that moved the app for this hop (ahead: the prediction's, started before the handover), else the
+        # hop's own run
+        mover = _line_of(follow_lines, rec) if rec is not None else None
+        started = _num((mover or line or {}).get("playbook_started_at"))
         serving = first_serving(samples, host, at, until) if host else None
         window = served_locally(samples, zone_host, at, until)
         gaps = [g for g in outages(samples) if g["first_missed"] >= at and g["first_missed"] < until]
@@ -197,9 +216,40 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
             "event_to_serving_s": _diff(serving, received),
             "ue_downtime_s": round(sum(g["seconds"] for g in gaps), 3), "ue_outages": len(gaps),
             "served_locally_s": window["seconds"]["local"], "served_locally_ratio": window["ratio"],
-            "follow": line, "migration": _record_summary(rec) if rec is not None else None,
+            "follow": line, "moving_run": mover if mover is not line else None,
+            "migration": _record_summary(rec) if rec is not None else None,
+            "breakdown": _breakdown(rec, started, serving) if rec is not None and outcome == "moved" else None,
         })
     return hops
+
+
+def _line_of(follow_lines: list[dict], record: dict) -> dict | None:
+    """The follow run that made ``record``: the one that names its run id, else the one it started within."""
+    for ln in follow_lines:
+        if ln.get("run_id") and ln.get("run_id") == record.get("run_id"):
+            return ln
+    r0, _ = _record_times(record)
+    for ln in follow_lines:
+        p0, p1 = _num(ln.get("playbook_started_at")), _num(ln.get("finished_at"))
+        if _truthy(ln.get("moved")) and r0 is not None and p0 is not None and p1 is not None and p0 <= r0 <= p1:
+            return ln
+    return None
+
+
+def _breakdown(record: dict, playbook_started: float | None, serving: float | None) -> dict:
+    """Where a moving run's time went: follow.yml deciding, migrate.yml before the source stopped (the
+    pre-relocation: its operations and the rest, Ansible; ahead, the gate's wait too), the relocation (the
+    record's downtime), the app answering its first probe on the target."""
+    m = _record_summary(record)
+    gate_wait = (m["gate"] or {}).get("waited_s") or 0.0
+    pre = _diff(m["source_stopped_at"], m["started_at"])
+    return {"follow_decide_s": _diff(m["started_at"], playbook_started),
+            "pre_relocation_s": pre, "gate_wait_s": gate_wait or None,
+            "pre_relocation_operations_s": m["pre_relocation_operations_s"],
+            "pre_relocation_ansible_s": (round(pre - gate_wait - m["pre_relocation_operations_s"], 3)
+                                         if pre is not None else None),
+            "relocation_s": _diff(m["target_running_at"], m["source_stopped_at"]),
+            "running_to_answering_s": _diff(serving, m["target_running_at"])}
 
 
 def _in_window(record: dict, start: float, end: float) -> bool:

@@ -101,19 +101,25 @@ class Drive:
 
     # ------------------------------------------------------------------------------------------ tear-down
     def _playbooks_running(self) -> list[int]:
-        pids = []
+        """ansible-playbook processes among the rulebook's descendants (ansible-runner starts them in a session
+        of their own, so the rulebook's process group does not hold them)."""
+        parent, cmdline = {}, {}
         for d in Path("/proc").iterdir():
             if not d.name.isdigit():
                 continue
             try:
-                stat = (d / "stat").read_text()
-                sid = int(stat.rsplit(")", 1)[1].split()[3])
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
             except (OSError, ValueError, IndexError):
                 continue
-            if sid == self.rulebook.pid and "ansible-playbook" in cmd:
-                pids.append(int(d.name))
-        return pids
+        found = []
+        for pid, cmd in cmdline.items():
+            p, hops = pid, 0
+            while p in parent and p != self.rulebook.pid and hops < 64:
+                p, hops = parent[p], hops + 1
+            if p == self.rulebook.pid and "ansible-playbook" in cmd:
+                found.append(pid)
+        return found
 
     def _stop(self, wait_playbooks_s: float = 300) -> dict:
         notes = {}
@@ -125,8 +131,15 @@ class Drive:
                 self.sandbox.kill()
         if self.rulebook and self.rulebook.poll() is None:
             t = time.monotonic()
-            while self._playbooks_running() and time.monotonic() - t < wait_playbooks_s:
-                time.sleep(1)
+            idle_since = None  # queued events start their runs one after the other: wait for 5 s without any
+            while time.monotonic() - t < wait_playbooks_s:
+                if self._playbooks_running():
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= 5:
+                    break
+                time.sleep(0.5)
             notes["waited_for_last_run_s"] = round(time.monotonic() - t, 1)
             notes["run_interrupted"] = bool(self._playbooks_running())
             os.killpg(self.rulebook.pid, signal.SIGINT)
@@ -162,13 +175,32 @@ class Drive:
             epoch = self._start_sandbox()
             self._start_rulebook()
             notes["rulebook_ready_s"] = round(time.time() - epoch, 2)
+            (self.out / "drive.json").write_text(json.dumps({
+                "mode": self.mode, "minutes": self.minutes, "strategy": self.strategy, "ue": self.ue,
+                "epoch": epoch, "zone_host": self.lab.zone_host, "sandbox_url": self.sandbox_url,
+                "rulebook_vars": self.rulebook_vars}, indent=1) + "\n")
             print(f"[{self.mode}] driving {self.minutes:g} min from "
                   f"{datetime.fromtimestamp(epoch, timezone.utc):%H:%M:%S} UTC; rulebook ready after "
                   f"{notes['rulebook_ready_s']} s", flush=True)
             samples = self._sample(epoch)
         finally:
             notes.update(self._stop())
+        (self.out / "notes.json").write_text(json.dumps(notes, indent=1) + "\n")
         return self._collect(epoch, samples, start_zone, zone_changes, ap_changes, notes)
+
+    @classmethod
+    def reanalyse(cls, folder: Path, lab: ZonesLab) -> dict:
+        """Assemble a finished drive again from what it wrote (timeline.jsonl, follow/, drive.json, notes.json)."""
+        meta = json.loads((folder / "drive.json").read_text())
+        drive = cls(meta["mode"], meta["minutes"], meta["strategy"], meta["ue"], "127.0.0.1", 0, folder.parent,
+                    meta.get("rulebook_vars", {}), lab)
+        drive.out = folder
+        lab.zone_host = meta["zone_host"]
+        samples = [json.loads(x) for x in (folder / "timeline.jsonl").read_text().splitlines() if x.strip()]
+        start_zone, zone_changes, ap_changes = ue_timeline(drive.ue, drive.duration)
+        notes_file = folder / "notes.json"
+        notes = json.loads(notes_file.read_text()) if notes_file.exists() else {}
+        return drive._collect(meta["epoch"], samples, start_zone, zone_changes, ap_changes, notes)
 
     def _sample(self, epoch: float) -> list[dict]:
         from .probe import Probe
@@ -281,7 +313,8 @@ def check_sampled_zones(samples, handovers) -> dict:
 
 def build_summary(drive, epoch, samples, hops, local, counter, entered, records, follow_lines, failed_runs, notes):
     moved = [h for h in hops if h["outcome"] == "moved"]
-    failed_records = [r for r in records if r.get("status") != "ok"]
+    failed_records = [r for r in records if analysis.hop_failed(r)]
+    given_up = [r for r in records if analysis.staging_given_up(r)]
     by_outcome = {}
     for h in hops:
         by_outcome[h["outcome"]] = by_outcome.get(h["outcome"], 0) + 1
@@ -294,7 +327,8 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
         "served_locally": local,
         "counter": {"a2": counter, "zones_entered": entered},
         "hops": {"handovers": len(hops), "by_outcome": by_outcome, "migrations": len(records),
-                 "migrations_failed": len(failed_records), "rulebook_runs": len(follow_lines),
+                 "migrations_failed": len(failed_records), "stagings_given_up": len(given_up),
+                 "rulebook_runs": len(follow_lines),
                  "rulebook_runs_failed": failed_runs,
                  "failed": [{"run_id": r.get("run_id"), "error": r.get("error")} for r in failed_records]},
         "figures": {
@@ -302,11 +336,15 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
             "event_to_playbook_s": analysis.stats([h["event_to_playbook_s"] for h in hops]),
             "event_to_serving_s": analysis.stats([h["event_to_serving_s"] for h in moved]),
             "handover_to_serving_s": analysis.stats([h["handover_to_serving_s"] for h in moved]),
-            "ue_downtime_per_hop_s": analysis.stats([h["ue_downtime_s"] for h in moved]),
+            "ue_downtime_per_hop_s": analysis.stats([h["ue_downtime_s"] for h in moved if h["serving_at"]]),
             "record_downtime_s": analysis.stats([m["downtime_s"] for m in mig]),
             "migration_s": analysis.stats([(m["finished_at"] or 0) - (m["started_at"] or 0) for m in mig
                                            if m["finished_at"] and m["started_at"]]),
         },
+        "breakdown_median_s": {k: analysis.stats([h["breakdown"][k] for h in moved if h["breakdown"]])["median"]
+                               for k in ("follow_decide_s", "pre_relocation_s", "gate_wait_s",
+                                         "pre_relocation_operations_s", "pre_relocation_ansible_s", "relocation_s",
+                                         "running_to_answering_s")},
         "targets": {"served_locally_ge_95": local["ratio"] is not None and local["ratio"] >= 0.95,
                     "counter_equals_zones_entered": counter == entered,
                     "no_hop_failed": not failed_records and failed_runs == 0},

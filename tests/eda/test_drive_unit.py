@@ -138,6 +138,34 @@ def test_a_run_that_went_to_a_later_zone_gives_its_record_to_that_zone_s_hop():
     assert hops[1]["serving_at"] == 24.0 and hops[1]["event_to_serving_s"] == pytest.approx(12.9)
 
 
+def test_ahead_the_move_made_before_the_handover_is_the_hop_s_and_an_abandoned_staging_is_no_failure():
+    # a prediction (zone02) at 90: its run stages the app on h2 behind the gate; the gate opens at the handover
+    # (100) and h2 serves from 101.5; the zone change's own run ends at once (handled). A second prediction
+    # (zone03, at 105) is abandoned when the UE stays: rolled back, status failed, gate abandoned.
+    handovers = [{"at": 100.0, "from_zone": "zone01", "to_zone": "zone02"}]
+    follow = [dict(line(1, "zone02", "h1", "h2", True, False, 90.0, 90.1, 90.5, 104.0), run_id="ahead1"),
+              line(2, "zone02", "", "", False, True, 100.0, 100.05, 104.5, 105.0),
+              dict(line(3, "zone03", "h2", "h3", True, False, 105.0, 105.1, 105.5, 140.0), run_id="gave-up")]
+    staged = rec("ahead1", "h1", "h2", 92.0, 100.9, 101.4, 103.5)
+    staged["gate"] = {"outcome": "open", "waited": 5.0, "opened_at": 100.6}
+    abandoned = rec("gave-up", "h2", "h3", 107.0, None, None, 139.0, status="failed")
+    abandoned["gate"] = {"outcome": "abandoned", "waited": 30.0, "opened_at": None}
+    samples = [s(90 + 0.5 * i, "zone01" if i < 20 else "zone02", "h1" if i < 21 else ("h2" if i >= 23 else None))
+               for i in range(100)]
+    for x in samples:
+        x["up"] = [h for h in x["up"] if h]
+    hops = analysis.assemble_hops(handovers, follow, [abandoned, staged], samples, ZH, 140.0)
+    h = hops[0]
+    assert h["outcome"] == "moved" and h["migration"]["run_id"] == "ahead1"
+    assert h["event_to_playbook_s"] == pytest.approx(-9.55)  # the moving run began 9.55 s before the event
+    assert h["serving_at"] == 101.5 and h["handover_to_serving_s"] == 1.5
+    b = h["breakdown"]
+    assert b["gate_wait_s"] == 5.0 and b["relocation_s"] == pytest.approx(0.5)
+    assert b["pre_relocation_s"] == pytest.approx(8.9) and b["follow_decide_s"] == pytest.approx(1.5)
+    assert analysis.staging_given_up(abandoned) and not analysis.hop_failed(abandoned)
+    assert analysis.hop_failed(rec("x", "h1", "h2", 1, None, None, 2, status="failed"))
+
+
 def test_an_event_too_far_from_the_handover_is_not_taken_for_it():
     handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"}]
     follow = [line(1, "zone02", "h1", "h2", True, False, 12.5, 12.6, 13.0, 20.0)]  # 2.5 s off: another event
