@@ -79,7 +79,7 @@ def test_the_relocation_waits_for_the_gate_then_moves_the_app(app, tmp_path, str
     rc, out, record = box["result"]
     assert rc == 0, out[-3000:]
     assert record["status"] == "ok" and record["outcome"] == "migrated"
-    assert record["gate"]["outcome"] == "open" and record["gate"]["waited"] >= 3
+    assert record["gate"]["outcome"] == "open" and record["gate"]["waited"] > 0
     # the relocation began after the gate opened, and soon (no Ansible start-up or image transfer in between)
     assert opened - 1 <= record["gate"]["opened_at"] <= record["timestamps"]["source_stopped_at"]
     assert record["timestamps"]["target_running_at"] - opened < 30
