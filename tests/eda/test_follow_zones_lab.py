@@ -38,6 +38,7 @@ SSH_OPTS = ["-o", f"UserKnownHostsFile={INV_DIR / 'known_hosts'}", "-o", "Strict
 COUNTER = "i=$(cat /data/n 2>/dev/null || echo 0); while true; do i=$((i+1)); echo $i > /data/n; sleep 0.2; done"
 # zone01 at 0 s; zone02 at 151, zone03 at 179, zone04 at 247, zone03 at 421, zone01 at 493, zone02 at 496
 CAR = "10.100.0.1"
+THERE_AND_BACK_PORT = 47791
 
 
 class ZoneHost:
@@ -113,8 +114,10 @@ def test_there_and_back_leaves_the_host_left_clean(zones, app, tmp_path, strateg
     run_ids = []
     for src, dst in [(a, b), (b, a)]:
         run_ids.append("fz" + uuid.uuid4().hex[:10])
+        # a port of its own: other runs on the zones lab (the rulebook's, the drive's) use the default 47777
         p = ansible_playbook("-i", str(INVENTORY), "playbooks/migrate.yml", "-e", json.dumps({
             "app": app, "strategy": strategy, "migration_cleanup": True, "run_id": run_ids[-1],
+            "migration_port": THERE_AND_BACK_PORT,
             "results_dir": str(tmp_path), "migration_source_host": src.name, "migration_target_host": dst.name}))
         assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
         assert dst.running(app)
@@ -223,8 +226,12 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
         assert late[1]["zone"] == "zone02" and late[1]["latest_seq"] == 6  # event 5 (zone01) went to the latest zone
         for z in ("zone01", "zone03", "zone04"):
             assert zones[z].leftovers(app)["container"] == ""
-        latencies = [h["playbook_started_at"] - h["event_received_at"] for h in _hops(results)]
-        assert all(0 < x < 30 for x in latencies), latencies
+        runs = _hops(results)
+        latencies = [h["playbook_started_at"] - h["event_received_at"] for h in runs]
+        assert all(x > 0 for x in latencies), latencies  # each run began after its event arrived
+        # one run at a time: each began after the one before had ended (events 5 and 6 waited behind runs 4 and
+        # 5, so their latencies hold whole migrations: figures, printed, not bounds; the drive measures them)
+        assert all(b["playbook_started_at"] >= a["finished_at"] for a, b in zip(runs, runs[1:])), runs
         print("event -> playbook start (s):", ", ".join("%.2f" % x for x in latencies))
         (tmp_path.parent / "follow-latencies.json").write_text(json.dumps(latencies))
     finally:
