@@ -38,13 +38,14 @@ def host_timeline(changes: list[tuple[float, str | None]], host_of) -> list[tupl
     return out
 
 
-def host_at(timeline: list[tuple[float, str | None]], t: float) -> str | None:
-    current = timeline[0][1]
-    for at, h in timeline:
+def value_at(steps: list[tuple[float, str | None]], t: float):
+    """The value of a step function [(from t, value), ...] (in time order) at ``t``; the first before it starts."""
+    value = steps[0][1]
+    for at, v in steps:
         if at > t:
             break
-        current = h
-    return current
+        value = v
+    return value
 
 
 def replay(timeline: list[tuple[float, str | None]], model: FollowModel, end: float) -> dict:
@@ -81,19 +82,11 @@ def replay(timeline: list[tuple[float, str | None]], model: FollowModel, end: fl
         if a >= end:
             break
         b = min(b, end)
-        app_on = _value_at(serving, a)
-        if app_on is not None and app_on == host_at(timeline, a):
+        app_on = value_at(serving, a)
+        if app_on is not None and app_on == value_at(timeline, a):
             local += b - a
     window = end - start
     return {"served_locally_s": round(local, 3), "window_s": round(window, 3),
             "ratio": local / window if window > 0 else None, "host_changes": len(timeline) - 1,
             "runs": runs, "moves": moves}
 
-
-def _value_at(steps: list[tuple[float, str | None]], t: float):
-    value = steps[0][1]
-    for at, v in steps:
-        if at > t:
-            break
-        value = v
-    return value

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ import yaml
 
 from . import analysis, derive, report
 from .lab import ROOT, DriveError, ZonesLab, ansible_env, deploy_a2, start_from_run_config
+from .probe import Probe
 
 RULEBOOK = "extensions/eda/rulebooks/follow_ue.yml"
 APP, VOLUME, APP_PORT = "a2", "a2-data", 3000
@@ -171,8 +173,13 @@ class Drive:
                              f"{start_zone} ({start_host}): A2 starts on the inventory's source host; make it "
                              f"{start_host}")
         samples, notes = [], {"removed_before": removed}
+        stop = threading.Event()
+        sampler = None
         try:
             epoch = self._start_sandbox()
+            # the probe runs from the drive's start (A2 already serves); the rulebook starts beside it
+            sampler = threading.Thread(target=self._sample, args=(epoch, samples, stop), name="drive-probe")
+            sampler.start()
             self._start_rulebook()
             notes["rulebook_ready_s"] = round(time.time() - epoch, 2)
             (self.out / "drive.json").write_text(json.dumps({
@@ -182,8 +189,11 @@ class Drive:
             print(f"[{self.mode}] driving {self.minutes:g} min from "
                   f"{datetime.fromtimestamp(epoch, timezone.utc):%H:%M:%S} UTC; rulebook ready after "
                   f"{notes['rulebook_ready_s']} s", flush=True)
-            samples = self._sample(epoch)
+            sampler.join()
         finally:
+            stop.set()
+            if sampler is not None:
+                sampler.join()
             notes.update(self._stop())
         (self.out / "notes.json").write_text(json.dumps(notes, indent=1) + "\n")
         return self._collect(epoch, samples, start_zone, zone_changes, ap_changes, notes)
@@ -202,13 +212,13 @@ class Drive:
         notes = json.loads(notes_file.read_text()) if notes_file.exists() else {}
         return drive._collect(meta["epoch"], samples, start_zone, zone_changes, ap_changes, notes)
 
-    def _sample(self, epoch: float) -> list[dict]:
-        from .probe import Probe
+    def _sample(self, epoch: float, samples: list, stop: threading.Event) -> None:
+        """Every SAMPLE_EVERY_S until the drive's end (or ``stop``): appended to ``samples`` and timeline.jsonl."""
         probe = Probe(self.sandbox_url, self.ue, {n: h.address for n, h in self.lab.hosts.items()}, APP_PORT)
-        samples, end, last_print = [], epoch + self.duration, 0.0
+        end, last_print = epoch + self.duration, 0.0
         try:
             with open(self.out / "timeline.jsonl", "w", encoding="utf-8") as fh:
-                while time.time() < end:
+                while time.time() < end and not stop.is_set():
                     tick = time.time()
                     s = probe.sample()
                     samples.append(s)
@@ -221,7 +231,6 @@ class Drive:
                     time.sleep(max(0.0, SAMPLE_EVERY_S - (time.time() - tick)))
         finally:
             probe.close()
-        return samples
 
     def _collect(self, epoch, samples, start_zone, zone_changes, ap_changes, notes) -> dict:
         end = epoch + self.duration
