@@ -18,6 +18,9 @@ import statistics
 # a follow line belongs to the handover whose instant is this close to the event's (the event carries the
 # platform's timestamp of the change, the handover list the same instant from the same clock)
 EVENT_MATCH_S = 0.5
+# the probe stamps a sample when it starts asking, so an answer can be stamped up to its timeout (0.8 s) before
+# the record's target_running_at (another clock reading of the same machine)
+RUNNING_SLACK_S = 1.0
 
 
 def sample_state(sample: dict, zone_host: dict) -> str:
@@ -204,23 +207,58 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
         # hop's own run
         mover = _line_of(follow_lines, rec) if rec is not None else None
         started = _num((mover or line or {}).get("playbook_started_at"))
-        serving = first_serving(samples, host, at, until) if host else None
+        serving = None
+        if host and rec is not None and outcome == "moved":
+            # the move's own start of service: the first answers of the host from its record's target_running_at
+            # on (a late move serves after the stay ended; an app still on that host from before does not count)
+            running = _num(((rec.get("timestamps") or {}).get("target_running_at")))
+            if running is not None:
+                serving = first_serving(samples, host, max(at, running - RUNNING_SLACK_S), float("inf"))
+        elif host:
+            serving = first_serving(samples, host, at, until)
+        queued = line is not None and any(
+            o is not line and _num(o.get("playbook_started_at")) is not None and _num(o.get("finished_at")) is not None
+            and received is not None and _num(o["playbook_started_at"]) <= received <= _num(o["finished_at"])
+            for o in follow_lines)
         window = served_locally(samples, zone_host, at, until)
-        gaps = [g for g in outages(samples) if g["first_missed"] >= at and g["first_missed"] < until]
+        # the outage the UE saw for this hop: around its move when it moved (a late move's is after the stay);
+        # else whatever no move claims within the stay (second pass below)
+        outage_window = (at, until, False)
+        if serving is not None and rec is not None:
+            stopped = _num((rec.get("timestamps") or {}).get("source_stopped_at"))
+            outage_window = (min(at, stopped - RUNNING_SLACK_S) if stopped is not None else at, serving + 0.001, True)
         hops.append({
             "index": k + 1, "at": at, "from_zone": h["from_zone"], "to_zone": h["to_zone"], "zone_host": host,
             "stay_s": round(until - at, 3), "stay_cut_by_end": k + 1 == len(handovers), "outcome": outcome,
             "event_received_at": received, "playbook_started_at": started,
             "event_delay_s": _diff(received, at), "event_to_playbook_s": _diff(started, received),
+            "queued": queued,
             "serving_at": serving, "handover_to_serving_s": _diff(serving, at),
             "event_to_serving_s": _diff(serving, received),
-            "ue_downtime_s": round(sum(g["seconds"] for g in gaps), 3), "ue_outages": len(gaps),
+            "ue_downtime_s": 0.0, "ue_outages": 0, "_outage_window": outage_window,
             "served_locally_s": window["seconds"]["local"], "served_locally_ratio": window["ratio"],
             "follow": line, "moving_run": mover if mover is not line else None,
             "migration": _record_summary(rec) if rec is not None else None,
             "breakdown": _breakdown(rec, started, serving) if rec is not None and outcome == "moved" else None,
         })
+    _attribute_outages(hops, outages(samples))
     return hops
+
+
+def _attribute_outages(hops: list[dict], gaps: list[dict]) -> None:
+    """Each UE-visible outage counts once: for the move whose window holds it, else for the stay it began in."""
+    claimed = set()
+    for moves in (True, False):
+        for h in hops:
+            g0, g1, is_move = h["_outage_window"]
+            if is_move != moves:
+                continue
+            mine = [i for i, g in enumerate(gaps) if i not in claimed and g0 <= g["first_missed"] < g1]
+            claimed.update(mine)
+            h["ue_downtime_s"] = round(sum(gaps[i]["seconds"] for i in mine), 3)
+            h["ue_outages"] = len(mine)
+    for h in hops:
+        del h["_outage_window"]
 
 
 def _line_of(follow_lines: list[dict], record: dict) -> dict | None:

@@ -86,8 +86,9 @@ class ZonesLab:
         removed = {}
         for name in self.hosts:
             removed[name] = self.ssh(name, (
-                f"docker rm -f {app} >/dev/null 2>&1 && echo container; "
-                f"docker volume rm -f {volume} >/dev/null 2>&1 && echo volume; "
+                f"docker container inspect {app} >/dev/null 2>&1 && docker rm -f {app} >/dev/null && echo container; "
+                f"docker volume inspect {volume} >/dev/null 2>&1 && docker volume rm -f {volume} >/dev/null && "
+                "echo volume; "
                 f"docker images -q 'mec-migration/{app}' | sort -u | xargs -r docker rmi -f >/dev/null 2>&1; true"))
         return removed
 

@@ -29,6 +29,7 @@ STEP_S = 0.05  # the sandbox's simulation step (its default), also used to repla
 
 def _free(address: str, port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the sandbox binds (aiohttp): TIME_WAIT is no owner
         try:
             s.bind((address, port))
             return True
@@ -342,7 +343,11 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
                  "failed": [{"run_id": r.get("run_id"), "error": r.get("error")} for r in failed_records]},
         "figures": {
             "event_delay_s": analysis.stats([h["event_delay_s"] for h in hops]),
-            "event_to_playbook_s": analysis.stats([h["event_to_playbook_s"] for h in hops]),
+            # the run that moved the app, for its hop's event (ahead: negative, it began before the handover)
+            "event_to_playbook_s": analysis.stats([h["event_to_playbook_s"] for h in moved]),
+            # every event's own run; those that found no run in progress (not queued): the rulebook's own delay
+            "event_to_own_run_s": analysis.stats([_own_run_delay(h) for h in hops]),
+            "event_to_own_run_not_queued_s": analysis.stats([_own_run_delay(h) for h in hops if not h["queued"]]),
             "event_to_serving_s": analysis.stats([h["event_to_serving_s"] for h in moved]),
             "handover_to_serving_s": analysis.stats([h["handover_to_serving_s"] for h in moved]),
             "ue_downtime_per_hop_s": analysis.stats([h["ue_downtime_s"] for h in moved if h["serving_at"]]),
@@ -361,6 +366,13 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
     }
 
 
+def _own_run_delay(hop: dict):
+    f = hop["follow"]
+    if not f or hop["event_received_at"] is None or f.get("playbook_started_at") in (None, ""):
+        return None
+    return round(float(f["playbook_started_at"]) - hop["event_received_at"], 3)
+
+
 def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zone_host, measured_ratio) -> dict:
     """The follower model fitted on this drive's hops, checked on its per-zone stays, applied per access point."""
     moved = [h for h in hops if h["outcome"] == "moved" and h["playbook_started_at"] and h["serving_at"]]
@@ -370,7 +382,7 @@ def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zon
     runs = [h["follow"] for h in hops if h["follow"]]
     model = derive.FollowModel(
         event_delay_s=med([h["event_delay_s"] for h in hops]),
-        to_playbook_s=med([h["event_to_playbook_s"] for h in hops]),
+        to_playbook_s=med([_own_run_delay(h) for h in hops if not h["queued"]]),
         move_s=med([h["serving_at"] - h["playbook_started_at"] for h in moved]),
         downtime_s=med([h["ue_downtime_s"] for h in moved]),
         tail_s=med([float(h["follow"]["finished_at"]) - h["serving_at"] for h in moved if h["follow"]]),

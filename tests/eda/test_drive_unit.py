@@ -166,6 +166,26 @@ def test_ahead_the_move_made_before_the_handover_is_the_hop_s_and_an_abandoned_s
     assert analysis.hop_failed(rec("x", "h1", "h2", 1, None, None, 2, status="failed"))
 
 
+def test_a_late_move_is_timed_from_its_own_record_not_from_an_app_still_there_or_the_stay_s_end():
+    # zone02 at 10 (the move h1 -> h2 serves only at 40, after the stay), zone01 at 30 (the UE is back while
+    # the app still runs on h1, then leaves it: its move h2 -> h1 ends at 70). Hop 2 must not count h1's old
+    # service (0..38) as its serving; hop 1 is served at 40, late (30 s after its handover, 0 s of its stay).
+    handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"},
+                 {"at": 30.0, "from_zone": "zone02", "to_zone": "zone01"}]
+    follow = [line(1, "zone02", "h1", "h2", True, False, 10.0, 10.1, 11.0, 45.0),
+              line(2, "zone01", "h2", "h1", True, False, 30.0, 30.1, 45.5, 75.0)]
+    records = [rec("a", "h1", "h2", 13.0, 38.5, 39.5, 44.0), rec("b", "h2", "h1", 47.0, 68.5, 69.6, 74.0)]
+    samples = [s(t, "zone01" if t < 10 or t >= 30 else "zone02", "h1" if t < 39 else ("h2" if 40 <= t < 69 else
+                 ("h1" if t >= 70 else None))) for t in range(0, 90)]
+    for x in samples:
+        x["up"] = [h for h in x["up"] if h]
+    hops = analysis.assemble_hops(handovers, follow, records, samples, ZH, 90.0)
+    assert [(h["outcome"], h["serving_at"]) for h in hops] == [("moved", 40.0), ("moved", 70.0)]
+    assert hops[0]["handover_to_serving_s"] == 30.0 and hops[0]["served_locally_s"] == 0.0
+    assert hops[1]["event_to_serving_s"] == pytest.approx(39.9)
+    assert not hops[0]["queued"] and hops[1]["queued"]  # event 2 came while run 1 was moving the app
+
+
 def test_an_event_too_far_from_the_handover_is_not_taken_for_it():
     handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"}]
     follow = [line(1, "zone02", "h1", "h2", True, False, 12.5, 12.6, 13.0, 20.0)]  # 2.5 s off: another event
