@@ -160,7 +160,9 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
     coalesced (its run found an earlier hop covering it: the app went straight to a later zone),
     already_there (the app was on this zone's host when its run decided), no_event (no rulebook run for it)."""
     paired, _orphans = match_records(follow_lines, records)
-    by_event = [(_num(line.get("event_at")), i, line) for i, line in enumerate(follow_lines)]
+    # a handover's own event is a zone change: ahead-of-time runs (mode ahead) answer predictions
+    by_event = [(_num(line.get("event_at")), i, line) for i, line in enumerate(follow_lines)
+                if line.get("mode") != "ahead"]
     lines_of, taken = [], set()
     for h in handovers:  # each handover's own event: the closest one within EVENT_MATCH_S
         near = [(abs(ev_at - h["at"]), i) for ev_at, i, _ln in by_event
