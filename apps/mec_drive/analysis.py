@@ -218,10 +218,12 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
                 serving = first_serving(samples, host, max(at, running - RUNNING_SLACK_S), float("inf"))
         elif host:
             serving = first_serving(samples, host, at, until)
-        queued = line is not None and any(
-            o is not line and _num(o.get("playbook_started_at")) is not None and _num(o.get("finished_at")) is not None
-            and received is not None and _num(o["playbook_started_at"]) <= received <= _num(o["finished_at"])
-            for o in follow_lines)
+        # another run was in progress when the event came (a follow line's span; a record's too: a run whose
+        # migration failed or whose staging was given up writes no follow line)
+        busy = [(_num(o.get("playbook_started_at")), _num(o.get("finished_at"))) for o in follow_lines
+                if o is not line] + [_record_times(r) for r in records]
+        queued = line is not None and received is not None and any(
+            a is not None and b is not None and a <= received <= b for a, b in busy)
         window = served_locally(samples, zone_host, at, until)
         # the outage the UE saw for this hop: around its move when it moved (a late move's is after the stay);
         # else whatever no move claims within the stay (second pass below)

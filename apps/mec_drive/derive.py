@@ -90,3 +90,19 @@ def replay(timeline: list[tuple[float, str | None]], model: FollowModel, end: fl
             "ratio": local / window if window > 0 else None, "host_changes": len(timeline) - 1,
             "runs": runs, "moves": moves}
 
+
+
+def ceiling(timeline: list[tuple[float, str | None]], lag_s: float, end: float) -> dict:
+    """Served locally if every host change were followed by the app ``lag_s`` seconds later, each on its own (no
+    queue, no wrong prediction): the ceiling of a follower whose hops all take ``lag_s`` (a stay shorter than
+    that is lost whole). The first stay counts whole (the app starts there)."""
+    start = timeline[0][0]
+    local = 0.0
+    for i, (t, _host) in enumerate(timeline):
+        if t >= end:
+            break
+        until = min(timeline[i + 1][0], end) if i + 1 < len(timeline) else end
+        local += (until - t) if i == 0 else max(0.0, until - t - lag_s)
+    window = end - start
+    return {"lag_s": round(lag_s, 3), "served_locally_s": round(local, 3),
+            "ratio": local / window if window > 0 else None}

@@ -247,7 +247,7 @@ class Drive:
         summary = build_summary(self, epoch, samples, hops, local, counter, entered, records, follow_lines,
                                 failed_runs, notes)
         summary["derived"] = derived_placements(hops, zone_changes, ap_changes, start_zone, self.duration,
-                                                self.lab.zone_host, local["ratio"])
+                                                self.lab.zone_host, local["ratio"], self.mode)
         summary["sampled_zone_check"] = check_sampled_zones(samples, handovers)
         (self.out / "hops.json").write_text(json.dumps(hops, indent=1) + "\n")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -373,12 +373,29 @@ def _own_run_delay(hop: dict):
     return round(float(f["playbook_started_at"]) - hop["event_received_at"], 3)
 
 
-def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zone_host, measured_ratio) -> dict:
-    """The follower model fitted on this drive's hops, checked on its per-zone stays, applied per access point."""
+def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zone_host, measured_ratio,
+                       mode="reactive") -> dict:
+    """DERIVED, not measured. Reactive: the follower model fitted on this drive's hops, checked on its per-zone
+    stays, replayed per access point. Both modes: the ceiling per zone and per access point if every hop took
+    this drive's median handover -> serving (ahead: what staging gives when the prediction is right and early)."""
     moved = [h for h in hops if h["outcome"] == "moved" and h["playbook_started_at"] and h["serving_at"]]
     if not moved:
         return {"note": "no hop moved the app: nothing to derive from"}
     med = lambda xs: analysis.stats(xs)["median"] or 0.0  # noqa: E731
+    per_zone = derive.host_timeline([(0.0, start_zone)] + [(t, b) for t, _a, b in zone_changes],
+                                    lambda z: zone_host.get(z))
+    per_ap = derive.host_timeline([(t, poa) for t, poa, _z in ap_changes], lambda p: p and f"mep-{p}")
+    ap_stays = [b[0] - a[0] for a, b in zip(per_ap, per_ap[1:])]
+    lag = med([h["handover_to_serving_s"] for h in moved])
+    out = {"handover_to_serving_median_s": lag,
+           "per_zone_ceiling": derive.ceiling(per_zone, lag, duration),
+           "per_ap_ceiling": derive.ceiling(per_ap, lag, duration),
+           "per_zone_measured_ratio": measured_ratio, "per_ap_stays_s": analysis.stats(ap_stays),
+           "per_ap_host_changes": len(per_ap) - 1,
+           "per_ap_stays_shorter_than_the_lag": sum(1 for d in ap_stays if d < lag)}
+    if mode != "reactive":
+        out["note"] = "the follower model replays the reactive rulebook only; ahead: the ceilings"
+        return out
     runs = [h["follow"] for h in hops if h["follow"]]
     model = derive.FollowModel(
         event_delay_s=med([h["event_delay_s"] for h in hops]),
@@ -388,13 +405,6 @@ def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zon
         tail_s=med([float(h["follow"]["finished_at"]) - h["serving_at"] for h in moved if h["follow"]]),
         noop_s=med([float(f["finished_at"]) - float(f["playbook_started_at"]) for f in runs
                     if not analysis._truthy(f.get("moved"))]) or 3.0)
-    per_zone = derive.host_timeline([(0.0, start_zone)] + [(t, b) for t, _a, b in zone_changes],
-                                    lambda z: zone_host.get(z))
-    per_ap = derive.host_timeline([(t, poa) for t, poa, _z in ap_changes], lambda p: p and f"mep-{p}")
-    ap_stays = [b[0] - a[0] for a, b in zip(per_ap, per_ap[1:])]
-    return {"model": model.as_dict(),
-            "per_zone_replayed": derive.replay(per_zone, model, duration),
-            "per_zone_measured_ratio": measured_ratio,
-            "per_ap_replayed": derive.replay(per_ap, model, duration),
-            "per_ap_stays_s": analysis.stats(ap_stays),
-            "per_ap_stays_shorter_than_a_hop": sum(1 for d in ap_stays if d < model.to_playbook_s + model.move_s)}
+    out.update({"model": model.as_dict(), "per_zone_replayed": derive.replay(per_zone, model, duration),
+                "per_ap_replayed": derive.replay(per_ap, model, duration)})
+    return out
