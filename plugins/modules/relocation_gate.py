@@ -15,7 +15,7 @@ description:
   - With it, C(playbooks/migrate.yml) does the whole pre-relocation ahead of time (image on the target, container
     created, m3's first checkpoint copied) and relocates at the instant the gate opens, for example when the UE
     that the app serves enters the target's zone (C(playbooks/follow.yml) in ahead mode uses the event source's
-    state file). A failed gate makes the migration roll back: the app keeps serving on the source.
+    state file). A failed gate makes the migration roll back, and the app keeps serving on the source.
   - With O(check_only=true) it only checks its arguments (the regular expressions compile, the file's folder
     exists) and returns at once, so that bad input is refused before the migration changes anything.
 version_added: 0.3.0
