@@ -79,7 +79,8 @@ def table(summary: dict, hops: list[dict]) -> str:
              f"  A2's counter {s['counter']['a2']} vs zones entered {s['counter']['zones_entered']}",
              f"  hops: {s['hops']['handovers']} handovers {s['hops']['by_outcome']}, migrations "
              f"{s['hops']['migrations']} ({s['hops']['migrations_failed']} failed), rulebook runs "
-             f"{s['hops']['rulebook_runs']} ({s['hops']['rulebook_runs_failed']} failed)",
+             f"{s['hops']['rulebook_runs']} + {s['hops']['rulebook_runs_failed']} that failed "
+             f"({s['hops']['stagings_given_up']} stagings given up, as designed)",
              "",
              "  #  handover  from->to        stay   outcome       ev->pb  ev->serve  ho->serve  UE down  local"]
     for h in hops:

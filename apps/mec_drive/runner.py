@@ -299,12 +299,11 @@ def read_records(folder: Path) -> list[dict]:
 
 
 def rulebook_failures(log: Path) -> int:
-    """PLAY RECAP lines of the rulebook's runs with failed or unreachable hosts."""
-    n = 0
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []:
-        if " : ok=" in line and (" failed=0 " not in line + " " or " unreachable=0 " not in line + " "):
-            n += 1
-    return n
+    """Rulebook runs that ended with a non-zero rc: ansible-rulebook logs each one's output once as an ERROR of
+    its run_playbook action."""
+    if not log.exists():
+        return 0
+    return log.read_text(encoding="utf-8", errors="replace").count("ansible_rulebook.action.run_playbook - ERROR")
 
 
 def check_sampled_zones(samples, handovers) -> dict:
@@ -339,7 +338,9 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
         "hops": {"handovers": len(hops), "by_outcome": by_outcome, "migrations": len(records),
                  "migrations_failed": len(failed_records), "stagings_given_up": len(given_up),
                  "rulebook_runs": len(follow_lines),
+                 # a staging given up fails its run by design (follow.yml stops with the rolled-back migrate.yml)
                  "rulebook_runs_failed": failed_runs,
+                 "rulebook_runs_failed_other": max(0, failed_runs - len(given_up)),
                  "failed": [{"run_id": r.get("run_id"), "error": r.get("error")} for r in failed_records]},
         "figures": {
             "event_delay_s": analysis.stats([h["event_delay_s"] for h in hops]),
@@ -361,7 +362,7 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
                                          "running_to_answering_s")},
         "targets": {"served_locally_ge_95": local["ratio"] is not None and local["ratio"] >= 0.95,
                     "counter_equals_zones_entered": counter == entered,
-                    "no_hop_failed": not failed_records and failed_runs == 0},
+                    "no_hop_failed": not failed_records and failed_runs <= len(given_up)},
         "notes": notes,
     }
 
