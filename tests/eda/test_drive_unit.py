@@ -231,3 +231,33 @@ def test_replay_coalesces_events_an_earlier_run_covered():
     # run 1 (event 10): start 11, decides at 11: latest change by 11 is h3 (11.0) -> handled up to index 2
     # run 2 (event 11, index 2): covered -> coalesced (noop); run 3 (event 11.5): h2, moves after run 1 (ends 31)
     assert r["runs"] == 3 and r["moves"] == 2
+
+
+def test_ceiling_loses_the_lag_per_change_and_short_stays_whole():
+    tl = [(0.0, "h1"), (50.0, "h2"), (53.0, "h3"), (90.0, "h1")]
+    r = derive.ceiling(tl, 5.0, 100.0)
+    # 0..50 whole; the 3 s stay lost whole; 53..90 loses 5; 90..100 loses 5
+    assert r["served_locally_s"] == pytest.approx(50 + 0 + 32 + 5) and r["ratio"] == pytest.approx(0.87)
+
+
+# ------------------------------------------------------------------------------------------ runner's checks
+def test_sampled_zone_changes_are_checked_against_the_replayed_ones():
+    from mec_drive.runner import check_sampled_zones
+
+    handovers = [{"at": 10.0, "to_zone": "zone02"}, {"at": 20.0, "to_zone": "zone03"}]
+    samples = [s(9.9, "zone01"), s(10.1, "zone02"), s(15, None), s(20.3, "zone03")]  # a zone-less sample ignored
+    assert check_sampled_zones(samples, handovers) == {"same_sequence": True, "sampled": 2, "replayed": 2,
+                                                        "max_lag_s": 0.3}
+    wrong = [s(9.9, "zone01"), s(10.1, "zone03")]
+    assert check_sampled_zones(wrong, handovers)["same_sequence"] is False
+
+
+def test_failed_rulebook_runs_are_the_run_playbook_errors(tmp_path):
+    from mec_drive.runner import rulebook_failures
+
+    log = tmp_path / "rulebook.log"
+    log.write_text("PLAY RECAP\nh : ok=3 failed=1\n2026-11-27 18:49:08,655 - ansible_rulebook.action.run_playbook - "
+                   "ERROR - [WARNING]: ...\nh : ok=3 failed=1\n"  # one failed run, its output logged twice
+                   "2026-11-27 18:59:08,655 - ansible_rulebook.action.run_playbook - ERROR - x\n")
+    assert rulebook_failures(log) == 2
+    assert rulebook_failures(tmp_path / "missing.log") == 0
