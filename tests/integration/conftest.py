@@ -1,13 +1,13 @@
 """Integration tests of the migration: on this machine's Docker engine (``docker`` mark) and on the
 local lab (``lab`` mark: two MEC hosts reached over SSH, inventories/local/hosts.yml)."""
 import os
-import subprocess
 import sys
 import uuid
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from labtools import BASE_IMAGES, ROOT, docker_cli, local_base_image, skip_or_fail  # noqa: F401  (fixtures)
+
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 LINK = os.path.join(COLLECTIONS, "ansible_collections", "mec", "migration")
 if not os.path.lexists(LINK):
@@ -19,7 +19,6 @@ if COLLECTIONS not in sys.path:
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
 COUNTER_APP = os.path.join(os.path.dirname(__file__), "files", "counter_app")
 TEST_LABEL = "mec.migration.test=1"
-BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -48,25 +47,6 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_configure(config):
     config.addinivalue_line("markers", "docker: needs a running Docker engine on this machine")
     config.addinivalue_line("markers", "lab: needs the local lab (inventories/local/hosts.yml, two MEC hosts over SSH)")
-
-
-def docker_cli(*args, check=True, timeout=300):
-    return subprocess.run(["docker"] + list(args), check=check, capture_output=True, text=True, timeout=timeout)
-
-
-def local_base_image():
-    """A base image already on this engine (never pulled: there is no registry)."""
-    for ref in BASE_IMAGES:
-        if docker_cli("image", "inspect", ref, check=False).returncode == 0:
-            return ref
-    return None
-
-
-def skip_or_fail(reason):
-    """Skip outside CI; in CI (env CI=true) what a test needs must be there, so fail."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("%s (CI=true: a missing prerequisite is a failure, not a skip)" % reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 _TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,6 +19,7 @@ from labutil import SSH_OPTS, LabHost, lab_hosts  # noqa: E402,F401  (lab_hosts 
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
+BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
 KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
 # the ansible-playbook of this Python's environment (a venv's bin/), else the one on PATH
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
@@ -33,8 +35,10 @@ class Host(object):
     def run(self, argv, check=True, timeout=120, stdin=None):
         """Run ``argv`` on the host over ssh (each word quoted)."""
         cmd = argv if isinstance(argv, str) else " ".join(shlex.quote(a) for a in argv)
+        # stdin: never pytest's own (ssh may make an inherited one non-blocking, which breaks Ansible runs)
         p = subprocess.run(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address, cmd], capture_output=True,
-                           timeout=timeout, stdin=stdin, text=stdin is None)
+                           timeout=timeout, stdin=subprocess.DEVNULL if stdin is None else stdin,
+                           text=stdin is None)
         if check and p.returncode != 0:
             raise AssertionError("on %s: %s -> rc %s: %s" % (self.address, cmd, p.returncode, p.stderr))
         return p
@@ -102,7 +106,7 @@ def migrate(results_dir, timeout=900, inventory=INVENTORY, **extra):
     extra.setdefault("results_dir", str(results_dir))
     args = [ANSIBLE_PLAYBOOK, "-i", inventory, os.path.join(ROOT, "playbooks", "migrate.yml"),
             "-e", json.dumps(extra)]
-    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     records = sorted(f for f in os.listdir(str(results_dir)) if f.endswith(".json")) \
         if os.path.isdir(str(results_dir)) else []
     record = None
@@ -145,3 +149,22 @@ def http_json(address, port=3000, path="/state", timeout=15.0):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def docker_cli(*args, check=True, timeout=300):
+    return subprocess.run(["docker"] + list(args), check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def local_base_image():
+    """A base image already on this engine (never pulled: there is no registry)."""
+    for ref in BASE_IMAGES:
+        if docker_cli("image", "inspect", ref, check=False).returncode == 0:
+            return ref
+    return None
+
+
+def skip_or_fail(reason):
+    """Skip outside CI; in CI (env CI=true) what a test needs must be there, so fail."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail("%s (CI=true: a missing prerequisite is a failure, not a skip)" % reason)
+    pytest.skip(reason)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from labtools import ROOT
 
 pytestmark = pytest.mark.docker
 

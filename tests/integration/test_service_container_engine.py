@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, docker_cli, local_base_image, skip_or_fail
+from labtools import ROOT, docker_cli, local_base_image, skip_or_fail
 from labtools import ANSIBLE_PLAYBOOK
 
 pytestmark = pytest.mark.docker
