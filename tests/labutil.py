@@ -47,7 +47,7 @@ def ssh(address, command, check=True, timeout=300, input=None):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
     if check and proc.returncode != 0:
         raise AssertionError("ssh %s %r failed (rc=%s): %s %s" % (address, command, proc.returncode, proc.stdout,
-                                                                 proc.stderr))
+                                                                  proc.stderr))
     return proc
 
 
@@ -59,7 +59,7 @@ def ansible_playbook(*args, check=False, timeout=1800, env=None):
                           timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError("ansible-playbook %s failed (rc=%s):\n%s\n%s" % (" ".join(args), proc.returncode,
-                                                                            proc.stdout[-6000:], proc.stderr[-3000:]))
+                                                                              proc.stdout[-6000:], proc.stderr[-3000:]))
     return proc
 
 

@@ -91,7 +91,6 @@ def replay(timeline: list[tuple[float, str | None]], model: FollowModel, end: fl
             "runs": runs, "moves": moves}
 
 
-
 def ceiling(timeline: list[tuple[float, str | None]], lag_s: float, end: float) -> dict:
     """Served locally if every host change were followed by the app ``lag_s`` seconds later, each on its own (no
     queue, no wrong prediction): the ceiling of a follower whose hops all take ``lag_s`` (a stay shorter than

@@ -382,7 +382,10 @@ def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zon
     moved = [h for h in hops if h["outcome"] == "moved" and h["playbook_started_at"] and h["serving_at"]]
     if not moved:
         return {"note": "no hop moved the app: nothing to derive from"}
-    med = lambda xs: analysis.stats(xs)["median"] or 0.0  # noqa: E731
+
+    def med(xs):
+        return analysis.stats(xs)["median"] or 0.0
+
     per_zone = derive.host_timeline([(0.0, start_zone)] + [(t, b) for t, _a, b in zone_changes],
                                     lambda z: zone_host.get(z))
     per_ap = derive.host_timeline([(t, poa) for t, poa, _z in ap_changes], lambda p: p and f"mep-{p}")

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
                   title_dir=str(results))
     write_atomic(out / "report.md", page)
     print("report: %s (%d records, %d skipped%s)" % (out / "report.md", len(records), len(skipped),
-                                                    "".join("\n  skipped %s: %s" % s for s in skipped)))
+                                                     "".join("\n  skipped %s: %s" % s for s in skipped)))
     return 0
 
 

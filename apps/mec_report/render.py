@@ -148,7 +148,7 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
         for n in an.ordered(set(nets), an.NETWORKS):
             m = nets[n]
             lines.append("| %s | %s | %s | %s | %s |" % (n, m.get("rate_mbit"), m.get("mbit_s"), m.get("bytes"),
-                                                        m.get("receiver_seconds")))
+                                                         m.get("receiver_seconds")))
         lines.append("")
     # medians per cell
     cells = an.cell_medians(records)
@@ -180,7 +180,7 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
                   "A3 about %.0f MB; rsync sent on average %.1f MB of it, %.2fx less (Figure 8.9); m3 the slowest on "
                   "the source during relocation (Figure 8.8). *ratio* = checkpoint_final / checkpoint_delta (the "
                   "bytes of the final checkpoint really sent)." % (an.SEED_CHECKPOINT_MB + (an.SEED_DELTA_MB,
-                                                                                          an.SEED_DELTA_RATIO)), "",
+                                                                                            an.SEED_DELTA_RATIO)), "",
                   "| app | network | runs | checkpoint full (MB) | final (MB) | delta sent (MB) | ratio (seed %.2fx) "
                   "| stream (MB) | CRIU dump (s) | relocation, source: m3 / m2 / m1 (s) |" % an.SEED_DELTA_RATIO,
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -250,7 +250,7 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
                       "| placement | stays | average (s) | shortest (s) |", "| --- | ---: | ---: | ---: |"]
             for p, st in stays_by.items():
                 lines.append("| %s | %d | %s | %s |" % (p, len(st), _fmt(sum(st) / len(st) if st else None),
-                                                       _fmt(min(st) if st else None)))
+                                                        _fmt(min(st) if st else None)))
             lines += ["", "Migration time = pre-relocation (source + transfer + target) + downtime (seed's), "
                       "median over the ok runs of all apps. *fits* = not longer than the average stay; "
                       "the share is the stays at least that long.", ""]
@@ -268,8 +268,8 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
                     cells_txt.append("%s (%s of stays)" % (verdict, "-" if f["fraction"] is None
                                                            else "%.0f%%" % (100 * f["fraction"])))
                 lines.append("| %s | %s | %s | %s | %s |" % (row["strategy"], row["network"],
-                                                            _fmt(row["migration_time"], 2), _fmt(row["downtime"]),
-                                                            " | ".join(cells_txt)))
+                                                             _fmt(row["migration_time"], 2), _fmt(row["downtime"]),
+                                                             " | ".join(cells_txt)))
             if not rows:
                 lines.append("(no successful run: no migration time to compare)")
             lines.append("")

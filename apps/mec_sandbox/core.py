@@ -166,4 +166,3 @@ class Sandbox:
     def ecgi(self, poa: str) -> dict:
         return {"cellId": self.scenario.poas[poa].cell_id or "",
                 "plmn": {"mcc": self.scenario.mcc, "mnc": self.scenario.mnc}}
-

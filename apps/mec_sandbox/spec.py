@@ -82,7 +82,7 @@ OPERATIONS: tuple[Op, ...] = (
     # --- Radio Network Information, ETSI GS MEC 012 ---
     Op("GET", f"/{RNI}/queries/rab_info", "rni.rab_info", "E-RAB information of UEs on 4G cells", "rni",
        (*_RNI_COMMON, Param("erab_id", "integer", minimum=1, maximum=15), Param("qci", "integer", minimum=1,
-                                                                              maximum=255))),
+                                                                                maximum=255))),
     Op("GET", f"/{RNI}/queries/plmn_info", "rni.plmn_info", "PLMN of the network", "rni",
        (Param("app_ins_id", array=True, required=True),)),
     Op("GET", f"/{RNI}/queries/layer2_meas", "rni.layer2_meas", "Layer 2 measurements (synthetic)", "rni",
@@ -113,9 +113,10 @@ OPERATIONS: tuple[Op, ...] = (
        "Deregister an application", "amsi", status=204),
     Op("GET", f"/{AMS}/queries/adjacent_app_instances", "ams.adjacent_app_instances",
        "Registered application instances (AdjacentAppInstanceInfo), e.g. filter=(neq,appInstanceId,<own id>)",
-       "amsi", (Param("filter", description="ETSI GS MEC 009 attribute filter: (op,attribute,value[,value...]) "
-                                           "joined by ';', op eq|neq|in|nin|cont|ncont, attribute appDId, "
-                                           "appInstanceId, registeredInstanceId, mecHostInformation/hostId"),
+       "amsi", (Param("filter",
+                      description="ETSI GS MEC 009 attribute filter: (op,attribute,value[,value...]) joined by ';', "
+                                  "op eq|neq|in|nin|cont|ncont, attribute appDId, appInstanceId, "
+                                  "registeredInstanceId, mecHostInformation/hostId"),
                 Param("all_fields"), Param("fields"), Param("exclude_fields"), Param("exclude_default"))),
     Op("GET", f"/{AMS}/subscriptions", "subs.list:ams", "List AMS subscriptions", "amsi",
        (Param("subscriptionType", enum=("mobility_proc", "adj_app_info")),)),

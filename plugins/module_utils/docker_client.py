@@ -83,7 +83,7 @@ def get_client(module, docker_host=None, timeout=None):
              "The Docker engine on host %s is not reachable (%s): %s. Start it (on the lab hosts: "
              "/usr/local/sbin/mec-dockerd-supervisor start; elsewhere: systemctl start docker) "
              "or point docker_host at it." % (hostname(), docker_host or "DOCKER_HOST or the default socket",
-                                               exc),
+                                              exc),
              exc=exc, host=hostname())
     return client
 

@@ -169,7 +169,7 @@ def _merge(journal, phase, step, changes, data, now):
         journal["phase"] = phase
     if phase or step:
         journal.setdefault("steps", []).append(dict((k, v) for k, v in (("phase", journal["phase"]), ("step", step),
-                                                                         ("at", now)) if v is not None))
+                                                                        ("at", now)) if v is not None))
     for key, value in (changes or {}).items():
         journal.setdefault("changes", {})[key] = value
     journal.update(data or {})

@@ -94,7 +94,7 @@ def _check(spec, value, path, complete, out):
             _check(kind, sub, where + ".", complete, out)
         elif not _leaf_ok(kind, sub):
             out.append("%s: %r is not %s" % (where, sub, {"num": "a number", "nums": "an object of numbers"}
-                                                   .get(kind, "a " + kind)))
+                                             .get(kind, "a " + kind)))
 
 
 def problems(record, complete=True):
@@ -262,7 +262,7 @@ def build_record(inputs, finished_at=None):
         "durations": {
             "pre_relocation": {
                 "source": {k: number(steps.get(k, {}).get("duration")) for k in ("export", "commit", "save",
-                                                                                   "checkpoint")},
+                                                                                 "checkpoint")},
                 "transfer": {"image": number(steps.get("image_copy", {}).get("duration")),
                              "checkpoint": number(steps.get("checkpoint_copy", {}).get("duration"))},
                 "target": {k: number(steps.get(k, {}).get("duration")) for k in ("import", "load", "create")},

@@ -102,7 +102,7 @@ def ssh_command(module, dest_host, argv, user="root", ssh_options=None, what=Non
     import shlex
     opts = ssh_base(module, ssh_options)
     return run_checked(module, ["ssh"] + opts + ["%s@%s" % (user, dest_host), " ".join(shlex.quote(a) for a in argv)],
-                what or "ssh %s %s" % (dest_host, argv[0]))
+                       what or "ssh %s %s" % (dest_host, argv[0]))
 
 
 def wait_remote_ready(module, host, path, deadline, user="root", ssh_options=None):
@@ -132,6 +132,7 @@ def wait_remote_ready(module, host, path, deadline, user="root", ssh_options=Non
 # then one END (payload: the byte count); the receiver's are READY then one ACK (status byte + message). A frame
 # is verified before any of its bytes are handed on; a wrong sequence number (reordering, replay), a changed
 # byte, a stream that ends before END (truncation) all fail the MAC or the framing.
+
 
 STREAM_MAGIC = b"MECSTRM1"
 STREAM_NONCE_SIZE = 32

@@ -12,13 +12,14 @@ description:
   - Calls the app's phase endpoint over HTTP, for example C(GET /changePhase?inMigration=1), so that the app
     stops writing to its container file system and writes to its volume instead (the seed's section 4.2.3).
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
     description: In check mode the endpoint is not called.
   diff_mode:
     support: none
+    description: No diff; the module changes nothing on the host, it only calls the app's endpoint.
   idempotent:
     support: none
     description: Each call notifies the app again; the app decides whether anything changes.

@@ -18,13 +18,15 @@ description:
     failure's result). Established TCP connections follow the runtime's CRIU configuration
     (M(mec.migration.criu_config)).
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether a checkpoint would be made (C(changed)) and where; nothing is dumped.
   diff_mode:
     support: none
+    description: No diff; RV(checkpoint_path) and RV(size) describe the checkpoint.
   idempotent:
     support: full
     description: An existing checkpoint of that name is kept unless O(force=true).
@@ -91,6 +93,15 @@ criu_duration:
   description: Seconds CRIU's own dump took, from its log (V(runtime) only).
   returned: changed
   type: float
+criu_errors:
+  description: CRIU's error lines from its log of the failed dump (empty when the log has none or is unreadable).
+  returned: failure of the dump
+  type: list
+  elements: str
+criu_log:
+  description: Path, on the host, of CRIU's log of the failed dump (null when none was found).
+  returned: failure of the dump
+  type: str
 """
 
 import os

@@ -13,13 +13,15 @@ description:
   - The engine pauses the container during the commit; the module measures that freeze from the engine's
     C(pause)/C(unpause) events, or reports the commit's duration as an upper bound when no events are seen.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the image would be committed; the container is neither paused nor committed.
   diff_mode:
     support: none
+    description: No diff; RV(image_id) and RV(size) describe the image.
   idempotent:
     support: full
     description: An existing O(image) is kept unless O(force=true).
@@ -73,7 +75,7 @@ freeze_duration:
   returned: always
   type: float
 freeze_source:
-  description: How O(freeze_duration) was measured.
+  description: How RV(freeze_duration) was measured.
   returned: when committed
   type: str
 """

@@ -18,13 +18,16 @@ description:
     to start it with (the seed's manual input).
   - The container is only created unless O(start=true); the relocation starts it.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Checks that the image exists and reports whether the container would be created; nothing is created
+      or removed.
   diff_mode:
     support: none
+    description: No diff; RV(id) and RV(checkpoint_dir) describe the container.
   idempotent:
     support: full
     description: An existing container of that name is kept unless O(recreate=true).

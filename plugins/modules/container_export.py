@@ -12,13 +12,15 @@ description:
   - Flattens the container's layered file system into a tarball, the first step of strategy m1.
   - The container keeps running.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the tarball would be written; nothing is exported.
   diff_mode:
     support: none
+    description: No diff; RV(path) and RV(size) describe the tarball.
   idempotent:
     support: full
     description: An existing tarball is kept unless O(force=true).
@@ -76,6 +78,7 @@ def main():
     client = get_client(module)
     run_guarded(module, require_container, client, p["name"])
     write_artifact(module, p["dest"], p["force"], export_container, client, p["name"], p["dest"])
+
 
 if __name__ == "__main__":
     main()

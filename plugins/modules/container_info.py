@@ -14,7 +14,7 @@ description:
     image gives and what C(docker run) added, and its sizes in bytes.
   - The preflight and the results record of C(playbooks/migrate.yml) use it.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
@@ -22,8 +22,10 @@ attributes:
     description: Read-only.
   diff_mode:
     support: none
+    description: No diff; the module only reads.
   idempotent:
     support: full
+    description: It only reads the container and its image; it never reports a change.
 options:
   name:
     description: Container name or ID.

@@ -13,13 +13,16 @@ description:
     directory O(src) (if given) into the container's own C(<docker root>/containers/<id>/checkpoints/<checkpoint>/)
     and then runs C(docker start --checkpoint <checkpoint>), and confirms the container runs.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the stopped container would be started; no checkpoint is placed and nothing is
+      started.
   diff_mode:
     support: none
+    description: No diff; RV(running) tells whether the container runs.
   idempotent:
     support: full
     description: A running container is left alone.

@@ -27,12 +27,14 @@ description:
   - A file not written by this module is replaced only with O(force=true), so that a host's own CRIU settings are
     not lost silently.
 version_added: 0.2.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
+    description: Compares the file with the wanted content and reports the change; the file is not written.
   diff_mode:
     support: full
+    description: The diff shows the file's content before and after.
   idempotent:
     support: full
     description: The file is written only when its content differs.

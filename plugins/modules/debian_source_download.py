@@ -18,7 +18,7 @@ description:
   - The tarball's SHA-256 must match O(sha256); a tarball already in O(dest) with that checksum is not
     fetched again.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 requirements:
   - apt-get
 options:
@@ -48,10 +48,13 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports whether a download is needed (no verified tarball in O(dest)); nothing is downloaded.
   diff_mode:
     support: none
+    description: No diff; RV(path) names the verified tarball.
   idempotent:
     support: full
+    description: A tarball in O(dest) whose SHA-256 matches O(sha256) is kept; nothing is downloaded again.
 """
 
 EXAMPLES = r"""

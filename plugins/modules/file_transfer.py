@@ -14,12 +14,14 @@ description:
   - SSH runs with C(BatchMode) and a shared master connection (C(ControlPersist)) under
     C(/var/tmp/mec-migration/), so later transfers of the same run skip the handshake.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
+    description: Reports a transfer without connecting to O(dest_host); nothing is copied.
   diff_mode:
     support: none
+    description: No diff; V(rsync) reports what it sent in RV(stats).
   idempotent:
     support: partial
     description: V(rsync) reports C(changed=false) when no file had to be sent; V(scp) always copies.

@@ -14,13 +14,15 @@ description:
   - An imported image has none of the source image's CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE and LABEL
     unless given as O(changes); with O(source_image_config) the module says which of them were lost.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the tarball would be imported; no image is created.
   diff_mode:
     support: none
+    description: No diff; RV(lost_config) lists the image configuration the import lost.
   idempotent:
     support: full
     description: An existing O(image) is kept unless O(force=true).

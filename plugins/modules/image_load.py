@@ -9,15 +9,17 @@ DOCUMENTATION = r"""
 module: image_load
 short_description: Load an image tarball made by docker save (docker load)
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 description:
   - Loads a tarball made by M(mec.migration.image_save); the image keeps its configuration.
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Checks that O(src) exists and reports a load; nothing is loaded.
   diff_mode:
     support: none
+    description: No diff; RV(images) names the images loaded.
   idempotent:
     support: partial
     description: With O(image) set, an image that is already present is not loaded again.

@@ -9,15 +9,17 @@ DOCUMENTATION = r"""
 module: image_save
 short_description: Save an image with its layers and configuration into a tarball (docker save)
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 description:
   - Writes the image (all layers, configuration and tags) into a tarball for M(mec.migration.image_load).
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the tarball would be written; nothing is saved.
   diff_mode:
     support: none
+    description: No diff; RV(path) and RV(size) describe the tarball.
   idempotent:
     support: full
     description: An existing tarball is kept unless O(force=true).
@@ -80,6 +82,7 @@ def main():
     client = get_client(module)
     run_guarded(module, _require_image, client, p["image"])
     write_artifact(module, p["dest"], p["force"], save_image, client, p["image"], p["dest"])
+
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,7 @@ description:
   - A container whose configuration differs from the requested one is re-created; its engine's volume is
     kept.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 options:
   name:
     description: Container name.
@@ -72,10 +72,15 @@ extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the host would be created, re-created, started or removed; no container or volume is
+      touched.
   diff_mode:
     support: none
+    description: No diff; the host's configuration hash is kept in a label of its container.
   idempotent:
     support: full
+    description: A running host whose configuration hash label matches the wanted configuration is left alone; a
+      stopped one is only started; an absent one (O(state=absent)) is not reported as removed.
 """
 
 EXAMPLES = r"""

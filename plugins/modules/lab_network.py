@@ -15,7 +15,7 @@ description:
   - A network of that name with another subnet is an error, never silently replaced, because other
     containers may use it.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 options:
   name:
     description: Network name.
@@ -37,10 +37,14 @@ extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the network would be created or removed; nothing is created or removed.
   diff_mode:
     support: none
+    description: No diff; RV(network_id) and RV(gateway) describe the network.
   idempotent:
     support: full
+    description: An existing network with O(subnet) is kept (a different subnet is an error); removing an absent
+      network reports no change.
 """
 
 EXAMPLES = r"""

@@ -15,15 +15,18 @@ description:
   - O(paths) are removed first and without the Docker engine, so that a failed run's tarball goes even where
     the engine does not answer (the module then fails, naming the engine, after removing them).
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports in RV(removed) what exists and would be removed; nothing is removed.
   diff_mode:
     support: none
+    description: No diff; RV(removed) lists what was removed.
   idempotent:
     support: full
+    description: Only what exists is removed, so a second run reports C(changed=false).
 options:
   containers:
     description: Container names (their checkpoints go with them).

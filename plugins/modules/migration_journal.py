@@ -21,12 +21,15 @@ description:
     O(outcome) and releases the lock; O(action=release) only releases the lock if O(run_id) holds it;
     O(action=read) returns the lock and the app's journals.
 version_added: 0.2.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
+    description: Reports what the action would change; no journal or lock is written or removed. O(action=begin) still
+      fails when another run holds the app's lock.
   diff_mode:
     support: none
+    description: No diff; RV(journal) and RV(lock) return the journal and the lock.
   idempotent:
     support: partial
     description: C(begin) again by the run that holds the lock, C(finish), C(release) and C(read) are idempotent;
@@ -146,7 +149,7 @@ def run(module, p):
                 raise jr.JournalError(jr.lock_message(lock, app, _host(), root))
             return dict(changed=True, journal=journal, lock=lock)
         changed, journal, lock = jr.begin(root, run_id, app, p["data"], p["artifacts"], _host(),
-                                         changes=p["changes"])
+                                          changes=p["changes"])
         return dict(changed=changed, journal=journal, lock=lock)
     if p["action"] == "update":
         if module.check_mode:

@@ -22,7 +22,7 @@ description:
     O(expected_size) free; no container named O(name) exists and none of O(volumes) exists; with
     O(transfer=stream) the receiver's O(port) is free.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
@@ -30,8 +30,10 @@ attributes:
     description: Read-only.
   diff_mode:
     support: none
+    description: No diff; the module only reads.
   idempotent:
     support: full
+    description: It only reads the host; it never reports a change.
 options:
   role:
     description: Which host this is.

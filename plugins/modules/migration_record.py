@@ -17,16 +17,17 @@ description:
   - Runs on the controller (the task delegated to localhost); playbooks/migrate.yml and playbooks/recover.yml call it
     through playbooks/tasks/migration_record.yml.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
-    details: Builds and returns the record without writing it.
+    description: Builds and returns the record without writing it.
   diff_mode:
     support: none
+    description: No diff; RV(record) returns the whole record.
   idempotent:
     support: none
-    details: Every call writes the record again, with the time it was written as C(timestamps.finished_at).
+    description: Every call writes the record again, with the time it was written as C(timestamps.finished_at).
 options:
   results_dir:
     description: Directory on the controller the record is written to (made if missing).
@@ -308,7 +309,7 @@ ARGUMENT_SPEC = dict(
 
 def summary(record, path):
     wall, operations = (("n/a" if v is None else v) for v in (record["downtime"]["wall"],
-                                                               record["downtime"]["operations_sum"]))
+                                                              record["downtime"]["operations_sum"]))
     return "%s: downtime wall %s s, operations %s s; record %s" % (record["status"], wall, operations, path)
 
 

@@ -30,13 +30,16 @@ description:
   - Both report wall-clock instants (C(stopped_at) on the source, C(running_at) on the target; the hosts'
     clocks must agree, for example with NTP) and per-operation durations.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: none
+    description: Not supported; the relocation cannot be rehearsed without stopping the service; Ansible skips the
+      task in check mode.
   diff_mode:
     support: none
+    description: No diff; the result holds the relocation's steps and their durations.
   idempotent:
     support: none
     description: Moves a running service; the playbook detects a finished migration before calling it.

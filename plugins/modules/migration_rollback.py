@@ -14,13 +14,15 @@ description:
     migration only read).
   - Confirms that the container runs; fails otherwise.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the source container would be started, and how; nothing is started.
   diff_mode:
     support: none
+    description: No diff; RV(method) tells how the container was brought back.
   idempotent:
     support: full
     description: A running container is left alone.

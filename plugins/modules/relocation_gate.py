@@ -19,13 +19,14 @@ description:
   - With O(check_only=true) it only checks its arguments (the regular expressions compile, the file's folder
     exists) and returns at once, so that bad input is refused before the migration changes anything.
 version_added: 0.3.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
     description: In check mode the arguments are checked and the file is read once; nothing waits.
   diff_mode:
     support: none
+    description: No diff; the module only reads the file.
   idempotent:
     support: full
     description: It only reads the file.
@@ -168,7 +169,7 @@ def main():
         module.fail_json(msg="The relocation gate was abandoned after %.1f s: %s on %s matched abandon=%r before "
                              "open=%r (for a staged hop: the UE went elsewhere). The migration is rolled back; "
                              "the app keeps serving on the source." % (waited, p["path"], hostname(), p["abandon"],
-                                                                      p["open"]), **result)
+                                                                       p["open"]), **result)
     module.fail_json(msg="The relocation gate did not open within %s s: %s on %s never matched open=%r. The "
                          "migration is rolled back; the app keeps serving on the source." % (
                              p["timeout"], p["path"], hostname(), p["open"]), **result)

@@ -18,7 +18,7 @@ description:
     image is rebuilt only when the recipe changes or O(force=true).
   - The archive is, unless given, the one the host's own APT configuration uses.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 requirements:
   - debootstrap
 options:
@@ -69,10 +69,13 @@ extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Compares the recipe with the existing image's and reports whether a build is due; nothing is built.
   diff_mode:
     support: none
+    description: No diff; RV(recipe) returns the recipe the image is built from.
   idempotent:
     support: full
+    description: An image whose recipe label matches the wanted recipe is kept unless O(force=true).
 """
 
 EXAMPLES = r"""

@@ -21,16 +21,20 @@ description:
     container that the migration re-created from this one (it copies the labels) is kept.
   - The image must already be on the engine; nothing is pulled.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports the action (RV(action)) and the C(docker run) command (RV(run_argv)) without creating,
+      starting or removing a container; a missing image is not an error in check mode.
   diff_mode:
     support: partial
-    details: The diff shows whether the container exists and runs, and its configuration hash, not each option.
+    description: The diff shows whether the container exists and runs, and its configuration hash, not each option.
   idempotent:
     support: full
+    description: The container carries a hash of its declared configuration in a label; a running container with the
+      same hash is left alone.
 options:
   name:
     description: Container name.

@@ -12,13 +12,15 @@ description:
   - Writes a tar of the volume's Mountpoint (members under C(<volume>/), owners and modes kept) for
     M(mec.migration.volume_restore).
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the tarball would be written; nothing is archived.
   diff_mode:
     support: none
+    description: No diff; RV(path) and RV(size) describe the tarball.
   idempotent:
     support: full
     description: An existing tarball is kept unless O(force=true).
@@ -79,6 +81,7 @@ def main():
     client = get_client(module)
     run_guarded(module, client.api.inspect_volume, p["volume"])
     write_artifact(module, p["dest"], p["force"], archive_volume, client, p["volume"], p["dest"])
+
 
 if __name__ == "__main__":
     main()

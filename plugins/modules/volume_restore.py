@@ -11,13 +11,15 @@ short_description: Create a Docker volume and fill it from a tarball made by vol
 description:
   - Creates the volume when missing and replaces its Mountpoint's content with the tarball's.
 version_added: 0.1.0
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
     support: full
+    description: Reports whether the volume would be created (RV(created)) and filled; nothing is changed.
   diff_mode:
     support: none
+    description: No diff; RV(created) tells whether the volume was created.
   idempotent:
     support: partial
     description: A volume that exists and is not empty is left alone unless O(force=true).

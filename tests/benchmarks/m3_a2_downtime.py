@@ -183,7 +183,7 @@ def main():
             statistics.median(walls), p90(walls), "met" if statistics.median(walls) <= 0.8 else "MISSED"))
     if seen_gaps:
         print("user-seen downtime median %.3f s, p90 %.3f s (20 ms probe)" % (statistics.median(seen_gaps),
-                                                                                p90(seen_gaps)))
+                                                                              p90(seen_gaps)))
     for k, v in sorted(steps.items()):
         print("  %-22s median %.3f s  p90 %.3f s" % (k, statistics.median(v), p90(v)))
     if dumps:
@@ -191,9 +191,9 @@ def main():
     if fl:
         print("floor on %s, the same A2 process without the engine (%d runs): criu dump median %.3f s, "
               "criu restore median %.3f s, images %.1f MB" % (last_host.address, len(fl),
-                                                               statistics.median(r[0] for r in fl),
-                                                               statistics.median(r[1] for r in fl),
-                                                               statistics.median(r[2] for r in fl) / 1e6))
+                                                              statistics.median(r[0] for r in fl),
+                                                              statistics.median(r[1] for r in fl),
+                                                              statistics.median(r[2] for r in fl) / 1e6))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -120,11 +120,11 @@ def main():
                 dump.extend(records)
     print("\nmedian downtime on the local lab (transfer=%s, %d runs each)" % (args.transfer, args.runs))
     print("%-3s %-9s %4s %9s %9s %6s %7s  %s" % ("str", "app", "n", "wall[s]", "ops[s]", "ratio", "target",
-                                               "relocation steps (median s)"))
+                                                 "relocation steps (median s)"))
     for strategy, kind, n, wall, ops, ratio, steps in rows:
         ok = "ok" if wall < TARGETS[strategy] and ratio <= 1.3 else "MISSED"
         print("%-3s %-9s %4d %9.3f %9.3f %6.2f %7s  %s" % (strategy, kind, n, wall, ops, ratio, ok,
-                                                          ", ".join("%s %.3f" % kv for kv in steps.items())))
+                                                           ", ".join("%s %.3f" % kv for kv in steps.items())))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dump, fh, indent=1)

@@ -247,7 +247,7 @@ def test_sampled_zone_changes_are_checked_against_the_replayed_ones():
     handovers = [{"at": 10.0, "to_zone": "zone02"}, {"at": 20.0, "to_zone": "zone03"}]
     samples = [s(9.9, "zone01"), s(10.1, "zone02"), s(15, None), s(20.3, "zone03")]  # a zone-less sample ignored
     assert check_sampled_zones(samples, handovers) == {"same_sequence": True, "sampled": 2, "replayed": 2,
-                                                        "max_lag_s": 0.3}
+                                                       "max_lag_s": 0.3}
     wrong = [s(9.9, "zone01"), s(10.1, "zone03")]
     assert check_sampled_zones(wrong, handovers)["same_sequence"] is False
 

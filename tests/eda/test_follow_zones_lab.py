@@ -202,7 +202,7 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
         blocker = zones["zone03"].sh("nohup nc -l -p 47777 >/dev/null 2>&1 & echo $!")
         sbx.to(180)
         _wait(lambda: any(json.loads(p.read_text()).get("status") == "failed"
-                              for p in (results / "follow").glob("*.json")),
+                          for p in (results / "follow").glob("*.json")),
               180, "the failed hop's record")
         assert zones["zone02"].running(app) and not zones["zone03"].running(app)
         zones["zone03"].sh(f"kill {blocker}", check=False)
@@ -247,7 +247,6 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
         sbx.stop()
 
 
-
 # ------------------------------------------------------------------------------------------ the drive (item 5)
 def test_short_drive_no_hop_fails_and_a2_counts_every_zone_entered(zones, tmp_path):
     """A 3.5-minute drive of car 10.100.0.1 (python -m mec_drive: its sandbox in real time, A2 itself behind the
@@ -270,6 +269,7 @@ def test_short_drive_no_hop_fails_and_a2_counts_every_zone_entered(zones, tmp_pa
     assert all(h["migration"]["status"] == "ok" and h["migration"]["target"] == h["zone_host"] for h in hops)
     print(f"short drive: served locally {100 * summary['served_locally']['ratio']:.1f} %, handover -> serving "
           + ", ".join(f"{h['handover_to_serving_s']}" for h in hops))
+
 
 # ------------------------------------------------------------------------------- ahead of the handover (item 4)
 # Car 10.100.0.1's handovers (the sandbox's 50 ms steps) and car 10.100.0.2's, whose prediction at 140 s
@@ -376,10 +376,10 @@ def test_rulebook_reactive_and_ahead_event_to_serving(zones, app, tmp_path, mode
             here = there
         assert len([h for h in _hops(run.results) if h["moved"]]) == 3  # no second migration of any hop
         for f in figures:
+            gate = (f", gate waited {f['gate']['waited']:.1f} s, handover -> relocation "
+                    f"{f['gate']['opened_at'] - f['hop']['handover_received_at']:.3f} s" if f["gate"] else "")
             print(f"{mode} {f['zone']}: event -> playbook start {f['event_to_playbook']:.2f} s, handover -> "
-                  f"serving {f['event_to_serving']:.2f} s" + (f", gate waited {f['gate']['waited']:.1f} s, handover "
-                  f"-> relocation {f['gate']['opened_at'] - f['hop']['handover_received_at']:.3f} s"
-                                                                 if f["gate"] else ""))
+                  f"serving {f['event_to_serving']:.2f} s" + gate)
         (tmp_path.parent / f"follow-figures-{mode}.json").write_text(json.dumps(figures, indent=1))
     finally:
         run.stop()

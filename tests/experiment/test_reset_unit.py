@@ -22,7 +22,7 @@ def clean(app="a2"):
            "specs": {n: "spec-" + n for n in IMG}, "images": dict(IMG),
            "a2_volume_created": T0 if app == "a2" else T0 - 3600, "migration_images": [], "locks": []}
     tgt = {"role": "target", "app": app, "t0": T0, "errors": [], "containers": {n: None for n in
-                                                                                 ("a1", "a2", "a3", "a3-loader")},
+                                                                                ("a1", "a2", "a3", "a3-loader")},
            "a2_volume_created": False, "migration_images": [], "locks": []}
     for report in (src, tgt):
         report["gateway"] = {"running": True, "status": "running"}

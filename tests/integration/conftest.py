@@ -40,7 +40,7 @@ def pytest_terminal_summary(terminalreporter):
                   % ("fault", "str", "passed", "outcome", "one host", "lost nothing"))
     for r in rows:
         tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s" % (r["fault"], r["strategy"], r["passed"], r.get("outcome"),
-                                                           r.get("one_host"), r.get("lost_nothing")))
+                                                            r.get("one_host"), r.get("lost_nothing")))
     tr.write_line("%d of %d fault runs recovered and lost nothing" % (sum(1 for r in rows if r["passed"]), len(rows)))
 
 

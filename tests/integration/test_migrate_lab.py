@@ -170,7 +170,7 @@ def test_stateless_app_migrates(lab, app, tmp_path, strategy):
     assert dst.running(app.name)
     assert src.inspect(app.name) is None  # cleaned up only after the target runs
     print("%s stateless: downtime wall %.3fs, operations %.3fs" % (strategy, record["downtime"]["wall"],
-                                                                  record["downtime"]["operations_sum"]))
+                                                                   record["downtime"]["operations_sum"]))
 
 
 # Faults (target engine killed, transfer cut, ...) are the fault campaign's: tests/integration/test_faults_lab.py

@@ -31,7 +31,7 @@ def _left_clean(host, app):
         "volume": host.run(["docker", "volume", "inspect", app.volume], check=False).returncode == 0,
         "migration images": host.docker("images", "-q", "mec-migration/%s" % app.name),
         "work dirs": [r for r in app.run_ids if host.run(["test", "-e", "/var/tmp/mec-migration/" + r],
-                                                            check=False).returncode == 0],
+                                                         check=False).returncode == 0],
     }
 
 

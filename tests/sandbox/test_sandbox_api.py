@@ -20,7 +20,7 @@ def test_users_lists_every_ue_in_the_sandbox_shape(sandbox):
     users = body["userList"]["user"]
     assert body["userList"]["resourceURL"].endswith(f"{BASE}/location/v2/queries/users")
     assert {u["address"] for u in users} == {"10.100.0.1", "10.100.0.2", "10.10.0.1", "10.10.0.2", "10.1.0.1",
-                                            "10.1.0.2"}
+                                             "10.1.0.2"}
     car = next(u for u in users if u["address"] == "10.100.0.1")
     assert car["zoneId"] == "zone01" and car["accessPointId"] == "4g-macro-cell-2"
     assert set(car["timestamp"]) == TS

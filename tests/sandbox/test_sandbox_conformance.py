@@ -122,7 +122,8 @@ def test_a_deadline_that_has_passed_or_is_malformed_is_refused(fresh_sandbox, re
     for deadline in ({"seconds": int(now) - 1, "nanoSeconds": 0}, {"seconds": "soon"}, 1700000500,
                      {"seconds": int(now) + 100, "nanoSeconds": 10 ** 9}):
         r = fresh_sandbox.post("rni/v2/subscriptions", {"subscriptionType": "CellChangeSubscription",
-                                                  "callbackReference": receiver.url(), "expiryDeadline": deadline})
+                                                        "callbackReference": receiver.url(),
+                                                        "expiryDeadline": deadline})
         assert r.status_code == 400, r.text
         assert "expiryDeadline" in r.json()["detail"] or "would expire" in r.json()["detail"], r.text
     r = fresh_sandbox.post("location/v2/subscriptions/zonalTraffic", {"zonalTrafficSubscription": {
@@ -173,7 +174,7 @@ def test_registrations_list_and_read_back(fresh_sandbox):
     assert one["deviceInformation"][0]["contextTransferState"] == "NOT_TRANSFERRED"
     assert fresh_sandbox.get(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}").json() == two
     assert fresh_sandbox.post(f"amsi/v1/app_mobility_services/{two['appMobilityServiceId']}/deregister_task",
-                        {}).status_code == 204
+                              {}).status_code == 204
     assert fresh_sandbox.get("amsi/v1/app_mobility_services").json() == [one]
 
 

@@ -155,7 +155,7 @@ def test_changed_pre_checkpoint_on_the_target_is_refused(run_module, client, tmp
     client.info.return_value = {"DockerRootDir": str(tmp_path / "src-docker")}
     src_ck = tmp_path / "src-docker" / "containers" / SRC_ID / "checkpoints" / "fin"
     client.api._post_json.side_effect = lambda url, data=None: (src_ck.mkdir(parents=True),
-                                                               (src_ck / "pages-1.img").write_bytes(b"\0" * 8192))
+                                                                (src_ck / "pages-1.img").write_bytes(b"\0" * 8192))
     client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
     tclient = _target_client(dst_mp, [False])
     tclient.info.return_value = {"DockerRootDir": str(tmp_path / "dst-docker")}

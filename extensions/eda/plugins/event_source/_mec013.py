@@ -222,4 +222,3 @@ def position(info: dict) -> tuple[float, float] | None:
 def settings_error(who: str, error: type[MecSourceError], problems: list[str]) -> None:
     if problems:
         raise error(f"{who}: bad arguments: " + " ".join(problems))
-

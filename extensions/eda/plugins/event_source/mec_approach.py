@@ -171,7 +171,7 @@ class Map:
                 selected, sel_d2, cur_rank = ap, d2, ap.rank
         for ap, d2 in in_range:
             if selected is None or ap.rank > selected.rank or (ap.rank == selected.rank and ap.rank > cur_rank
-                                                                 and d2 < sel_d2):
+                                                               and d2 < sel_d2):
                 selected, sel_d2 = ap, d2
         return selected
 
