@@ -14,12 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
 if str(APPS) not in sys.path:
     sys.path.insert(0, str(APPS))
-PLUGIN = ROOT / "extensions" / "eda" / "plugins" / "event_source" / "mec_mobility.py"
+SOURCES = ROOT / "extensions" / "eda" / "plugins" / "event_source"
 
 
-def load_plugin():
-    """The event source module, loaded from its file as ansible-rulebook loads it."""
-    spec = importlib.util.spec_from_file_location("mec_mobility_under_test", PLUGIN)
+def load_plugin(name="mec_mobility"):
+    """An event source module (mec_mobility, mec_approach), loaded from its file as ansible-rulebook loads it."""
+    spec = importlib.util.spec_from_file_location(name + "_under_test", SOURCES / (name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -43,4 +43,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def mec_mobility():
-    return load_plugin()
+    return load_plugin("mec_mobility")
+
+
+@pytest.fixture(scope="module")
+def ma():
+    """The mec_approach event source."""
+    return load_plugin("mec_approach")

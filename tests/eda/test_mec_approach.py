@@ -9,28 +9,17 @@ tests/benchmarks/follow_predict.py.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import socket
 import time
-from pathlib import Path
 
 import pytest
 from test_mec_mobility import CAR, InProcessSandbox
 
-PLUGIN = Path(__file__).resolve().parents[2] / "extensions" / "eda" / "plugins" / "event_source" / "mec_approach.py"
 PARKED = "10.1.0.2"
 ZONE02_AT = 150.95  # the car's handover zone01 -> zone02 (simulated s)
 # measured (follow_predict.py, horizon 40 s): the first handover's standing prediction is 4.0 s early
 ETA_TOLERANCE = 5.0
-
-
-@pytest.fixture(scope="module")
-def ma():
-    spec = importlib.util.spec_from_file_location("mec_approach_under_test", PLUGIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(coro):
