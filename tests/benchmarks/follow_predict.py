@@ -12,9 +12,14 @@ are the sandbox's own zone changes (at its simulation step, 50 ms). Prints, per 
   its lead (handover - the prediction's time; what the staging had) and its eta error (lead - eta);
 - handovers predicted with a lead of at least --staging seconds (time to stage an m2 hop: image on the target,
   container created; ~13 s with Ansible's start-up on the lab);
-- the source's cost per poll (CPU time of the prediction, the HTTP read included).
+- the source's cost per poll (CPU time of the prediction, the HTTP read included);
+- with ``--relocate-lead L`` (default 2 s; 0: off), the early-relocation marks (``relocate_seq`` in
+  ``<ue>.approach.json``), polling again at the instant a mark falls due as the source does: per mark, the
+  handover that followed and the mark's lead on it (the target is L), and the marks taken back or wrong (the UE
+  did not make that handover: an early relocation to a zone it did not enter).
 
     .venv/bin/python tests/benchmarks/follow_predict.py [--duration 600] [--ue 10.100.0.1] [--horizons 20,40,60]
+        [--relocate-lead 2]
 
 Asserts nothing; figures in docs/follow.md ("Ahead of the handover").
 """
@@ -24,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,27 +49,34 @@ def load_source():
     return module
 
 
-async def drive(ma, ue: str, duration: float, settings: dict) -> tuple[list, list, float, int]:
-    """(predictions, handovers [(t, from, to)], CPU seconds spent polling, polls) over the drive."""
+async def drive(ma, ue: str, duration: float, settings: dict, state_dir: str) -> tuple[list, list, float, int, list]:
+    """(predictions, handovers [(t, from, to)], CPU seconds spent polling, polls, marks) over the drive; marks are
+    (t, approach file after the poll) whenever a poll wrote or took back a mark."""
     sbx = await InProcessSandbox().start()
     start = sbx.sb.at(0.0)  # the platform time of simulated instant 0
     handovers = []
     sbx.sb.mobility.listeners.append(lambda changes: handovers.extend(
         (c.t, c.old_zone, c.new_zone) for c in changes if c.ue == ue and c.old_zone != c.new_zone))
     queue: asyncio.Queue = asyncio.Queue()
-    src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [ue], **settings}), queue)
+    src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [ue], "state_dir": state_dir,
+                                         **settings}), queue)
     await src.start()
-    cpu, polls = 0.0, 0
+    cpu, polls, marks = 0.0, 0, []
+    approach = Path(state_dir) / f"{ue}.approach.json"
     try:
         t = 0.0
         step = src.s.poll_interval
         while t <= duration:
             await sbx.advance_to(t)
             before = time.process_time()
+            src.wake = None
+            counts = (src.stats["marked"], src.stats["unmarked"])
             await src.poll_once()
             cpu += time.process_time() - before
             polls += 1
-            t += step
+            if (src.stats["marked"], src.stats["unmarked"]) != counts:
+                marks.append((t, json.loads(approach.read_text())))
+            t += step if src.wake is None else min(step, max(0.02, src.wake))  # as ApproachSource.run
     finally:
         await src.api.close()
         await sbx.stop()
@@ -70,7 +84,24 @@ async def drive(ma, ue: str, duration: float, settings: dict) -> tuple[list, lis
     while not queue.empty():
         e = queue.get_nowait()
         predictions.append(dict(e, t=e["at_epoch"] - start))
-    return predictions, handovers, cpu, polls
+    return predictions, handovers, cpu, polls, marks
+
+
+def score_marks(marks: list, handovers: list, predictions: list) -> dict:
+    """Per mark written: the UE's next handover, whether it is the marked one (from_zone -> to_zone, before the
+    prediction's timeout), and the mark's lead on it; marks taken back are counted apart."""
+    rows, taken_back = [], 0
+    by_seq = {p["seq"]: p for p in predictions}
+    for t, state in marks:
+        if "relocate_seq" not in state:
+            taken_back += 1
+            continue
+        p = by_seq[state["relocate_seq"]]
+        nxt = next((h for h in handovers if h[0] > t - 0.05), None)
+        ok = bool(nxt and nxt[1] == p["from_zone"] and nxt[2] == p["to_zone"] and nxt[0] <= p["t"] + p["timeout"])
+        rows.append({"t": t, "seq": p["seq"], "to": p["to_zone"], "right": ok, "lead": (nxt[0] - t) if ok else None,
+                     "eta": state["relocate_eta"]})
+    return {"rows": rows, "taken_back": taken_back}
 
 
 def score(predictions: list, handovers: list, staging: float) -> dict:
@@ -101,11 +132,14 @@ def main() -> int:
     ap.add_argument("--horizons", default="20,40,60", help="horizons to compare, seconds (default 20,40,60)")
     ap.add_argument("--poll-interval", type=float, default=1.0)
     ap.add_argument("--staging", type=float, default=13.0, help="lead a staging needs, s (default 13)")
+    ap.add_argument("--relocate-lead", type=float, default=2.0, help="the source's relocate_lead, s (default 2)")
     args = ap.parse_args()
     ma = load_source()
     for horizon in [float(h) for h in args.horizons.split(",")]:
-        predictions, handovers, cpu, polls = asyncio.run(drive(ma, args.ue, args.duration, {
-            "horizon": horizon, "poll_interval": args.poll_interval}))
+        with tempfile.TemporaryDirectory() as state_dir:
+            predictions, handovers, cpu, polls, marks = asyncio.run(drive(ma, args.ue, args.duration, {
+                "horizon": horizon, "poll_interval": args.poll_interval, "relocate_lead": args.relocate_lead},
+                state_dir))
         s = score(predictions, handovers, args.staging)
         print(f"\n== {args.ue}, {args.duration:g} s, horizon {horizon:g} s, poll every {args.poll_interval:g} s: "
               f"{len(handovers)} handovers, {s['emitted']} predictions ({s['right']} right, {s['wrong']} wrong)")
@@ -122,6 +156,18 @@ def main() -> int:
         if errors:
             print(f"eta error (actual - predicted): median {statistics.median(errors):+.1f} s, "
                   f"range {min(errors):+.1f} .. {max(errors):+.1f} s")
+        if args.relocate_lead > 0:
+            m = score_marks(marks, handovers, predictions)
+            print(f"early-relocation marks (relocate_lead {args.relocate_lead:g} s): {len(m['rows'])} written, "
+                  f"{sum(r['right'] for r in m['rows'])} before the handover they marked, "
+                  f"{sum(not r['right'] for r in m['rows'])} wrong, {m['taken_back']} taken back")
+            for r in m["rows"]:
+                print(f"  mark at {r['t']:8.2f} seq {r['seq']:>3} -> {r['to']}: eta {r['eta']:5.2f} s, "
+                      + (f"handover {r['lead']:5.2f} s later" if r["right"] else "WRONG (not the next handover)"))
+            leads = [r["lead"] for r in m["rows"] if r["right"]]
+            if leads:
+                print(f"  mark lead on its handover: median {statistics.median(leads):.2f} s, "
+                      f"range {min(leads):.2f} .. {max(leads):.2f} s (target {args.relocate_lead:g})")
         print(f"cost: {1000 * cpu / max(polls, 1):.2f} ms CPU per poll ({polls} polls, HTTP read included)")
     return 0
 

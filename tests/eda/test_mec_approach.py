@@ -201,3 +201,89 @@ def test_no_velocity_across_a_gap(ma):
     assert first == [] and at_jump == [] and kept == 1  # the positions before the jump were dropped
     assert [(e["from_zone"], e["to_zone"]) for _, e in jumped] == [("zone01", "zone02")]
     assert 19 <= jumped[0][1]["speed"] <= 21
+
+
+async def _drive_waking(sbx, src, start: float, end: float, approach) -> list[tuple[float, float | None, dict]]:
+    """As ApproachSource.run: poll every poll_interval, or sooner when a mark falls due (``wake``); per poll
+    (sim time, the wake it asked for, the approach file after it)."""
+    out, t = [], start
+    while t <= end + 1e-9:
+        await sbx.advance_to(t)
+        src.wake = None
+        await src.poll_once()
+        out.append((t, src.wake, json.loads(approach.read_text()) if approach.exists() else {}))
+        t += src.s.poll_interval if src.wake is None else min(src.s.poll_interval, max(0.02, src.wake))
+    return out
+
+
+def test_the_handover_is_marked_imminent_relocate_lead_seconds_before_it(ma, tmp_path):
+    """relocate_lead: the standing prediction's eta is recomputed at every poll, the source polls again at the
+    instant the mark falls due, and <ue>.approach.json gets relocate_seq = that prediction's seq about
+    relocate_lead seconds before the true handover (follow.yml's gate opens on it); not before, and once."""
+    approach = tmp_path / f"{CAR}.approach.json"
+
+    async def scenario():
+        sbx = await InProcessSandbox().start()
+        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "state_dir": str(tmp_path),
+                                             "relocate_lead": 2.0}), asyncio.Queue())
+        await src.start()
+        try:
+            polls = await _drive_waking(sbx, src, 130, 152, approach)
+        finally:
+            await src.api.close()
+            await sbx.stop()
+        return polls, src.stats
+
+    polls, stats = _run(scenario())
+    marked = [(t, state) for t, _, state in polls if "relocate_seq" in state]
+    first_t, first = marked[0]
+    unmarked = [state for t, _, state in polls if t < first_t]
+    assert unmarked and all("relocate_seq" not in s for s in unmarked)
+    assert first["relocate_seq"] == first["seq"] and first["to_zone"] == "zone02" and first["from_zone"] == "zone01"
+    # measured (follow_predict.py): the marks come 1.2-2.3 s before their handover with a 2 s lead
+    assert 1.0 <= ZONE02_AT - first_t <= 2.5, ZONE02_AT - first_t
+    assert 0 < first["relocate_eta"] <= 2.0 and first["relocate_marked_at"] > 0
+    # the poll before the mark asked to be woken early (it fell between two regular polls)
+    before = [w for t, w, _ in polls if t < first_t]
+    assert before[-1] is not None and before[-1] < 1.0
+    assert stats["marked"] == 1 and stats["unmarked"] == 0
+    # after the handover the mark stays (the UE went where it said) and no new mark is written for zone02
+    assert all(s.get("relocate_seq") in (None, first["seq"]) for t, _, s in polls if t > ZONE02_AT)
+
+
+def test_a_mark_is_taken_back_when_the_ue_stops_before_the_boundary(ma, tmp_path):
+    """The UE stops just short of the zone's edge after the mark: no handover ahead any more, so the mark is
+    removed (a staged hop waiting at its gate must not relocate to a zone the UE does not enter)."""
+    approach = tmp_path / f"{CAR}.approach.json"
+
+    async def scenario():
+        sbx = await InProcessSandbox().start()
+        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "state_dir": str(tmp_path),
+                                             "relocate_lead": 2.0}), asyncio.Queue())
+        await src.start()
+        try:
+            await _drive_waking(sbx, src, 140, 149.9, approach)
+            marked = json.loads(approach.read_text())
+            user = await src.api.user(CAR)  # where the car is now; it stays there from here on
+            track = src.tracks[CAR]
+            for k in range(1, 6):
+                still = json.loads(json.dumps(user))
+                still["timestamp"]["seconds"] += k
+                src.update(CAR, track, still)
+            after = json.loads(approach.read_text())
+        finally:
+            await src.api.close()
+            await sbx.stop()
+        return marked, after, src.stats
+
+    marked, after, stats = _run(scenario())
+    assert marked.get("relocate_seq") == marked["seq"]
+    assert "relocate_seq" not in after and after["seq"] == marked["seq"] and after["to_zone"] == "zone02"
+    assert stats["unmarked"] == 1
+
+
+def test_relocate_lead_needs_a_state_dir(ma):
+    with pytest.raises(ma.MecApproachError, match=r"relocate_lead=2 needs state_dir"):
+        ma.Settings({"platform_url": "http://127.0.0.1:1", "ues": [CAR], "relocate_lead": 2})
+    with pytest.raises(ma.MecApproachError, match=r"relocate_lead=-1"):
+        ma.Settings({"platform_url": "http://127.0.0.1:1", "ues": [CAR], "relocate_lead": -1, "state_dir": "/tmp"})

@@ -46,6 +46,14 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
 ``state_dir``
     Where ``<ue>.approach.json`` always holds the latest prediction put on the queue (its ``seq``):
     ``playbooks/follow.yml`` skips an ``approaching`` event that a later one replaced.
+``relocate_lead`` (default 0: off; needs ``state_dir``)
+    Seconds before the predicted handover at which the relocation may start. When the standing prediction's
+    ``eta`` (recomputed at every poll, and polled again at the instant it falls due) is at most this, the source
+    adds ``"relocate_seq": <seq>`` (with ``relocate_eta`` and ``relocate_marked_at``) to ``<ue>.approach.json``;
+    follow.yml's relocation gate opens on it as on the zone change itself. Set it to the staged hop's time from the
+    gate opening to the source stopping plus half its outage, so that the outage straddles the handover instead of
+    following it. The mark is taken back when the prediction stops holding (no handover ahead, another zone
+    predicted) and when the UE enters another zone than predicted.
 
 Only the Python standard library and aiohttp (a dependency of ansible-rulebook) are used.
 """
@@ -94,7 +102,7 @@ class Settings:
         problems: list[str] = []
         known = {"platform_url", "location_url", "ues", "ue", "poll_interval", "horizon", "window", "step",
                  "min_speed", "coverage_radius", "priority", "margin", "confirm_span", "request_timeout",
-                 "startup_timeout", "state_dir", "enabled"}
+                 "startup_timeout", "state_dir", "enabled", "relocate_lead"}
         mec013.unknown_arguments(args, known, problems)
         self.location_url = mec013.location_url(args, problems)
         self.ues = mec013.ues(args, problems)
@@ -122,6 +130,10 @@ class Settings:
         if not self.priority:
             problems.append("priority: give at least one connection type (e.g. [5G, Macro, Wifi]).")
         self.state_dir = args.get("state_dir") or None
+        self.relocate_lead = mec013.number(args, "relocate_lead", 0.0, problems, low=0.0, high=self.horizon)
+        if self.relocate_lead > 0 and not self.state_dir:
+            problems.append(f"relocate_lead={self.relocate_lead:g} needs state_dir (the mark is written to "
+                            "<state_dir>/<ue>.approach.json, where the relocation gate reads it).")
         self.enabled = mec013.boolean(dict(args, enabled=args.get("enabled", True)), "enabled", problems)
         mec013.settings_error("mec_approach", MecApproachError, problems)
 
@@ -184,11 +196,16 @@ class Track:
         self.zone: str | None = None
         self.poa: str | None = None
         self.emitted: dict | None = None  # the last approaching event put on the queue for the current zone
+        self.written: dict | None = None  # what <ue>.approach.json holds for it (without the mark)
+        self.marked: int | None = None  # the seq whose handover <ue>.approach.json marks imminent
         self.missing = False
 
 
 def predict(m: Map, s: Settings, x, y, vx, vy, zone, poa) -> tuple[str, float, float, str] | None:
-    """(to_zone, eta, confidence, access point) of the first extrapolated point in another zone, or None."""
+    """(to_zone, eta, confidence, access point) of the first extrapolated point in another zone, or None.
+
+    The change is found every ``step`` seconds, then its instant is narrowed down by bisection to ``step`` / 64
+    (with a 1 s step, 16 ms): ``eta`` is what the relocation's early start (``relocate_lead``) is timed on."""
     current, change, inside, total, k = poa, None, 0, 0, 0
     while True:
         k += 1
@@ -197,15 +214,29 @@ def predict(m: Map, s: Settings, x, y, vx, vy, zone, poa) -> tuple[str, float, f
             return None
         if change is not None and tau > change[1] + s.confirm_span + 1e-9:
             return change[0], change[1], round(inside / total, 2), change[2]
+        before = current
         ap = m.select(x + vx * tau, y + vy * tau, current)
         if ap is not None:
             current = ap.name
         if change is None:
             if ap is None or ap.zone == zone:
                 continue
-            change = (ap.zone, tau, ap.name)
+            change = (ap.zone, crossing(m, x, y, vx, vy, zone, before, tau - s.step, tau), ap.name)
         total += 1
         inside += ap is not None and ap.zone == change[0]
+
+
+def crossing(m: Map, x, y, vx, vy, zone, current, lo: float, hi: float, rounds: int = 6) -> float:
+    """The instant in (lo, hi] at which the extrapolated UE leaves ``zone`` (it is in it, or uncovered, at lo and
+    in another zone at hi), coming from access point ``current``."""
+    for _ in range(rounds):
+        mid = (lo + hi) / 2
+        ap = m.select(x + vx * mid, y + vy * mid, current)
+        if ap is not None and ap.zone != zone:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 class ApproachSource:
@@ -220,7 +251,8 @@ class ApproachSource:
         self.tracks = {ue: Track() for ue in settings.ues}
         self.seq = 0
         self.platform_up = True
-        self.stats = {"polls": 0, "emitted": 0, "poll_errors": 0}
+        self.wake: float | None = None  # poll again this many seconds after the last poll (relocate_lead's instant)
+        self.stats = {"polls": 0, "emitted": 0, "poll_errors": 0, "marked": 0, "unmarked": 0}
 
     async def read_map(self) -> Map:
         raw = []
@@ -281,7 +313,10 @@ class ApproachSource:
         at = mec013.timestamp(user.get("timestamp")) or now
         zone, poa = user.get("zoneId") or None, user.get("accessPointId") or None
         if zone != track.zone:
-            track.zone, track.emitted = zone, None
+            # a new zone: the old prediction is over; its mark stays only if the UE went where it said
+            if track.written is not None and zone != track.written["to_zone"]:
+                self.unmark(ue, track)
+            track.zone, track.emitted, track.written, track.marked = zone, None, None, None
         track.poa = poa
         pos = mec013.position(user)
         if pos is None or zone is None:
@@ -300,38 +335,73 @@ class ApproachSource:
             return None
         vx, vy = (x - x0) / (at - t0), (y - y0) / (at - t0)
         speed = math.hypot(vx, vy)
-        if speed < self.s.min_speed:
-            return None
-        found = predict(self.map, self.s, x, y, vx, vy, zone, poa)
+        found = predict(self.map, self.s, x, y, vx, vy, zone, poa) if speed >= self.s.min_speed else None
         if found is None:
+            self.unmark(ue, track)  # no handover ahead any more (the UE stopped or turned): no early relocation
             return None
         to_zone, eta, confidence, predicted_ap = found
         last = track.emitted
         if last is not None and last["to_zone"] == to_zone and at < last["at_epoch"] + last["timeout"]:
-            return None  # the same prediction still stands
+            self.mark(ue, track, eta)  # the same prediction still stands
+            return None
         self.seq += 1
         event = {"kind": "approaching", "ue": ue, "from_zone": zone, "to_zone": to_zone, "eta": round(eta, 2),
                  "timeout": round(2 * eta + self.s.margin, 2), "confidence": confidence, "at": mec013.iso(at),
                  "at_epoch": at, "access_point": poa, "predicted_access_point": predicted_ap,
                  "speed": round(speed, 2), "heading": round(math.degrees(math.atan2(vx, vy)) % 360, 1),
                  "seq": self.seq, "api": "mec013", "received_at": now, "platform": self.s.location_url}
-        track.emitted = event
+        track.emitted, track.marked = event, None
+        track.written = {k: event[k] for k in ("ue", "seq", "from_zone", "to_zone", "eta", "timeout", "at_epoch",
+                                                 "received_at")}
         if self.s.state_dir:
-            mec013.write_state(self.s.state_dir, f"{ue}.approach",
-                               {k: event[k] for k in ("ue", "seq", "from_zone", "to_zone", "eta", "timeout",
-                                                      "at_epoch", "received_at")})
+            mec013.write_state(self.s.state_dir, f"{ue}.approach", track.written)
         self.stats["emitted"] += 1
         LOG.info("mec_approach: %s %s -> %s in %.1f s (seq %d, confidence %.2f)", ue, zone, to_zone, eta,
                  self.seq, confidence)
+        self.mark(ue, track, eta)
         return event
+
+    def mark(self, ue: str, track: Track, eta: float) -> None:
+        """With relocate_lead: once the standing prediction's handover is at most relocate_lead s away, mark it
+        imminent in <ue>.approach.json (``"relocate_seq": <its seq>``: the staged hop's gate may open before the
+        UE enters the zone, so that the relocation's downtime straddles the handover instead of following it).
+        Until then ask for a poll at the instant the mark is due (``wake``)."""
+        lead = self.s.relocate_lead
+        if lead <= 0 or track.written is None or track.marked == track.written["seq"]:
+            return
+        if eta > lead:
+            self.wake = eta - lead if self.wake is None else min(self.wake, eta - lead)
+            return
+        track.marked = track.written["seq"]
+        mec013.write_state(self.s.state_dir, f"{ue}.approach",
+                           dict(track.written, relocate_seq=track.marked, relocate_eta=round(eta, 3),
+                                relocate_marked_at=time.time()))
+        self.stats["marked"] += 1
+        LOG.info("mec_approach: %s's handover to %s is %.2f s away: relocation may start (seq %d)", ue,
+                 track.written["to_zone"], eta, track.marked)
+
+    def unmark(self, ue: str, track: Track) -> None:
+        """Take the mark back when the prediction it was made for no longer holds while the UE is in the zone."""
+        if track.marked is None or track.written is None:
+            return
+        track.marked = None
+        mec013.write_state(self.s.state_dir, f"{ue}.approach", track.written)
+        self.stats["unmarked"] += 1
+        LOG.info("mec_approach: %s's handover to %s is no longer ahead: mark of seq %d taken back", ue,
+                 track.written["to_zone"], track.written["seq"])
 
     async def run(self) -> None:
         await self.start()
         try:
             while True:
                 started = time.monotonic()
+                self.wake = None
                 await self.poll_once()
-                await asyncio.sleep(max(0.0, self.s.poll_interval - (time.monotonic() - started)))
+                elapsed = time.monotonic() - started
+                delay = self.s.poll_interval - elapsed
+                if self.wake is not None:  # a mark falls due before the next regular poll
+                    delay = min(delay, max(0.02, self.wake - elapsed))
+                await asyncio.sleep(max(0.0, delay))
         finally:
             await asyncio.shield(self.api.close())
 
