@@ -238,6 +238,9 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
             "event_delay_s": _diff(received, at), "event_to_playbook_s": _diff(started, received),
             "queued": queued,
             "serving_at": serving, "handover_to_serving_s": _diff(serving, at),
+            # ahead: when the staged hop's gate opened, from the handover (negative: before it, relocate_lead)
+            "handover_to_gate_open_s": _diff(((rec.get("gate") or {}).get("opened_at") if rec else None), at)
+            if outcome == "moved" else None,
             "event_to_serving_s": _diff(serving, received),
             "ue_downtime_s": 0.0, "ue_outages": 0, "_outage_window": outage_window,
             "served_locally_s": window["seconds"]["local"], "served_locally_ratio": window["ratio"],

@@ -351,6 +351,7 @@ def build_summary(drive, epoch, samples, hops, local, counter, entered, records,
             "event_to_own_run_not_queued_s": analysis.stats([_own_run_delay(h) for h in hops if not h["queued"]]),
             "event_to_serving_s": analysis.stats([h["event_to_serving_s"] for h in moved]),
             "handover_to_serving_s": analysis.stats([h["handover_to_serving_s"] for h in moved]),
+            "handover_to_gate_open_s": analysis.stats([h["handover_to_gate_open_s"] for h in moved]),
             "ue_downtime_per_hop_s": analysis.stats([h["ue_downtime_s"] for h in moved if h["serving_at"]]),
             "record_downtime_s": analysis.stats([m["downtime_s"] for m in mig]),
             "migration_s": analysis.stats([(m["finished_at"] or 0) - (m["started_at"] or 0) for m in mig

@@ -159,6 +159,7 @@ def test_ahead_the_move_made_before_the_handover_is_the_hop_s_and_an_abandoned_s
     assert h["outcome"] == "moved" and h["migration"]["run_id"] == "ahead1"
     assert h["event_to_playbook_s"] == pytest.approx(-9.55)  # the moving run began 9.55 s before the event
     assert h["serving_at"] == 101.5 and h["handover_to_serving_s"] == 1.5
+    assert h["handover_to_gate_open_s"] == pytest.approx(0.6)  # the gate's opening, from the handover
     b = h["breakdown"]
     assert b["gate_wait_s"] == 5.0 and b["relocation_s"] == pytest.approx(0.5)
     assert b["pre_relocation_s"] == pytest.approx(8.9) and b["follow_decide_s"] == pytest.approx(1.5)
