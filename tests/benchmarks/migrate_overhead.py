@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Benchmark: where migrate.yml's time goes besides its operations, on the local lab (not a test; prints figures).
+
+Runs N m2 migrations of an app (default A2) back and forth between the lab's two hosts (the first run moves it
+away from the host it runs on now; each next one brings it back, with migration_cleanup=true so that it can
+come back) and prints per run: the wall time of ansible-playbook, the play's span in the record (started_at ->
+finished_at), the sum of the record's operations (pre-relocation: commit, save, copy, load, create...;
+relocation: the downtime's operations_sum) and the overhead (wall - operations), then their medians, min and
+max, and the load average before and after.
+
+    .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4
+    .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --profile   # + per-task times, per phase
+    .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --env ANSIBLE_MODULE_COMPRESSION=ZIP_STORED
+    .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --config /tmp/variant.cfg
+
+--profile enables ansible-core's own junit callback (ansible.posix.profile_tasks is not installed) and prints,
+per phase of migrate.yml (the line ranges of its blocks), how many tasks ran or were skipped, their summed and
+median time, the time between tasks (the strategy's own work), and the slowest tasks. --env sets an
+environment variable of ansible-playbook (a setting to try without changing ansible.cfg); --config runs with
+another configuration file (ANSIBLE_CONFIG; settings such as internal_poll_interval have no variable).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts  # noqa: E402
+
+PLAYBOOK = os.path.join(ROOT, "playbooks", "migrate.yml")
+
+
+def phase_bounds():
+    """[(first line, phase)] of migrate.yml, found in order by the lines that open its parts (so that the phases
+    follow the file when it is edited); a part whose line is not found is left out."""
+    markers = [("validate", lambda t: t.startswith("- name: Migrate a container")),
+               ("preflight", lambda t: t.startswith("    - name: Preflight")),
+               ("pre-relocation", lambda t: t == "    - name: Migrate"),
+               ("relocation", lambda t: t.startswith("        - name: Journal the relocation")),
+               ("rescue", lambda t: t == "      rescue:"),
+               ("after", lambda t: t.startswith("    # ---") and "after success" in t)]
+    bounds = [(1, "hop check")]
+    with open(PLAYBOOK) as fh:
+        for number, line in enumerate(fh, 1):
+            if markers and markers[0][1](line.rstrip("\n")):
+                bounds.append((number, markers.pop(0)[0]))
+    return bounds
+
+
+def phase_of(path, bounds):
+    """The phase of a task from its path (file:line) as the junit callback reports it."""
+    file_name, _, line = path.rpartition(":")
+    if not file_name.endswith("migrate.yml"):
+        return "record" if "migration_record" in file_name else os.path.basename(file_name)
+    phase = bounds[0][1]
+    for first, name in bounds:
+        if int(line) >= first:
+            phase = name
+    return phase
+
+
+def read_junit(directory):
+    """[(path, task name, seconds, skipped)] of the one junit file in ``directory``, one entry per task in the order
+    they ran: the callback writes one case per host and task, timed from the task's start to that host's result,
+    so a task's time is its slowest host's (the hosts run it at once) and it is skipped when every host skipped."""
+    files = [f for f in os.listdir(directory) if f.endswith(".xml")]
+    if len(files) != 1:
+        return []
+    tasks = []
+    for case in ET.parse(os.path.join(directory, files[0])).getroot().iter("testcase"):
+        host, _, name = case.get("name").partition("] ")  # "[host] play name: task name"
+        name = name.split(": ", 1)[-1]
+        seconds, skipped = float(case.get("time") or 0), case.find("skipped") is not None
+        last = tasks[-1] if tasks else None
+        if last and last[:2] == [case.get("classname"), name] and host not in last[4]:
+            last[2], last[3] = max(last[2], seconds), last[3] and skipped
+            last[4].add(host)
+        else:
+            tasks.append([case.get("classname"), name, seconds, skipped, {host}])
+    return [tuple(t[:4]) for t in tasks]
+
+
+def operations(record):
+    """The record's operations: every measured pre-relocation step plus the relocation's operations_sum."""
+    pre = 0.0
+    for part in record["durations"]["pre_relocation"].values():
+        pre += sum(v for v in part.values() if isinstance(v, (int, float)))
+    return pre, record["downtime"]["operations_sum"] or 0.0
+
+
+def one_run(args, source, target, env, workdir):
+    results = os.path.join(workdir, "results")
+    junit = os.path.join(workdir, "junit")
+    os.makedirs(junit)
+    extra = {"app": args.app, "strategy": args.strategy, "results_dir": results, "migration_port": args.port,
+             "migration_cleanup": True, "network_label": "overhead",
+             "migration_source_host": source, "migration_target_host": target}
+    extra.update(json.loads(args.extra))
+    env = dict(env)
+    if args.profile:
+        env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=junit,
+                   JUNIT_HIDE_TASK_ARGUMENTS="true")
+    started = time.monotonic()
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, PLAYBOOK, "-e", json.dumps(extra)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    wall = time.monotonic() - started
+    records = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
+    record = None
+    if records:
+        with open(os.path.join(results, records[-1])) as fh:
+            record = json.load(fh)
+    if p.returncode != 0 or not record or record["status"] != "ok":
+        sys.exit("migration %s -> %s failed (rc %s): %s\n%s" % (source, target, p.returncode,
+                                                               (record or {}).get("error"), p.stdout[-3000:]))
+    pre, relocation = operations(record)
+    span = record["timestamps"]["finished_at"] - record["timestamps"]["started_at"]
+    return {"wall": wall, "span": span, "pre_ops": pre, "relocation_ops": relocation, "ops": pre + relocation,
+            "overhead": wall - pre - relocation, "tasks": read_junit(junit) if args.profile else []}
+
+
+def stats(values):
+    return "median %7.2f  min %7.2f  max %7.2f" % (statistics.median(values), min(values), max(values))
+
+
+def print_profile(runs):
+    bounds = phase_bounds()
+    per_phase, per_task = {}, {}
+    for run in runs:
+        seen = {}
+        for path, name, seconds, skipped in run["tasks"]:
+            phase = phase_of(path, bounds)
+            entry = seen.setdefault(phase, {"ran": 0, "skipped": 0, "seconds": 0.0, "times": []})
+            entry["skipped" if skipped else "ran"] += 1
+            entry["seconds"] += seconds
+            entry["times"].append(seconds)
+            per_task.setdefault((phase, name), []).append(seconds)
+        for phase, entry in seen.items():
+            per_phase.setdefault(phase, []).append(entry)
+    order = [name for _, name in bounds] + sorted(set(per_phase) - set(name for _, name in bounds))
+    print("\nper phase (medians over %d runs; a task's time is its slowest host's)" % len(runs))
+    print("%-15s %6s %8s %10s %14s" % ("phase", "ran", "skipped", "sum[s]", "median/task[s]"))
+    for phase in order:
+        if phase not in per_phase:
+            continue
+        entries = per_phase[phase]
+        print("%-15s %6d %8d %10.2f %14.3f" % (
+            phase, statistics.median(e["ran"] for e in entries), statistics.median(e["skipped"] for e in entries),
+            statistics.median(e["seconds"] for e in entries),
+            statistics.median(t for e in entries for t in e["times"])))
+    task_sum = [sum(t[2] for t in run["tasks"]) for run in runs]
+    print("tasks' summed time per run: %s; wall - that sum (start-up, the strategy between tasks): %s" % (
+        stats(task_sum), stats([run["wall"] - s for run, s in zip(runs, task_sum)])))
+    print("\nslowest tasks (mean per run, seconds; a task run more than once in a run is summed)")
+    totals = {}
+    for key, times in per_task.items():
+        totals[key] = sum(times) / len(runs)
+    for (phase, name), seconds in sorted(totals.items(), key=lambda kv: -kv[1])[:15]:
+        print("  %6.2f  %-14s %s" % (seconds, phase, name[:100]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=4, help="migrations, alternately away and back (default 4)")
+    ap.add_argument("--app", default="a2", help="the app's container (default a2, started by scripts/demo.sh)")
+    ap.add_argument("--strategy", default="m2")
+    ap.add_argument("--port", type=int, default=47795, help="the relocation stream's port (default 47795)")
+    ap.add_argument("--profile", action="store_true", help="per-task times through the junit callback")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for ansible-playbook (repeatable)")
+    ap.add_argument("--extra", default="{}", metavar="JSON",
+                    help="more extra variables for migrate.yml, e.g. "
+                         "'{\"ansible_python_interpreter\": \"auto_silent\"}'")
+    ap.add_argument("--config", help="run with this ansible.cfg instead of the checkout's (ANSIBLE_CONFIG)")
+    ap.add_argument("--json", help="also write the runs' figures to this file")
+    args = ap.parse_args()
+    if not os.path.exists(INVENTORY):
+        sys.exit("the local lab is not up (%s missing): run playbooks/lab.yml first" % INVENTORY)
+    env = dict(os.environ)
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep:
+            sys.exit("--env %s: NAME=VALUE" % item)
+        env[name] = value
+    if args.config:
+        env["ANSIBLE_CONFIG"] = os.path.abspath(args.config)
+    hosts = lab_hosts()
+    names = [hosts["source"].name, hosts["target"].name]
+    where = [n for n, h in zip(names, (hosts["source"], hosts["target"])) if Host(h).running(args.app)]
+    if len(where) != 1:
+        sys.exit("%s must run on exactly one of %s (it runs on: %s); ./scripts/demo.sh starts A2"
+                 % (args.app, ", ".join(names), ", ".join(where) or "none"))
+    source = where[0]
+    target = names[1 - names.index(source)]
+    settings = args.env + (["ANSIBLE_CONFIG=" + args.config] if args.config else []) \
+        + (["-e " + args.extra] if args.extra != "{}" else [])
+    print("%s %s, %d runs from %s; settings: %s; load average %s" % (
+        args.app, args.strategy, args.runs, source, " ".join(settings) or "ansible.cfg",
+        open("/proc/loadavg").read().split(" ", 3)[:3]), flush=True)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="mec-overhead-") as tmp:
+        for i in range(args.runs):
+            run = one_run(args, source, target, env, os.path.join(tmp, str(i)))
+            runs.append(run)
+            print("run %d %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
+                  "  overhead %6.2f s" % (i + 1, source, target, run["wall"], run["span"], run["ops"], run["pre_ops"],
+                                          run["relocation_ops"], run["overhead"]), flush=True)
+            source, target = target, source
+    print("\n%d runs, load average after %s" % (len(runs), open("/proc/loadavg").read().split(" ", 3)[:3]))
+    for key, label in (("wall", "wall"), ("span", "play (record)"), ("ops", "operations"),
+                       ("overhead", "overhead")):
+        print("%-14s %s" % (label, stats([r[key] for r in runs])))
+    if args.profile:
+        print_profile(runs)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([dict(r, tasks=[list(t) for t in r["tasks"]]) for r in runs], fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
