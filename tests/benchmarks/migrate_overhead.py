@@ -108,7 +108,7 @@ def one_run(args, source, target, env, workdir):
         env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=junit,
                    JUNIT_HIDE_TASK_ARGUMENTS="true")
     started = time.monotonic()
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, PLAYBOOK, "-e", json.dumps(extra)], cwd=ROOT, env=env,
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", args.inventory, PLAYBOOK, "-e", json.dumps(extra)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     wall = time.monotonic() - started
     records = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
@@ -177,6 +177,8 @@ def main():
     ap.add_argument("--extra", default="{}", metavar="JSON",
                     help="more extra variables for migrate.yml, e.g. "
                          "'{\"ansible_python_interpreter\": \"auto_silent\"}'")
+    ap.add_argument("--inventory", default=INVENTORY, help="another inventory of the same two lab hosts (default: "
+                    "the lab's own); its key and known_hosts paths must hold where it lies")
     ap.add_argument("--config", help="run with this ansible.cfg instead of the checkout's (ANSIBLE_CONFIG)")
     ap.add_argument("--json", help="also write the runs' figures to this file")
     args = ap.parse_args()
@@ -190,7 +192,7 @@ def main():
         env[name] = value
     if args.config:
         env["ANSIBLE_CONFIG"] = os.path.abspath(args.config)
-    hosts = lab_hosts()
+    hosts = lab_hosts(args.inventory)
     names = [hosts["source"].name, hosts["target"].name]
     where = [n for n, h in zip(names, (hosts["source"], hosts["target"])) if Host(h).running(args.app)]
     if len(where) != 1:
@@ -199,7 +201,8 @@ def main():
     source = where[0]
     target = names[1 - names.index(source)]
     settings = args.env + (["ANSIBLE_CONFIG=" + args.config] if args.config else []) \
-        + (["-e " + args.extra] if args.extra != "{}" else [])
+        + (["-e " + args.extra] if args.extra != "{}" else []) \
+        + (["-i " + args.inventory] if args.inventory != INVENTORY else [])
     print("%s %s, %d runs from %s; settings: %s; load average %s" % (
         args.app, args.strategy, args.runs, source, " ".join(settings) or "ansible.cfg",
         open("/proc/loadavg").read().split(" ", 3)[:3]), flush=True)
