@@ -22,6 +22,7 @@ another configuration file (ANSIBLE_CONFIG; settings such as internal_poll_inter
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -107,22 +108,27 @@ def one_run(args, source, target, env, workdir):
     if args.profile:
         env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=junit,
                    JUNIT_HIDE_TASK_ARGUMENTS="true")
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", args.inventory, PLAYBOOK, "-e", json.dumps(extra)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-    wall = time.monotonic() - started
+    wall, cpu_after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the controller's CPU: ansible-playbook, its workers and their ssh clients (less noisy than the wall time)
+    cpu = cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
     records = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
     record = None
     if records:
         with open(os.path.join(results, records[-1])) as fh:
             record = json.load(fh)
     if p.returncode != 0 or not record or record["status"] != "ok":
-        sys.exit("migration %s -> %s failed (rc %s): %s\n%s" % (source, target, p.returncode,
-                                                               (record or {}).get("error"), p.stdout[-3000:]))
+        sys.exit("migration %s -> %s failed (rc %s): %s\n%s\nIf it left the run's journal open (a later run is "
+                 "refused), finish or undo it: ansible-playbook -i %s playbooks/recover.yml -e app=%s"
+                 % (source, target, p.returncode, (record or {}).get("error"), p.stdout[-3000:], args.inventory,
+                    args.app))
     pre, relocation = operations(record)
     span = record["timestamps"]["finished_at"] - record["timestamps"]["started_at"]
-    return {"wall": wall, "span": span, "pre_ops": pre, "relocation_ops": relocation, "ops": pre + relocation,
-            "overhead": wall - pre - relocation, "tasks": read_junit(junit) if args.profile else []}
+    return {"wall": wall, "cpu": cpu, "span": span, "pre_ops": pre, "relocation_ops": relocation,
+            "ops": pre + relocation, "overhead": wall - pre - relocation,
+            "tasks": read_junit(junit) if args.profile else []}
 
 
 def stats(values):
@@ -212,12 +218,13 @@ def main():
             run = one_run(args, source, target, env, os.path.join(tmp, str(i)))
             runs.append(run)
             print("run %d %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
-                  "  overhead %6.2f s" % (i + 1, source, target, run["wall"], run["span"], run["ops"], run["pre_ops"],
-                                          run["relocation_ops"], run["overhead"]), flush=True)
+                  "  overhead %6.2f s  controller CPU %5.2f s" % (
+                      i + 1, source, target, run["wall"], run["span"], run["ops"], run["pre_ops"],
+                      run["relocation_ops"], run["overhead"], run["cpu"]), flush=True)
             source, target = target, source
     print("\n%d runs, load average after %s" % (len(runs), open("/proc/loadavg").read().split(" ", 3)[:3]))
     for key, label in (("wall", "wall"), ("span", "play (record)"), ("ops", "operations"),
-                       ("overhead", "overhead")):
+                       ("overhead", "overhead"), ("cpu", "controller CPU")):
         print("%-14s %s" % (label, stats([r[key] for r in runs])))
     if args.profile:
         print_profile(runs)
