@@ -1,6 +1,7 @@
 """migrate.yml with migration_relocation_gate (ahead-of-time staging) on the shared lab: the pre-relocation runs
-while the app serves, the relocation waits for the gate file; opened, the app moves with its state; abandoned,
-the run rolls back and the app keeps serving on the source; a bad gate is refused before any change."""
+while the app serves, the relocation waits for the gate file; opened (by the main file, or by a watched file while
+the main one stays closed), the app moves with its state; abandoned, the run rolls back and the app keeps serving
+on the source; a bad gate (watch entries included) is refused before any change."""
 import json
 import os
 import subprocess
@@ -60,13 +61,30 @@ def _migrate_in_background(tmp_path, **extra):
     return thread, box
 
 
-@pytest.mark.parametrize("strategy", ["m2", "m3"])
-def test_the_relocation_waits_for_the_gate_then_moves_the_app(app, tmp_path, strategy):
+def _write_approach(path, to_zone, relocate_seq=None):
+    """The predictor's <ue>.approach.json: its "seq" means something else than the zone state file's."""
+    data = {"ue": "10.100.0.1", "from_zone": "zone01", "to_zone": to_zone, "seq": 1}
+    if relocate_seq is not None:
+        data["relocate_seq"] = relocate_seq
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, str(path))
+
+
+@pytest.mark.parametrize("strategy, via", [("m2", "path"), ("m3", "path"), ("m2", "watch")])
+def test_the_relocation_waits_for_the_gate_then_moves_the_app(app, tmp_path, strategy, via):
+    """via=watch: the main file stays in zone01 and the gate opens through a watched file (the predictor's)."""
     name, src, dst = app
     gate = tmp_path / "ue.json"
+    approach = tmp_path / "ue.approach.json"
     _write(gate, "zone01")
+    spec = dict(GATE, path=str(gate))
+    if via == "watch":
+        _write_approach(approach, "zone02")
+        spec["watch"] = [{"path": str(approach), "open": r'"relocate_seq": 1\b', "abandon": '"to_zone": "(?!zone02")'}]
     thread, box = _migrate_in_background(tmp_path, app=name, strategy=strategy, network_label="lab",
-                                         migration_cleanup=True, migration_relocation_gate=dict(GATE, path=str(gate)))
+                                         migration_cleanup=True, migration_relocation_gate=spec)
     _staged(dst, name, thread, box)
     first = src.wait_int(name, "/data/n")
     time.sleep(3)
@@ -74,7 +92,10 @@ def test_the_relocation_waits_for_the_gate_then_moves_the_app(app, tmp_path, str
     assert src.running(name) and src.wait_int(name, "/data/n", minimum=first + 5) > first, \
         "the app serves (counts) on the source while the relocation waits"
     opened = time.time()
-    _write(gate, "zone02")
+    if via == "watch":
+        _write_approach(approach, "zone02", relocate_seq=1)
+    else:
+        _write(gate, "zone02")
     thread.join(600)
     rc, out, record = box["result"]
     assert rc == 0, out[-3000:]
@@ -115,6 +136,15 @@ def test_a_bad_gate_is_refused_before_any_change(app, tmp_path):
     rc2, out2, _ = migrate(tmp_path / "results2", app=name, strategy="m2", network_label="lab",
                            migration_relocation_gate={"path": str(tmp_path / "ue.json")})
     assert rc2 != 0 and "migration_relocation_gate: a mapping with path" in out2, out2[-2000:]
+    good = {"path": str(tmp_path / "ue.json"), "open": "zone02"}
+    rc3, out3, _ = migrate(tmp_path / "results3", app=name, strategy="m2", network_label="lab",
+                           migration_relocation_gate=dict(good, watch=[{"path": str(tmp_path / "a.json")}]))
+    assert rc3 != 0 and "migration_relocation_gate.watch: a list of mappings" in out3, out3[-2000:]
+    rc4, out4, _ = migrate(tmp_path / "results4", app=name, strategy="m2", network_label="lab",
+                           migration_relocation_gate=dict(good, watch=[{"path": str(tmp_path / "a.json"), "open": "("},
+                                                                       {"path": "b.json", "abandon": "x"}]))
+    assert rc4 != 0 and "nothing was changed" in out4, out4[-2000:]
+    assert "watch[0].open='(' is not a regular expression" in out4 and "watch[1].path=b.json must be absolute" in out4
     assert src.running(name) and dst.inspect(name) is None
 
 
