@@ -351,8 +351,8 @@ class ApproachSource:
                  "speed": round(speed, 2), "heading": round(math.degrees(math.atan2(vx, vy)) % 360, 1),
                  "seq": self.seq, "api": "mec013", "received_at": now, "platform": self.s.location_url}
         track.emitted, track.marked = event, None
-        track.written = {k: event[k] for k in ("ue", "seq", "from_zone", "to_zone", "eta", "timeout", "at_epoch",
-                                                 "received_at")}
+        track.written = {k: event[k] for k in
+                         ("ue", "seq", "from_zone", "to_zone", "eta", "timeout", "at_epoch", "received_at")}
         if self.s.state_dir:
             mec013.write_state(self.s.state_dir, f"{ue}.approach", track.written)
         self.stats["emitted"] += 1
