@@ -12,6 +12,11 @@ max, and the load average before and after.
     .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --profile   # + per-task times, per phase
     .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --env ANSIBLE_MODULE_COMPRESSION=ZIP_STORED
     .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --config /tmp/variant.cfg
+    .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --follow --profile
+
+--follow runs playbooks/follow.yml (one reactive hop by hand, -e follow_zone) instead, on a copy of the lab's
+inventory in which each host serves one zone (zone-<host>), and prints also the time follow.yml spends deciding
+(its start -> migrate.yml's run id) and recording (the record -> the end).
 
 --profile enables ansible-core's own junit callback (ansible.posix.profile_tasks is not installed) and prints,
 per phase of migrate.yml (the line ranges of its blocks), how many tasks ran or were skipped, their summed and
@@ -30,12 +35,34 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts  # noqa: E402
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "migrate.yml")
+FOLLOW = os.path.join(ROOT, "playbooks", "follow.yml")
+
+
+def zones_inventory(inventory, path):
+    """A copy of the lab's inventory at ``path`` in which each host serves the zone zone-<host> (follow.yml finds
+    the hop's target by it); the key and known_hosts paths are made absolute so that they hold there."""
+    with open(inventory) as fh:
+        data = yaml.safe_load(fh)
+    lab = data["all"]["children"]["mec_hosts"]
+    for group in lab["children"].values():
+        for name, host in (group.get("hosts") or {}).items():
+            host["mec_zones"] = ["zone-" + name]
+    here = os.path.dirname(os.path.abspath(inventory))
+    for key in ("ansible_ssh_private_key_file", "ansible_ssh_common_args"):
+        if key in lab.get("vars", {}):
+            lab["vars"][key] = lab["vars"][key].replace("{{ inventory_dir }}", here)
+    with open(path, "w") as fh:
+        fh.write("# the lab's inventory with one zone per host (tests/benchmarks/migrate_overhead.py --follow)\n")
+        yaml.safe_dump(data, fh, default_flow_style=False, sort_keys=False)
+    return path
 
 
 def phase_bounds():
@@ -100,25 +127,34 @@ def one_run(args, source, target, env, workdir):
     results = os.path.join(workdir, "results")
     junit = os.path.join(workdir, "junit")
     os.makedirs(junit)
-    extra = {"app": args.app, "strategy": args.strategy, "results_dir": results, "migration_port": args.port,
-             "migration_cleanup": True, "network_label": "overhead",
-             "migration_source_host": source, "migration_target_host": target}
+    if args.follow:
+        playbook, inventory = FOLLOW, zones_inventory(args.inventory, os.path.join(workdir, "hosts.yml"))
+        extra = {"follow_app": args.app, "follow_strategy": args.strategy, "follow_zone": "zone-" + target,
+                 "follow_migration_port": args.port, "follow_results_dir": results}
+    else:
+        playbook, inventory = PLAYBOOK, args.inventory
+        extra = {"app": args.app, "strategy": args.strategy, "results_dir": results, "migration_port": args.port,
+                 "migration_cleanup": True, "network_label": "overhead",
+                 "migration_source_host": source, "migration_target_host": target}
     extra.update(json.loads(args.extra))
     env = dict(env)
     if args.profile:
         env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=junit,
                    JUNIT_HIDE_TASK_ARGUMENTS="true")
     started, cpu_before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", args.inventory, PLAYBOOK, "-e", json.dumps(extra)], cwd=ROOT, env=env,
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", inventory, playbook, "-e", json.dumps(extra)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-    wall, cpu_after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, cpu_after, ended_at = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     # the controller's CPU: ansible-playbook, its workers and their ssh clients (less noisy than the wall time)
     cpu = cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
     records = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
-    record = None
+    record, hop = None, {}
     if records:
         with open(os.path.join(results, records[-1])) as fh:
             record = json.load(fh)
+    if args.follow and os.path.exists(os.path.join(results, args.app + ".jsonl")):
+        with open(os.path.join(results, args.app + ".jsonl")) as fh:
+            hop = json.loads(fh.read().splitlines()[-1])
     if p.returncode != 0 or not record or record["status"] != "ok":
         sys.exit("migration %s -> %s failed (rc %s): %s\n%s\nIf it left the run's journal open (a later run is "
                  "refused), finish or undo it: ansible-playbook -i %s playbooks/recover.yml -e app=%s"
@@ -126,9 +162,14 @@ def one_run(args, source, target, env, workdir):
                     args.app))
     pre, relocation = operations(record)
     span = record["timestamps"]["finished_at"] - record["timestamps"]["started_at"]
-    return {"wall": wall, "cpu": cpu, "span": span, "pre_ops": pre, "relocation_ops": relocation,
-            "ops": pre + relocation, "overhead": wall - pre - relocation,
-            "tasks": read_junit(junit) if args.profile else []}
+    run = {"wall": wall, "cpu": cpu, "span": span, "pre_ops": pre, "relocation_ops": relocation,
+           "ops": pre + relocation, "overhead": wall - pre - relocation,
+           "tasks": read_junit(junit) if args.profile else []}
+    if hop:
+        # follow.yml's own plays around migrate.yml: its start -> the run's id, the record -> the end
+        run["deciding"] = record["timestamps"]["started_at"] - float(hop["playbook_started_at"])
+        run["recording"] = ended_at - record["timestamps"]["finished_at"]
+    return run
 
 
 def stats(values):
@@ -183,6 +224,7 @@ def main():
     ap.add_argument("--extra", default="{}", metavar="JSON",
                     help="more extra variables for migrate.yml, e.g. "
                          "'{\"ansible_python_interpreter\": \"auto_silent\"}'")
+    ap.add_argument("--follow", action="store_true", help="run follow.yml (one reactive hop) instead of migrate.yml")
     ap.add_argument("--inventory", default=INVENTORY, help="another inventory of the same two lab hosts (default: "
                     "the lab's own); its key and known_hosts paths must hold where it lies")
     ap.add_argument("--config", help="run with this ansible.cfg instead of the checkout's (ANSIBLE_CONFIG)")
@@ -218,14 +260,18 @@ def main():
             run = one_run(args, source, target, env, os.path.join(tmp, str(i)))
             runs.append(run)
             print("run %d %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
-                  "  overhead %6.2f s  controller CPU %5.2f s" % (
+                  "  overhead %6.2f s  controller CPU %5.2f s%s" % (
                       i + 1, source, target, run["wall"], run["span"], run["ops"], run["pre_ops"],
-                      run["relocation_ops"], run["overhead"], run["cpu"]), flush=True)
+                      run["relocation_ops"], run["overhead"], run["cpu"],
+                      "  follow.yml deciding %5.2f s, recording %5.2f s" % (run["deciding"], run["recording"])
+                      if "deciding" in run else ""), flush=True)
             source, target = target, source
     print("\n%d runs, load average after %s" % (len(runs), open("/proc/loadavg").read().split(" ", 3)[:3]))
     for key, label in (("wall", "wall"), ("span", "play (record)"), ("ops", "operations"),
-                       ("overhead", "overhead"), ("cpu", "controller CPU")):
-        print("%-14s %s" % (label, stats([r[key] for r in runs])))
+                       ("overhead", "overhead"), ("cpu", "controller CPU"), ("deciding", "follow deciding"),
+                       ("recording", "follow recording")):
+        if key in runs[0]:
+            print("%-14s %s" % (label, stats([r[key] for r in runs])))
     if args.profile:
         print_profile(runs)
     if args.json:
