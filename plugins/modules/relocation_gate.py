@@ -78,6 +78,14 @@ options:
     description: Only check the arguments, do not wait.
     type: bool
     default: false
+  wait:
+    description:
+      - V(false) reads every file once and returns at once, without waiting for O(open) - it fails (C(abandoned))
+        only if an O(abandon) expression matches now, else it says C(open) or C(pending). C(playbooks/migrate.yml)
+        uses it during a staged pre-relocation, so that a hop the UE no longer heads for is given up before the
+        image is copied instead of after the whole staging.
+    type: bool
+    default: true
 """
 
 EXAMPLES = r"""
@@ -104,8 +112,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 outcome:
-  description: C(open), or C(checked) with O(check_only) and in check mode. A failure says C(abandoned),
-    C(timeout) or C(bad_input).
+  description: C(open), or C(checked) with O(check_only) and in check mode, or with O(wait=false) C(pending) when
+    neither expression matches yet. A failure says C(abandoned), C(timeout) or C(bad_input).
   returned: always
   type: str
 waited:
@@ -114,7 +122,7 @@ waited:
   type: float
 opened_at:
   description: Unix time at which the open content was read (the relocation starts right after).
-  returned: when the gate opened
+  returned: when the gate opened (not with O(wait=false))
   type: float
 decided_by:
   description: The path (O(path) or one of O(watch)) whose content opened or abandoned the gate; null after a
@@ -234,6 +242,7 @@ def main():
         timeout=dict(type="float", default=300.0),
         interval=dict(type="float", default=0.05),
         check_only=dict(type="bool", default=False),
+        wait=dict(type="bool", default=True),
     ), supports_check_mode=True)
     p = module.params
     watched, problems = check_arguments(p)
@@ -242,13 +251,21 @@ def main():
                          outcome="bad_input", waited=0.0, decided_by=None)
     if p["check_only"] or module.check_mode:
         module.exit_json(changed=False, outcome="checked", waited=0.0, decided_by=None)
-    outcome, waited, decider, content = wait_gate(watched, p["timeout"], p["interval"])
+    if p["wait"]:
+        outcome, waited, decider, content = wait_gate(watched, p["timeout"], p["interval"])
+    else:  # one look: has the gate been abandoned already?
+        contents = [read(entry.path) for entry in watched]
+        outcome, decider = decide(contents, watched)
+        outcome, waited = outcome or "pending", 0.0
+        content = contents[watched.index(decider)] if decider else contents[0]
     result = dict(changed=False, outcome=outcome, waited=round(waited, 6),
                   decided_by=decider.path if decider else None)
     if content is not None:
         result["content"] = content[:512]
-    if outcome == "open":
+    if outcome == "open" and p["wait"]:
         module.exit_json(opened_at=time.time(), **result)
+    if outcome in ("open", "pending"):
+        module.exit_json(**result)
     if outcome == "abandoned":
         module.fail_json(msg="The relocation gate was abandoned after %.1f s: %s on %s matched abandon=%r (an "
                              "abandon match wins over any open; for a staged hop: the UE went elsewhere). The "

@@ -240,6 +240,7 @@ def test_the_handover_is_marked_imminent_relocate_lead_seconds_before_it(ma, tmp
     unmarked = [state for t, _, state in polls if t < first_t]
     assert unmarked and all("relocate_seq" not in s for s in unmarked)
     assert first["relocate_seq"] == first["seq"] and first["to_zone"] == "zone02" and first["from_zone"] == "zone01"
+    assert first["relocate_to"] == "zone02"
     # measured (follow_predict.py): the marks come 1.2-2.3 s before their handover with a 2 s lead
     assert 1.0 <= ZONE02_AT - first_t <= 2.5, ZONE02_AT - first_t
     assert 0 < first["relocate_eta"] <= 2.0 and first["relocate_marked_at"] > 0
@@ -278,7 +279,7 @@ def test_a_mark_is_taken_back_when_the_ue_stops_before_the_boundary(ma, tmp_path
 
     marked, after, stats = _run(scenario())
     assert marked.get("relocate_seq") == marked["seq"]
-    assert "relocate_seq" not in after and after["seq"] == marked["seq"] and after["to_zone"] == "zone02"
+    assert "relocate_seq" not in after and "relocate_to" not in after and after["seq"] == marked["seq"] and after["to_zone"] == "zone02"
     assert stats["unmarked"] == 1
 
 

@@ -65,7 +65,7 @@ def _write_approach(path, to_zone, relocate_seq=None):
     """The predictor's <ue>.approach.json: its "seq" means something else than the zone state file's."""
     data = {"ue": "10.100.0.1", "from_zone": "zone01", "to_zone": to_zone, "seq": 1}
     if relocate_seq is not None:
-        data["relocate_seq"] = relocate_seq
+        data.update(relocate_seq=relocate_seq, relocate_to=to_zone)
     tmp = str(path) + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(data, fh)
@@ -82,7 +82,8 @@ def test_the_relocation_waits_for_the_gate_then_moves_the_app(app, tmp_path, str
     spec = dict(GATE, path=str(gate))
     if via == "watch":
         _write_approach(approach, "zone02")
-        spec["watch"] = [{"path": str(approach), "open": r'"relocate_seq": 1\b', "abandon": '"to_zone": "(?!zone02")'}]
+        spec["watch"] = [{"path": str(approach), "open": '"relocate_to": "zone02"',
+                          "abandon": '"to_zone": "(?!zone02")'}]
     thread, box = _migrate_in_background(tmp_path, app=name, strategy=strategy, network_label="lab",
                                          migration_cleanup=True, migration_relocation_gate=spec)
     _staged(dst, name, thread, box)
@@ -126,6 +127,26 @@ def test_an_abandoned_gate_rolls_back_and_the_app_keeps_serving(app, tmp_path):
     assert record["gate"]["outcome"] == "abandoned" and record["gate"]["opened_at"] is None
     assert src.running(name) and src.wait_int(name, "/data/n", minimum=before + 5) > before
     assert dst.inspect(name) is None, "the target is cleaned"
+
+
+def test_a_staging_whose_gate_is_already_abandoned_gives_up_before_any_work(app, tmp_path):
+    """The UE went elsewhere (or a newer prediction named another zone) before the staging began: migrate.yml
+    looks at its gate before the pre-relocation's first operation and gives up there (wait=false), so nothing is
+    committed, copied or created, and the app never stops counting on the source."""
+    name, src, dst = app
+    gate = tmp_path / "ue.json"
+    _write(gate, "zone03")
+    before = src.wait_int(name, "/data/n")
+    rc, out, record = migrate(tmp_path / "results", app=name, strategy="m2", network_label="lab",
+                              migration_cleanup=True, migration_relocation_gate=dict(GATE, path=str(gate)))
+    assert rc != 0 and "relocation gate was abandoned after 0.0 s" in out, out[-3000:]
+    assert record["status"] == "failed" and record["outcome"] == "rolled_back", record
+    assert record["gate"]["outcome"] == "abandoned" and record["gate"]["waited"] == 0
+    pre = record["durations"]["pre_relocation"]
+    assert pre["source"]["commit"] is None and pre["transfer"]["image"] is None and pre["target"]["create"] is None
+    assert record["timestamps"]["source_stopped_at"] is None
+    assert src.running(name) and src.wait_int(name, "/data/n", minimum=before + 3) > before
+    assert dst.inspect(name) is None
 
 
 def test_a_bad_gate_is_refused_before_any_change(app, tmp_path):

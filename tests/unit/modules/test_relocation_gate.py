@@ -272,3 +272,24 @@ def test_check_only_checks_watch_entries_and_returns_at_once(run_module, tmp_pat
         run_module(relocation_gate, dict(GATE, path=str(tmp_path / "ue.json"), check_only=True,
                                          watch=[_watch("ue.approach.json", open="relocate_seq")]))
     assert "watch[0].path=ue.approach.json must be absolute" in exc.value.result["msg"]
+
+
+def test_wait_false_looks_once_pending_open_or_abandoned(run_module, tmp_path):
+    """wait=false (migrate.yml's looks during a staging): one read of every file, no waiting; neither expression
+    matching is 'pending' (no opened_at: nothing opened), an open match is 'open' without waiting for anything,
+    an abandon match fails at once as the waiting gate would."""
+    main, approach = _files(tmp_path, _state("zone01"), _approach("zone02", 3))
+    watch = [_watch(approach, open='"relocate_to": "zone02"', abandon='"to_zone": "(?!zone02")')]
+    args = dict(GATE, path=str(main), watch=watch, wait=False, timeout=60)
+    started = time.monotonic()
+    pending = run_module(relocation_gate, args)
+    assert pending["outcome"] == "pending" and "opened_at" not in pending and pending["decided_by"] is None
+    assert time.monotonic() - started < 5  # a waiting gate would sit out its 60 s timeout
+    main.write_text(_state("zone02"))
+    opened = run_module(relocation_gate, args)
+    assert opened["outcome"] == "open" and opened["decided_by"] == str(main) and "opened_at" not in opened
+    approach.write_text(_approach("zone04", 4))
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(relocation_gate, args)
+    res = exc.value.result
+    assert res["outcome"] == "abandoned" and res["decided_by"] == str(approach) and "rolled back" in res["msg"]

@@ -49,8 +49,9 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
 ``relocate_lead`` (default 0: off; needs ``state_dir``)
     Seconds before the predicted handover at which the relocation may start. When the standing prediction's
     ``eta`` (recomputed at every poll, and polled again at the instant it falls due) is at most this, the source
-    adds ``"relocate_seq": <seq>`` (with ``relocate_eta`` and ``relocate_marked_at``) to ``<ue>.approach.json``;
-    follow.yml's relocation gate opens on it as on the zone change itself. Set it to the staged hop's time from the
+    adds ``"relocate_to": "<to_zone>"`` (with ``relocate_seq``, ``relocate_eta`` and ``relocate_marked_at``) to
+    ``<ue>.approach.json``; follow.yml's relocation gate opens on it as on the zone change itself (by zone, not by
+    seq: a hop staged for an earlier prediction of the same zone change, re-made after its timeout, opens too). Set it to the staged hop's time from the
     gate opening to the source stopping plus half its outage, so that the outage straddles the handover instead of
     following it. The mark is taken back when the prediction stops holding (no handover ahead, another zone
     predicted) and when the UE enters another zone than predicted.
@@ -374,8 +375,8 @@ class ApproachSource:
             return
         track.marked = track.written["seq"]
         mec013.write_state(self.s.state_dir, f"{ue}.approach",
-                           dict(track.written, relocate_seq=track.marked, relocate_eta=round(eta, 3),
-                                relocate_marked_at=time.time()))
+                           dict(track.written, relocate_seq=track.marked, relocate_to=track.written["to_zone"],
+                                relocate_eta=round(eta, 3), relocate_marked_at=time.time()))
         self.stats["marked"] += 1
         LOG.info("mec_approach: %s's handover to %s is %.2f s away: relocation may start (seq %d)", ue,
                  track.written["to_zone"], eta, track.marked)
