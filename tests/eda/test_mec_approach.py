@@ -279,7 +279,8 @@ def test_a_mark_is_taken_back_when_the_ue_stops_before_the_boundary(ma, tmp_path
 
     marked, after, stats = _run(scenario())
     assert marked.get("relocate_seq") == marked["seq"]
-    assert "relocate_seq" not in after and "relocate_to" not in after and after["seq"] == marked["seq"] and after["to_zone"] == "zone02"
+    assert "relocate_seq" not in after and "relocate_to" not in after
+    assert after["seq"] == marked["seq"] and after["to_zone"] == "zone02"
     assert stats["unmarked"] == 1
 
 

@@ -51,10 +51,10 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
     ``eta`` (recomputed at every poll, and polled again at the instant it falls due) is at most this, the source
     adds ``"relocate_to": "<to_zone>"`` (with ``relocate_seq``, ``relocate_eta`` and ``relocate_marked_at``) to
     ``<ue>.approach.json``; follow.yml's relocation gate opens on it as on the zone change itself (by zone, not by
-    seq: a hop staged for an earlier prediction of the same zone change, re-made after its timeout, opens too). Set it to the staged hop's time from the
-    gate opening to the source stopping plus half its outage, so that the outage straddles the handover instead of
-    following it. The mark is taken back when the prediction stops holding (no handover ahead, another zone
-    predicted) and when the UE enters another zone than predicted.
+    seq: a hop staged for an earlier prediction of the same zone change, re-made after its timeout, opens too).
+    Set it to the staged hop's time from the gate opening to the source stopping plus half its outage, so that the
+    outage straddles the handover instead of following it. The mark is taken back when the prediction stops
+    holding (no handover ahead, another zone predicted) and when the UE enters another zone than predicted.
 
 Only the Python standard library and aiohttp (a dependency of ansible-rulebook) are used.
 """
