@@ -67,10 +67,14 @@ def commit_container(client, name, ref, changes=None):
     duration = round(time.monotonic() - t0, 6)
     until = wall_clock() + 0.001
     freeze = None
+    stream = None
     try:
         pause = unpause = None
-        for ev in client.api.events(since=int(since) - 1, until=int(until) + 1, decode=True,
-                                    filters={"container": info["Id"], "event": ["pause", "unpause"]}):
+        # the engine ends the stream only at `until` (whole seconds: up to 1 s after the commit); stop reading at
+        # the unpause instead, which the commit has already emitted
+        stream = client.api.events(since=int(since) - 1, until=int(until) + 1, decode=True,
+                                   filters={"container": info["Id"], "event": ["pause", "unpause"]})
+        for ev in stream:
             t = ev.get("timeNano", 0) / 1e9
             if t < since - 0.001:
                 continue
@@ -78,10 +82,14 @@ def commit_container(client, name, ref, changes=None):
                 pause = t
             elif ev.get("status", ev.get("Action")) == "unpause" and pause is not None:
                 unpause = t
+                break
         if pause is not None and unpause is not None:
             freeze = round(unpause - pause, 6)
     except Exception:
         freeze = None
+    finally:
+        if hasattr(stream, "close"):
+            stream.close()
     image = client.api.inspect_image(res["Id"])
     return dict(image=ref, image_id=image["Id"], size=int(image.get("Size") or 0), duration=duration,
                 freeze_duration=freeze if freeze is not None else duration,

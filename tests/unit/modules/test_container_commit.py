@@ -26,6 +26,31 @@ def test_commit_measures_freeze_from_events(run_module, client):
     assert (result["image_id"], result["size"]) == ("sha256:img", 500)
 
 
+def test_commit_stops_reading_events_at_the_unpause_and_closes_the_stream(run_module, client):
+    """The engine ends an events stream only at its `until` (whole seconds, up to 1 s after the commit): the
+    module must not wait for it once the unpause it measures has come."""
+    client.api.inspect_container.return_value = inspect_container()
+    client.api.inspect_image.side_effect = [NotFound("none"), inspect_image(cid="sha256:img")]
+    client.api.commit.return_value = {"Id": "sha256:img"}
+
+    class Stream:
+        closed = False
+
+        def __iter__(self):
+            now = time.time()
+            yield {"status": "pause", "timeNano": int(now * 1e9)}
+            yield {"status": "unpause", "timeNano": int((now + 0.02) * 1e9)}
+            raise AssertionError("read on after the unpause (the engine would hold the stream until `until`)")
+
+        def close(self):
+            Stream.closed = True
+
+    client.api.events.return_value = Stream()
+    result = run_module(container_commit, {"name": "app", "image": "mec-migration/app:run1"})
+    assert result["freeze_source"] == "engine events" and abs(result["freeze_duration"] - 0.02) < 0.001
+    assert Stream.closed
+
+
 def test_commit_without_events_reports_upper_bound(run_module, client):
     client.api.inspect_container.return_value = inspect_container()
     client.api.inspect_image.side_effect = [NotFound("none"), inspect_image(cid="sha256:img")]
