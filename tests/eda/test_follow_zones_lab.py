@@ -125,6 +125,32 @@ def test_there_and_back_leaves_the_host_left_clean(zones, app, tmp_path, strateg
     assert a.counter(app) > before  # the volume's counter went on across both hops
 
 
+def test_a_hop_to_a_zone_the_ue_has_left_is_given_up_and_the_app_keeps_serving(zones, app, tmp_path):
+    """follow_confirm_zone (on in ahead mode): a zone change's hop relocates only while the UE is still in the
+    hop's zone. Here the UE's state file already says zone01 again when the hop to zone02 starts: migrate.yml's
+    first look at the gate gives it up before any work, the app never stops counting on zone01's host and
+    nothing is left on zone02's."""
+    a, b = zones["zone01"], zones["zone02"]
+    start_app(a, app)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"{CAR}.json").write_text(json.dumps({"ue": CAR, "zone": "zone01", "seq": 7}))
+    before = a.counter(app)
+    p = ansible_playbook("-i", str(INVENTORY), "playbooks/follow.yml", "-e", json.dumps({
+        "follow_app": app, "follow_zone": "zone02", "follow_ue": CAR, "follow_state_dir": str(state),
+        "follow_confirm_zone": True, "follow_results_dir": str(tmp_path / "results"),
+        "follow_migration_port": THERE_AND_BACK_PORT}))
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "relocated only while the UE is still in zone02" in out, out[-3000:]
+    assert "before any work" in out and "relocation gate was abandoned" in out, out[-3000:]
+    records = [json.loads(f.read_text()) for f in (tmp_path / "results").glob("*.json")]
+    assert [(r["status"], r["outcome"], r["gate"]["outcome"]) for r in records] == [
+        ("failed", "rolled_back", "abandoned")]
+    assert records[0]["durations"]["pre_relocation"]["source"]["commit"] is None
+    assert a.running(app) and a.counter(app) > before
+    assert b.leftovers(app) == {"container": "", "volume": "", "images": "", "work dirs": ""}
+
+
 # ------------------------------------------------------------------------------------------ the rulebook
 class Sandbox:
     def __init__(self, port):
