@@ -95,11 +95,18 @@ def table(summary: dict, hops: list[dict]) -> str:
     lines.append(f"  targets: served locally >= 95 %: {t['served_locally_ge_95']}; counter = zones entered: "
                  f"{t['counter_equals_zones_entered']}; no hop failed: {t['no_hop_failed']}")
     d = s.get("derived", {})
-    if "per_ap_ceiling" in d:
+    if "per_ap_ceiling" in d and "per_ap_staged" not in d:  # ahead: the staged model below says more
         lines.append(f"  DERIVED: if every hop took {_f(d['handover_to_serving_median_s'])} (this drive's median "
                      f"handover -> serving): per zone {_pct(d['per_zone_ceiling']['ratio'])}, per access point "
                      f"{_pct(d['per_ap_ceiling']['ratio'])} ({d['per_ap_host_changes']} host changes, stays median "
                      f"{_f(d['per_ap_stays_s']['median'])}, {d['per_ap_stays_shorter_than_the_lag']} shorter)")
+    if "per_ap_staged" in d:
+        z, a = d["per_zone_staged"], d["per_ap_staged"]
+        lines.append(f"  DERIVED, staged ahead (perfect prediction; staging {_f(z['staging_s'])}, outage "
+                     f"{_f(z['outage_s'])} per hop, a hop staged from the previous handover on): per zone "
+                     f"{_pct(z['ratio'])} (measured {_pct(d['per_zone_measured_ratio'])}), per access point "
+                     f"{_pct(a['ratio'])} ({a['hops_staged_in_time']} hops staged in time, {a['hops_late']} late, "
+                     f"{a['stays_lost']} stays lost whole)")
     if "per_ap_replayed" in d:
         lines.append(f"  DERIVED, reactive follower replayed: per zone {_pct(d['per_zone_replayed']['ratio'])} "
                      f"(measured {_pct(d['per_zone_measured_ratio'])}), per access point "

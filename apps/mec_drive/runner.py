@@ -399,7 +399,14 @@ def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zon
            "per_ap_host_changes": len(per_ap) - 1,
            "per_ap_stays_shorter_than_the_lag": sum(1 for d in ap_stays if d < lag)}
     if mode != "reactive":
-        out["note"] = "the follower model replays the reactive rulebook only; ahead: the ceilings"
+        # a staged hop's staging: follow.yml deciding + migrate.yml up to the gate (the gate's wait left out)
+        staging = med([(b["follow_decide_s"] or 0) + (b["pre_relocation_s"] or 0) - (b["gate_wait_s"] or 0)
+                       for b in (h["breakdown"] for h in moved) if b and b["pre_relocation_s"] is not None])
+        outage = med([h["ue_downtime_s"] for h in moved])
+        out.update({"per_zone_staged": derive.staged_ahead(per_zone, staging, outage, duration),
+                    "per_ap_staged": derive.staged_ahead(per_ap, staging, outage, duration),
+                    "note": "the follower model replays the reactive rulebook only; ahead: the ceilings and the "
+                            "staged-ahead model (perfect prediction, limited by this drive's staging time)"})
         return out
     runs = [h["follow"] for h in hops if h["follow"]]
     model = derive.FollowModel(

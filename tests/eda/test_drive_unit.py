@@ -262,3 +262,14 @@ def test_failed_rulebook_runs_are_the_run_playbook_errors(tmp_path):
                    "2026-11-27 18:59:08,655 - ansible_rulebook.action.run_playbook - ERROR - x\n")
     assert rulebook_failures(log) == 2
     assert rulebook_failures(tmp_path / "missing.log") == 0
+
+
+def test_staged_ahead_is_limited_by_the_staging_after_the_previous_handover():
+    # staging 20 s from the previous handover on, outage 1 s: h2 (50-60) staged in time (ready at 50): 9 s;
+    # h3 (60-70) ready at 50 + 20 = 70, the stay's end: lost whole; h4 (70-75) ready at 80: lost whole (the app is
+    # still on h2); h3 (75-110) ready at 70 + 20 = 90, late: 19 s; h2 (110-130) ready at 110: 19 s
+    tl = [(0.0, "h1"), (50.0, "h2"), (60.0, "h3"), (70.0, "h4"), (75.0, "h3"), (110.0, "h2")]
+    r = derive.staged_ahead(tl, staging_s=20.0, outage_s=1.0, end=130.0)
+    assert r["served_locally_s"] == pytest.approx(50 + 9 + 0 + 0 + 19 + 19)
+    assert (r["hops_staged_in_time"], r["hops_late"], r["stays_lost"]) == (2, 1, 2)
+    assert r["ratio"] == pytest.approx(97 / 130)
