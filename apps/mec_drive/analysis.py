@@ -158,7 +158,8 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
     outcome: moved (a migration brought the app to this zone's host), failed (a migration for it failed),
     superseded (its run moved the app straight to a later zone's host, the UE's latest when the run began),
     coalesced (its run found an earlier hop covering it: the app went straight to a later zone),
-    already_there (the app was on this zone's host when its run decided), no_event (no rulebook run for it)."""
+    already_there (the app was on this zone's host when its run decided), given_up (its hop was rolled back by
+    design before the relocation: the UE had already left the zone), no_event (no rulebook run for it)."""
     paired, _orphans = match_records(follow_lines, records)
     # a handover's own event is a zone change: ahead-of-time runs (mode ahead) answer predictions
     by_event = [(_num(line.get("event_at")), i, line) for i, line in enumerate(follow_lines)
@@ -199,7 +200,11 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
         elif superseded:
             outcome = "superseded"
         elif line is None:
-            outcome = "no_event"
+            # follow.yml writes no line when its migrate.yml fails: a hop given up by design (follow_confirm_zone:
+            # the UE had left the zone before the relocation) has only its record
+            gave_up = [r for r in records if id(r) not in used and staging_given_up(r)
+                       and (r.get("target") or {}).get("host") == host and _in_window(r, at, until)]
+            outcome = "given_up" if gave_up else "no_event"
         elif _truthy(line.get("coalesced")):
             outcome = "coalesced"
         else:

@@ -273,3 +273,17 @@ def test_staged_ahead_is_limited_by_the_staging_after_the_previous_handover():
     assert r["served_locally_s"] == pytest.approx(50 + 9 + 0 + 0 + 19 + 19)
     assert (r["hops_staged_in_time"], r["hops_late"], r["stays_lost"]) == (2, 1, 2)
     assert r["ratio"] == pytest.approx(97 / 130)
+
+
+def test_a_hop_given_up_because_the_ue_left_is_no_missing_event_and_no_failure():
+    # zone02 at 10 for 6 s: its reactive hop (no follow line: follow.yml writes none when migrate.yml fails) was
+    # given up at its gate (follow_confirm_zone: the UE was back in zone01); the app never left h1
+    handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"},
+                 {"at": 16.0, "from_zone": "zone02", "to_zone": "zone01"}]
+    gave_up = rec("g", "h1", "h2", 12.0, None, None, 20.0, status="failed")
+    gave_up["gate"] = {"outcome": "abandoned", "waited": 0.0, "opened_at": None}
+    follow = [line(2, "zone01", "", "", False, True, 16.0, 16.01, 21.0, 21.5)]
+    samples = [s(0.5 * i, "zone02" if 20 <= i < 32 else "zone01", "h1") for i in range(60)]
+    hops = analysis.assemble_hops(handovers, follow, [gave_up], samples, ZH, 30.0)
+    assert [h["outcome"] for h in hops] == ["given_up", "coalesced"]
+    assert not analysis.hop_failed(gave_up)
