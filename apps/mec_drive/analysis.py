@@ -202,8 +202,10 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
         elif line is None:
             # follow.yml writes no line when its migrate.yml fails: a hop given up by design (follow_confirm_zone:
             # the UE had left the zone before the relocation) has only its record
+            # (its queued run may start only after the stay: the record starts before the next stay ends)
+            after_next = handovers[k + 2]["at"] if k + 2 < len(handovers) else end
             gave_up = [r for r in records if id(r) not in used and staging_given_up(r)
-                       and (r.get("target") or {}).get("host") == host and _in_window(r, at, until)]
+                       and (r.get("target") or {}).get("host") == host and _in_window(r, at, after_next)]
             outcome = "given_up" if gave_up else "no_event"
         elif _truthy(line.get("coalesced")):
             outcome = "coalesced"

@@ -47,14 +47,14 @@ def timeline_figure(path, samples, hops, zone_host, start, end, title) -> None:
         for x0, w, c in segs:
             bx.broken_barh([(x0, w)], (row - 0.35, 0.7), color=c)
         label = {"moved": "", "superseded": "s", "coalesced": "c", "already_there": "=", "failed": "FAIL",
-                 "no_event": "?"}[h["outcome"]]
+                 "given_up": "g", "no_event": "?"}[h["outcome"]]
         if h["serving_at"] is not None and h["outcome"] == "moved":
             label = f"{h['handover_to_serving_s']:.1f}s"
         bx.text(a, row + 0.4, label, fontsize=6)
     bx.set_yticks([])
     bx.set_ylim(-0.6, 3)
     bx.set_xlabel("drive time (s); dotted: handovers, v: event received; below: handover to playbook start "
-                  "(grey), playbook to A2 serving on the zone's host (blue); c coalesced")
+                  "(grey), playbook to A2 serving on the zone's host (blue); c coalesced, g given up")
     bx.set_xlim(0, end - start)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

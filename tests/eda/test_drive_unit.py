@@ -280,7 +280,7 @@ def test_a_hop_given_up_because_the_ue_left_is_no_missing_event_and_no_failure()
     # given up at its gate (follow_confirm_zone: the UE was back in zone01); the app never left h1
     handovers = [{"at": 10.0, "from_zone": "zone01", "to_zone": "zone02"},
                  {"at": 16.0, "from_zone": "zone02", "to_zone": "zone01"}]
-    gave_up = rec("g", "h1", "h2", 12.0, None, None, 20.0, status="failed")
+    gave_up = rec("g", "h1", "h2", 17.0, None, None, 20.0, status="failed")  # its run queued past the stay
     gave_up["gate"] = {"outcome": "abandoned", "waited": 0.0, "opened_at": None}
     follow = [line(2, "zone01", "", "", False, True, 16.0, 16.01, 21.0, 21.5)]
     samples = [s(0.5 * i, "zone02" if 20 <= i < 32 else "zone01", "h1") for i in range(60)]
