@@ -216,6 +216,14 @@ async def _drive_waking(sbx, src, start: float, end: float, approach) -> list[tu
     return out
 
 
+async def _marking_source(ma, sbx, state_dir):
+    """The car's source with relocate_lead 2 s, its approach file in state_dir, started."""
+    src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "state_dir": str(state_dir),
+                                         "relocate_lead": 2.0}), asyncio.Queue())
+    await src.start()
+    return src
+
+
 def test_the_handover_is_marked_imminent_relocate_lead_seconds_before_it(ma, tmp_path):
     """relocate_lead: the standing prediction's eta is recomputed at every poll, the source polls again at the
     instant the mark falls due, and <ue>.approach.json gets relocate_seq = that prediction's seq about
@@ -224,9 +232,7 @@ def test_the_handover_is_marked_imminent_relocate_lead_seconds_before_it(ma, tmp
 
     async def scenario():
         sbx = await InProcessSandbox().start()
-        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "state_dir": str(tmp_path),
-                                             "relocate_lead": 2.0}), asyncio.Queue())
-        await src.start()
+        src = await _marking_source(ma, sbx, tmp_path)
         try:
             polls = await _drive_waking(sbx, src, 130, 152, approach)
         finally:
@@ -259,9 +265,7 @@ def test_a_mark_is_taken_back_when_the_ue_stops_before_the_boundary(ma, tmp_path
 
     async def scenario():
         sbx = await InProcessSandbox().start()
-        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "state_dir": str(tmp_path),
-                                             "relocate_lead": 2.0}), asyncio.Queue())
-        await src.start()
+        src = await _marking_source(ma, sbx, tmp_path)
         try:
             await _drive_waking(sbx, src, 140, 149.9, approach)
             marked = json.loads(approach.read_text())
