@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what it needs (scripts/bootstrap.sh),
 # runs the Python lint (ruff, ruff.toml) and ansible-test sanity, brings up the local lab and its services, then runs
-#   1. pytest: unit tests, engine tests, the lab's integration tests (tests/),
+#   1. pytest: unit tests, engine tests, the lab's integration tests (tests/), the zones lab's follow tests,
 #   2. the Molecule scenarios of the roles (roles/*/molecule/default).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x
 set -euo pipefail
@@ -68,6 +68,9 @@ step "local lab: hosts provisioned by the collection's roles"
 ansible-playbook playbooks/lab.yml
 step "services of the lab: MEC sandbox, gateways, apps"
 ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml
+step "zones lab: four MEC hosts, one per zone of the Monaco scenario (follow the vehicle: tests/eda, marker zones_lab)"
+ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_zones.yml
+export MEC_ZONES_LAB=1
 
 step "pytest"
 mkdir -p results

@@ -1,5 +1,6 @@
-"""pytest wiring for tests/eda: the mec_mobility event source and the sandbox importable, the opt-in marker
-``zones_lab`` (tests that need a separate lab of N hosts: deselected unless MEC_ZONES_LAB=1)."""
+"""pytest wiring for tests/eda: the mec_mobility event source and the sandbox importable, the marker ``zones_lab``
+(tests that need a separate lab of N hosts: deselected unless MEC_ZONES_LAB=1, which scripts/test.sh sets after
+bringing that lab up)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def load_plugin(name="mec_mobility"):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "zones_lab: needs a separate lab of N MEC hosts, one per zone "
-                                       "(opt-in: MEC_ZONES_LAB=1; see docs/follow.md)")
+                                       "(MEC_ZONES_LAB=1, set by scripts/test.sh; see docs/follow.md)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,5 @@
-"""Follow the vehicle on the separate four-host lab (one MEC host per Monaco zone; opt-in: MEC_ZONES_LAB=1).
+"""Follow the vehicle on the separate four-host lab (one MEC host per Monaco zone; MEC_ZONES_LAB=1, which
+scripts/test.sh sets after bringing the lab up).
 
 Bring the lab up first (it does not touch the shared two-host lab):
     ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_zones.yml
@@ -307,14 +308,14 @@ CAR2 = "10.100.0.2"
 class FollowRun:
     """ansible-rulebook with follow_ue.yml on the zones lab, the sandbox on loopback, this test's own dirs."""
 
-    def __init__(self, tmp_path, sbx, app, ue, mode):
+    def __init__(self, tmp_path, sbx, app, ue, mode, **more_vars):
         self.results, self.state = tmp_path / "results", tmp_path / "state"
         varsfile = tmp_path / "vars.yml"
         varsfile.write_text(yaml.safe_dump({
             "follow_platform_url": sbx.url, "follow_ue": ue, "follow_app": app, "follow_strategy": "m2",
             "follow_listen_host": "127.0.0.1", "follow_state_dir": str(self.state),
             "follow_inventory_dir": str(INV_DIR), "follow_results_dir": str(self.results / "follow"),
-            "follow_playbook": "playbooks/follow.yml", "follow_mode": mode}))
+            "follow_playbook": "playbooks/follow.yml", "follow_mode": mode, **more_vars}))
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
         self.log = open(tmp_path / "rulebook.log", "w")
         self.proc = subprocess.Popen([str(VENV_BIN / "ansible-rulebook"), "-r",
@@ -418,13 +419,14 @@ def test_rulebook_reactive_and_ahead_event_to_serving(zones, app, tmp_path, mode
 
 def test_rulebook_ahead_wrong_prediction_is_rolled_back_and_the_zone_change_moves_the_app(zones, app, tmp_path):
     """Car 10.100.0.2 in zone03: at 140 s the predictor says zone04 (the car turns and enters zone01 at 180 s).
-    The hop to zone04's host is staged and waits; the car enters zone01: the gate is abandoned, the run rolled
-    back (the app served on zone03's host all along, nothing left on zone04's), and the zone change moves the app
-    to zone01's host reactively."""
+    The hop to zone04's host is staged and waits; a newer prediction names zone01 (or the car enters it first):
+    the gate is abandoned, the run rolled back (the app served on zone03's host all along, nothing left on
+    zone04's), and one hop moves the app to zone01's host (staged for the newer prediction, or reactively)."""
     start_app(zones["zone03"], app)
     sbx = Sandbox(_free_port())
     sbx.to(131)
-    run = FollowRun(tmp_path, sbx, app, CAR2, "ahead")
+    # a 40 s horizon (the rulebook's default is 30 s): the wrong prediction is one made far ahead of the turn
+    run = FollowRun(tmp_path, sbx, app, CAR2, "ahead", follow_horizon=40)
     try:
         def staged(p):
             if p.get("to_zone") == "zone04" and p.get("seq") == 1:
@@ -442,7 +444,8 @@ def test_rulebook_ahead_wrong_prediction_is_rolled_back_and_the_zone_change_move
         _wait(lambda: any(h["moved"] for h in _hops(run.results)), 240, "the zone change's hop to zone01's host")
         assert zones["zone01"].running(app)
         moved = [h for h in _hops(run.results) if h["moved"]]
-        assert [(h["mode"], h["target"], h["status"]) for h in moved] == [("reactive", zones["zone01"].name, "ok")]
+        assert [(h["target"], h["status"]) for h in moved] == [(zones["zone01"].name, "ok")]
+        print(f"the hop to zone01 was made in {moved[0]['mode']} mode")
         assert zones["zone04"].leftovers(app)["container"] == "" and zones["zone03"].leftovers(app)["container"] == ""
     finally:
         run.stop()

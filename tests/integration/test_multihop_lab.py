@@ -35,8 +35,8 @@ def _left_clean(host, app):
     }
 
 
-# m3 there and back runs on the separate zones lab (tests/eda/test_follow_zones_lab.py, opt-in): on the shared
-# lab the other developers' fault tests change CRIU under a concurrent run
+# m3 there and back runs on the separate zones lab (tests/eda/test_follow_zones_lab.py, in scripts/test.sh): on the
+# shared lab the other developers' fault tests change CRIU under a concurrent run
 @pytest.mark.parametrize("strategy", ["m2"])
 def test_there_and_back_leaves_the_hosts_left_clean(lab, app, tmp_path, strategy):  # noqa: F811
     if strategy == "m3":
