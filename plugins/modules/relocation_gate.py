@@ -104,7 +104,7 @@ EXAMPLES = r"""
     abandon: '"zone": "(?!zone01"|zone02")'
     watch:
       - path: /var/tmp/mec-follow/10.100.0.1.approach.json
-        open: '"relocate_seq": 7\b'
+        open: '"relocate_to": "zone02"'
         abandon: '"to_zone": "(?!zone02")'
     timeout: 120
   delegate_to: localhost
