@@ -122,10 +122,7 @@ def staged_ahead(timeline: list[tuple[float, str | None]], staging_s: float, out
         if t >= end:
             break
         until = min(timeline[i + 1][0], end) if i + 1 < len(timeline) else end
-        if i == 0:
-            local += until - t
-            continue
-        if host == app_on:  # back on the app's host before it had moved: nothing to do
+        if host == app_on:  # the first stay, or back on the app's host before it had moved: nothing to do
             local += until - t
             continue
         ready = max(t, timeline[i - 1][0] + staging_s)
