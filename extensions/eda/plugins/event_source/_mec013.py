@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import importlib.util
 import json
+import logging
 import os
+import re
+import sys
 import tempfile
 import time
 from urllib.parse import quote
@@ -23,6 +27,52 @@ import aiohttp
 
 class MecSourceError(Exception):
     """A problem the user must fix (bad arguments, unknown UE, unreachable platform); the message says what."""
+
+
+# --------------------------------------------------------------------------- identifiers are data
+# Zone, access-point and UE identifiers that the sources put on the queue or in a state file. Everything from the
+# platform (a callback, an API answer) is checked against this before it goes anywhere: a value with a brace, a
+# quote, a space, a slash or a newline is no identifier (ansible-rulebook hands events to playbooks as extra vars,
+# and a string that looked like a Jinja template there must never get that far). The same pattern is in the
+# rulebook's conditions (extensions/eda/rulebooks/follow_ue.yml) and in the follow_hop action plugin.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+_ID = re.compile(ID_PATTERN)
+
+
+def valid_id(value) -> bool:
+    """True for a str that is a whole identifier (re.fullmatch: no trailing newline slips through a ``$``)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def shown(value) -> str:
+    """A value from outside as it may appear in a log line: repr, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def loads(text):
+    """json.loads that raises ValueError (not RecursionError) on a too deeply nested document."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _load_fsutil():
+    """plugins/module_utils/fsutil.py of this collection, by path (stdlib only): its private_dir() checks the
+    state folder. The event sources live in <collection>/extensions/eda/plugins/event_source."""
+    name = "mec_migration_eda_fsutil"
+    if name not in sys.modules:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, *([os.pardir] * 4), "plugins", "module_utils", "fsutil.py")
+        spec = importlib.util.spec_from_file_location(name, os.path.normpath(path))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fsutil = _load_fsutil()
 
 
 # --------------------------------------------------------------------------- arguments
@@ -76,6 +126,10 @@ def ues(args: dict, problems: list) -> list[str]:
     found = [str(u) for u in as_list(args.get("ues")) + as_list(args.get("ue"))]
     if not found:
         problems.append("ues: give the address of at least one UE to follow (e.g. ues: ['10.100.0.1']).")
+    for ue in found:
+        if not valid_id(ue):
+            problems.append(f"ues: {shown(ue)} is no UE address (letters, digits and _.:- only, 1-64 characters, "
+                            "e.g. 10.100.0.1).")
     return found
 
 
@@ -101,15 +155,26 @@ def iso(epoch: float) -> str:
 
 def problem_text(body: str) -> str:
     try:
-        doc = json.loads(body)
+        doc = loads(body)
         return str(doc.get("detail") or doc.get("title") or body)[:300]
-    except ValueError:
+    except (ValueError, AttributeError):
         return body[:300]
 
 
+def state_dir_problem(state_dir) -> str | None:
+    """None when ``state_dir`` is (or can be made) a private folder: 0700, ours, parents not someone else's; else
+    the message of fsutil.private_dir (what was found, what to do). Checked at start and on every write."""
+    try:
+        fsutil.private_dir(state_dir, create=True)
+    except fsutil.PrivateDirError as exc:
+        return f"state_dir={state_dir}: {exc}"
+    return None
+
+
 def write_state(state_dir: str, name: str, data: dict) -> None:
-    """Atomically replace <state_dir>/<name>.json (a reader never sees half a file)."""
-    os.makedirs(state_dir, exist_ok=True)
+    """Atomically replace <state_dir>/<name>.json (a reader never sees half a file). The folder is checked to be
+    private first, every time (fsutil.private_dir): a folder someone else made or could swap is refused."""
+    state_dir = fsutil.private_dir(state_dir, create=True)
     fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -161,7 +226,13 @@ class LocationClient:
         status, body, _ = await self.request("GET", self.url(path))
         if status != 200:
             raise ConnectionError(f"GET {path}: HTTP {status}: {problem_text(body)}")
-        return json.loads(body)
+        try:
+            doc = loads(body)
+        except ValueError as exc:
+            raise ConnectionError(f"GET {path}: the answer is no JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ConnectionError(f"GET {path}: the answer is no JSON object")
+        return doc
 
     async def wait_for_platform(self) -> None:
         """Until GET queries/zones answers 200; a refusal (401/403/404) or startup_timeout stops with a message."""
@@ -193,18 +264,38 @@ class LocationClient:
                              f"({problem_text(body)}): check ues (the UE's address as in MEC 013).")
         if status != 200:
             raise ConnectionError(f"GET queries/users?address={ue}: HTTP {status}: {problem_text(body)}")
-        for user in (json.loads(body).get("userList") or {}).get("user") or []:
-            if user.get("address") == ue:
+        try:
+            users = (loads(body).get("userList") or {}).get("user") or []
+        except (ValueError, AttributeError) as exc:
+            raise ConnectionError(f"GET queries/users?address={ue}: the answer is no MEC 013 userList: {exc}") from None
+        for user in users if isinstance(users, list) else []:
+            if isinstance(user, dict) and user.get("address") == ue:
                 return user
         raise self.error(f"{self.who}: UE {ue} is not in the MEC platform's answer at {self.location_url}.")
 
     async def zones(self) -> list[str]:
+        """The platform's zone ids; one that is no identifier (ID_PATTERN) is left out with a log line."""
         doc = await self.get_json("queries/zones")
-        return [z["zoneId"] for z in (doc.get("zoneList") or {}).get("zone") or [] if z.get("zoneId")]
+        found = []
+        for z in items(doc, "zoneList", "zone"):
+            if valid_id(z.get("zoneId")):
+                found.append(z["zoneId"])
+            elif z.get("zoneId"):
+                logging.getLogger(f"mec.migration.{self.who}").warning(
+                    "%s: the platform lists zone %s, which is no zone id (%s): left out", self.who,
+                    shown(z.get("zoneId")), ID_PATTERN)
+        return found
 
     async def access_points(self, zone: str) -> list[dict]:
         doc = await self.get_json(f"queries/zones/{quote(zone, safe='')}/accessPoints")
-        return list((doc.get("accessPointList") or {}).get("accessPoint") or [])
+        return items(doc, "accessPointList", "accessPoint")
+
+
+def items(doc, outer: str, inner: str) -> list[dict]:
+    """doc[outer][inner] as a list of the dicts in it ([] for anything else)."""
+    box = doc.get(outer) if isinstance(doc, dict) else None
+    found = box.get(inner) if isinstance(box, dict) else None
+    return [x for x in found if isinstance(x, dict)] if isinstance(found, list) else []
 
 
 def position(info: dict) -> tuple[float, float] | None:

@@ -45,7 +45,8 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
     rulebook, ``extensions/eda/rulebooks/follow_ue.yml``, switches prediction on and off with a variable).
 ``state_dir``
     Where ``<ue>.approach.json`` always holds the latest prediction put on the queue (its ``seq``):
-    ``playbooks/follow.yml`` skips an ``approaching`` event that a later one replaced.
+    ``playbooks/follow.yml`` skips an ``approaching`` event that a later one replaced. A private folder, checked
+    as ``mec_mobility`` checks its own (the same folder).
 ``relocate_lead`` (default 0: off; needs ``state_dir``)
     Seconds before the predicted handover at which the relocation may start. When the standing prediction's
     ``eta`` (recomputed at every poll, and polled again at the instant it falls due) is at most this, the source
@@ -55,6 +56,10 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
     Set it to the staged hop's time from the gate opening to the source stopping plus half its outage, so that the
     outage straddles the handover instead of following it. The mark is taken back when the prediction stops
     holding (no handover ahead, another zone predicted) and when the UE enters another zone than predicted.
+
+Events are data: zone and access point ids from the platform (the zones and access points read at start, each UE's
+answer) must be identifiers (``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``), and a UE's zone one of the zones read at start;
+an access point that is not is left out of the map, a UE answer that is not is dropped, both with a log line.
 
 Only the Python standard library and aiohttp (a dependency of ansible-rulebook) are used.
 """
@@ -131,6 +136,10 @@ class Settings:
         if not self.priority:
             problems.append("priority: give at least one connection type (e.g. [5G, Macro, Wifi]).")
         self.state_dir = args.get("state_dir") or None
+        if self.state_dir:
+            problem = mec013.state_dir_problem(self.state_dir)
+            if problem:
+                problems.append(problem)
         self.relocate_lead = mec013.number(args, "relocate_lead", 0.0, problems, low=0.0, high=self.horizon)
         if self.relocate_lead > 0 and not self.state_dir:
             problems.append(f"relocate_lead={self.relocate_lead:g} needs state_dir (the mark is written to "
@@ -253,17 +262,26 @@ class ApproachSource:
         self.seq = 0
         self.platform_up = True
         self.wake: float | None = None  # poll again this many seconds after the last poll (relocate_lead's instant)
-        self.stats = {"polls": 0, "emitted": 0, "poll_errors": 0, "marked": 0, "unmarked": 0}
+        self.stats = {"polls": 0, "emitted": 0, "poll_errors": 0, "marked": 0, "unmarked": 0, "dropped": 0}
+        self.zones: set[str] = set()  # the platform's zones, read at start: a UE's zone must be one
 
     async def read_map(self) -> Map:
         raw = []
-        for zone in await self.api.zones():
+        self.zones = set(await self.api.zones())  # ids that are no identifiers are left out there
+        for zone in sorted(self.zones):
             for ap in await self.api.access_points(zone):
                 pos = mec013.position(ap)
                 if pos is None or not ap.get("accessPointId"):
                     continue
-                raw.append({"name": ap["accessPointId"], "zone": ap.get("interestRealm") or zone,
-                            "kind": ap.get("connectionType") or "Unknown", "lat": pos[0], "lon": pos[1]})
+                name, ap_zone = ap["accessPointId"], ap.get("interestRealm") or zone
+                if not mec013.valid_id(name) or ap_zone not in self.zones:
+                    self.stats["dropped"] += 1
+                    LOG.warning("mec_approach: access point %s of zone %s left out: %s", mec013.shown(name),
+                                mec013.shown(ap_zone), f"no access point id ({mec013.ID_PATTERN})"
+                                if not mec013.valid_id(name) else "its zone is none of the platform's zones")
+                    continue
+                raw.append({"name": name, "zone": ap_zone, "kind": str(ap.get("connectionType") or "Unknown"),
+                            "lat": pos[0], "lon": pos[1]})
         if not raw:
             raise MecApproachError(f"mec_approach: the MEC platform at {self.s.location_url} lists no access point "
                                    "with a location (queries/zones/<zone>/accessPoints): nothing to predict from.")
@@ -303,6 +321,14 @@ class ApproachSource:
                 LOG.info("mec_approach: the MEC platform at %s answers again", self.s.location_url)
                 self.platform_up = True
             self.stats["polls"] += 1
+            zone, poa = user.get("zoneId") or None, user.get("accessPointId") or None
+            if (zone is not None and zone not in self.zones) or (poa is not None and not mec013.valid_id(poa)):
+                self.stats["dropped"] += 1
+                LOG.warning("mec_approach: the platform's answer for UE %s dropped: %s", ue,
+                            f"zoneId {mec013.shown(zone)} is none of the platform's zones"
+                            if zone is not None and zone not in self.zones
+                            else f"accessPointId {mec013.shown(poa)} is no access point id ({mec013.ID_PATTERN})")
+                continue
             event = self.update(ue, track, user)
             if event is not None:
                 out.append(event)

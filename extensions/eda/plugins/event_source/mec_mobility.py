@@ -46,7 +46,15 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_mobility``):
 ``state_dir``
     A directory on the controller where ``<ue>.json`` always holds the UE's latest zone and event ``seq``
     (written atomically): ``playbooks/follow.yml`` reads it to coalesce the events queued while a
-    migration runs (the next hop goes to the latest zone).
+    migration runs (the next hop goes to the latest zone). It must be private (e.g. ``/run/mec-migration/follow``):
+    made 0700 if missing, and refused, at start and on every write, when it is not a real directory of the user
+    running the source with no group/other bits, or a parent belongs to someone else (what it holds decides
+    where the app goes).
+
+Events are data: the zone, access point and UE ids of every notification and API answer must be identifiers
+(``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``; UE ids must also be among ``ues``) and a zone must be one of the
+platform's zones (``queries/zones``, read at start); anything else is dropped with a log line (``dropped`` in the
+stats). A body that is no JSON object, or nested too deeply, gets 400.
 
 Only the Python standard library and aiohttp (a dependency of ansible-rulebook) are used.
 """
@@ -110,6 +118,9 @@ class Settings:
         if self.subscription not in ("zonal_traffic", "user_tracking"):
             problems.append(f"subscription={self.subscription}: zonal_traffic or user_tracking.")
         self.zones = [str(z) for z in mec013.as_list(args.get("zones"))]
+        for zone in self.zones:
+            if not mec013.valid_id(zone):
+                problems.append(f"zones: {mec013.shown(zone)} is no zone id (letters, digits and _.:- only).")
         self.listen_host = str(args.get("listen_host") or "127.0.0.1")
         self.callback_host = str(args.get("callback_host") or self.listen_host)
         self.listen_port = mec013.number(args, "listen_port", 0, problems, integer=True, low=0, high=65535)
@@ -120,6 +131,10 @@ class Settings:
         self.emit_initial = mec013.boolean(args, "emit_initial", problems)
         self.access_point_changes = mec013.boolean(args, "access_point_changes", problems)
         self.state_dir = args.get("state_dir") or None
+        if self.state_dir:
+            problem = mec013.state_dir_problem(self.state_dir)
+            if problem:
+                problems.append(problem)
         self.allowed_networks = []
         for net in mec013.as_list(args.get("allowed_networks")):
             try:
@@ -150,7 +165,8 @@ class MobilitySource:
         self.seen: OrderedDict = OrderedDict()  # dedupe keys of notifications handled
         self.seq = 0
         self.stats = {"received": 0, "emitted": 0, "duplicates": 0, "refused": 0, "ignored": 0,
-                      "resubscribed": 0, "bad": 0}
+                      "resubscribed": 0, "bad": 0, "dropped": 0}
+        self.known_zones: set[str] = set()  # the platform's zones (queries/zones): a callback's zone must be one
         self.api = mec013.LocationClient(settings.location_url, "mec_mobility", MecMobilityError,
                                          settings.request_timeout, settings.startup_timeout)
         self.runner: web.AppRunner | None = None
@@ -166,8 +182,30 @@ class MobilitySource:
         return await self.api.request(method, url, **kw)
 
     async def read_zone(self, ue: str) -> tuple[str | None, str | None]:
+        """The UE's zone and access point as the platform answers; an id that is no identifier, or a zone the
+        platform did not list, is dropped (None) with a log line."""
         user = await self.api.user(ue)
-        return user.get("zoneId") or None, user.get("accessPointId") or None
+        zone, poa = user.get("zoneId") or None, user.get("accessPointId") or None
+        problem = self.id_problem(zone, poa, None)
+        if problem:
+            self.stats["dropped"] += 1
+            LOG.warning("mec_mobility: the platform's answer for UE %s dropped: %s", ue, problem)
+            return None, None
+        return zone, poa
+
+    def id_problem(self, zone, poa, previous_poa) -> str | None:
+        """Why a zone / access point from the platform is not taken (None: taken). Every id that goes on the
+        queue or into a state file is checked here: an identifier (mec013.ID_PATTERN), and a zone the platform
+        listed at start (queries/zones)."""
+        if zone is not None and not mec013.valid_id(zone):
+            return f"zoneId {mec013.shown(zone)} is no zone id ({mec013.ID_PATTERN})"
+        if zone is not None and self.known_zones and zone not in self.known_zones:
+            return (f"zoneId {mec013.shown(zone)} is not one of the platform's zones "
+                    f"({', '.join(sorted(self.known_zones))})")
+        for name, value in (("currentAccessPointId", poa), ("previousAccessPointId", previous_poa)):
+            if value is not None and not mec013.valid_id(value):
+                return f"{name} {mec013.shown(value)} is no access point id ({mec013.ID_PATTERN})"
+        return None
 
     async def _zones(self) -> list[str]:
         return self.s.zones or await self.api.zones()
@@ -191,7 +229,10 @@ class MobilitySource:
         if status not in (200, 201):
             raise MecMobilityError(f"mec_mobility: the platform refused the {sub.kind} subscription for {sub.key} "
                                    f"(HTTP {status}: {mec013.problem_text(text)}).")
-        rep = json.loads(text).get(f"{sub.kind}Subscription") or {}
+        try:
+            rep = mec013.loads(text).get(f"{sub.kind}Subscription") or {}
+        except (ValueError, AttributeError):
+            rep = {}
         sub.url = headers.get("Location") or rep.get("resourceURL")
         if sub.url:
             sub.url = urljoin(self._url(f"subscriptions/{sub.kind}"), sub.url)
@@ -290,7 +331,7 @@ class MobilitySource:
             if len(raw) > MAX_BODY:
                 self.stats["bad"] += 1
                 return web.Response(status=413)
-            body = json.loads(raw)
+            body = mec013.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -306,11 +347,17 @@ class MobilitySource:
 
     async def on_presence(self, note: dict) -> None:
         ue, zone, event = note.get("address"), note.get("zoneId"), note.get("userEventType")
-        if ue not in self.s.ues or not isinstance(zone, str) or event not in EVENTS:
+        if not isinstance(ue, str) or ue not in self.s.ues or not isinstance(zone, str) or event not in EVENTS:
             self.stats["ignored"] += 1
             return
+        problem = self.id_problem(zone, note.get("currentAccessPointId") or None,
+                                  note.get("previousAccessPointId") or None)
+        if problem:
+            self.stats["dropped"] += 1
+            LOG.warning("mec_mobility: a notification for UE %s dropped: %s", ue, problem)
+            return
         at = mec013.timestamp(note.get("timestamp")) or time.time()
-        key = (ue, event, zone, note.get("currentAccessPointId"), note.get("previousAccessPointId"), at)
+        key = (ue, event, zone, note.get("currentAccessPointId") or None, note.get("previousAccessPointId") or None, at)
         if key in self.seen:
             self.stats["duplicates"] += 1
             return
@@ -356,6 +403,11 @@ class MobilitySource:
         self.api.open()
         try:
             await self.api.wait_for_platform()
+            try:
+                self.known_zones = set(await self.api.zones())
+            except ConnectionError as exc:
+                raise MecMobilityError(
+                    f"mec_mobility: reading the zones at {self.s.location_url} failed: {exc}") from exc
             for ue in self.s.ues:  # unknown UEs stop the source before anything is subscribed
                 self.zone[ue], self.poa[ue] = await self.read_zone(ue)
             app = web.Application(client_max_size=MAX_BODY)
