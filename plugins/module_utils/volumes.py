@@ -11,7 +11,7 @@ import tarfile
 import time
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
-from ansible_collections.mec.migration.plugins.module_utils.fsutil import clear_dir, dir_size
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import clear_dir, dir_size, free_bytes
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 
 
@@ -30,8 +30,15 @@ STREAM_CHUNK = 1024 * 1024
 #   - numeric uid/gid (when run as root) and the full mode are kept, setuid/setgid/sticky included: the volume is
 #     the app's data and the copy must equal the source; the stream it comes from is authenticated (or the
 #     tarball was copied over checked SSH), and /var/lib/docker (0710 root) keeps host users away from it;
-#   - directories get their owner, mode and time after their content.
+#   - directories get their owner, mode and time after their content;
+#   - the sum of the regular members' sizes is capped (sparse members count at their full, expanded size, which
+#     is what extraction writes): at ``max_bytes`` when the caller gives it, and always at the free space of each
+#     volume's file system less FREE_RESERVE_BYTES, checked before a member is written, so that a small archive
+#     cannot fill the host's disk.
 # A refused member stops the extraction with a MigrationError naming the member.
+
+# What an extraction leaves free on the file system of a volume, at least.
+FREE_RESERVE_BYTES = 64 * 1024 * 1024
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _O_NEWFILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -213,10 +220,49 @@ def write_volumes_tar(fileobj, volumes, stream=False):
             tf.add(mp, arcname=vol, recursive=True)
 
 
-def extract_volumes_tar(fileobj, volumes, stream=False):
-    """Extract a tar made by ``write_volumes_tar`` into the mountpoints of ``{key: mountpoint}``."""
+class _SizeCap:
+    """Counts what an extraction writes, per file system, against the free space and an optional overall cap."""
+
+    def __init__(self, volumes, max_bytes=None):
+        self.max_bytes = max_bytes
+        self.total = 0
+        self.dev_of = {}
+        self.room = {}  # st_dev -> bytes the file system may still take
+        for vol, mp in volumes.items():
+            dev = os.stat(mp).st_dev
+            self.dev_of[vol] = dev
+            if dev not in self.room:
+                self.room[dev] = max(free_bytes(mp) - FREE_RESERVE_BYTES, 0)
+        self.used = dict((dev, 0) for dev in self.room)
+
+    def take(self, vol, member):
+        size = member.size
+        if size < 0:
+            _refuse(member.name, "negative size %d" % size)
+        sparse = " (a sparse member, counted at its full size)" if member.issparse() else ""
+        if self.max_bytes is not None and self.total + size > self.max_bytes:
+            _refuse(member.name, "its %d bytes%s would bring the volumes to %d bytes, over the cap of %d bytes for "
+                                 "this extraction" % (size, sparse, self.total + size, self.max_bytes))
+        dev = self.dev_of[vol]
+        if self.used[dev] + size > self.room[dev]:
+            _refuse(member.name, "its %d bytes%s would bring the volumes to %d bytes, more than the file system of "
+                                 "volume %s can take while keeping %d MiB free (%d bytes); free space on the host "
+                                 "or look at where the archive came from" % (
+                                     size, sparse, self.used[dev] + size, vol, FREE_RESERVE_BYTES >> 20,
+                                     self.room[dev]))
+        self.total += size
+        self.used[dev] += size
+
+
+def extract_volumes_tar(fileobj, volumes, stream=False, max_bytes=None):
+    """Extract a tar made by ``write_volumes_tar`` into the mountpoints of ``{key: mountpoint}``.
+
+    The regular members' sizes (sparse ones at their full size) may sum to ``max_bytes`` at most (None: no cap
+    of its own) and never to more than each volume's file system can take while keeping FREE_RESERVE_BYTES free;
+    a member over the cap is refused before anything of it is written."""
     for mp in volumes.values():
         clear_dir(mp)
+    cap = _SizeCap(volumes, max_bytes)
     count = 0
     extractors = {}
     try:
@@ -233,6 +279,8 @@ def extract_volumes_tar(fileobj, volumes, stream=False):
                     _refuse(member.name, "hard link to %s, outside its volume %s" % (member.linkname, vol))
                 if not _path_parts(rest, member.name):
                     continue  # the volume's root directory itself
+                if member.isreg():
+                    cap.take(vol, member)
                 if vol not in extractors:
                     extractors[vol] = _VolumeExtractor(volumes[vol])
                 extractors[vol].extract(tf, member, rest)
@@ -255,8 +303,9 @@ def archive_volume(client, volume, dest):
                 duration=round(time.monotonic() - t0, 6))
 
 
-def restore_volume(client, volume, src, create=True):
-    """Create ``volume`` (if missing) and fill its Mountpoint from the tar ``src``."""
+def restore_volume(client, volume, src, create=True, max_bytes=None):
+    """Create ``volume`` (if missing) and fill its Mountpoint from the tar ``src`` (``max_bytes``: see
+    extract_volumes_tar)."""
     from ansible_collections.mec.migration.plugins.module_utils.docker_client import NotFound
     created = False
     try:
@@ -268,6 +317,6 @@ def restore_volume(client, volume, src, create=True):
         created = True
     t0 = time.monotonic()
     with open(src, "rb") as fh:
-        members = extract_volumes_tar(fh, {"volume": info["Mountpoint"]})
+        members = extract_volumes_tar(fh, {"volume": info["Mountpoint"]}, max_bytes=max_bytes)
     return dict(created=created, members=members, volume_size=dir_size(info["Mountpoint"]),
                 duration=round(time.monotonic() - t0, 6))

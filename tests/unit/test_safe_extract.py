@@ -203,3 +203,65 @@ def test_member_of_another_volume_is_refused(tree):
     root, _outside = tree
     with pytest.raises(MigrationError, match="not a volume mount"):
         extract_volumes_tar(archive(member("other/f", data=b"x")), {"data": str(root)})
+
+
+# --------------------------------------------------------------------------- size caps (sparse members included)
+
+SPARSE_SIZE = 256 * 1024 * 1024
+
+
+def sparse_archive(tmp_path, fmt):
+    """A tar (GNU tar -S) of one 256 MiB sparse file holding 4 KiB of data: a few KiB that expand on extraction."""
+    import subprocess
+    src = tmp_path / "sparse-src" / "data"
+    src.mkdir(parents=True)
+    with open(src / "big", "wb") as fh:
+        fh.truncate(SPARSE_SIZE)
+        fh.seek(SPARSE_SIZE // 2)
+        fh.write(b"x" * 4096)
+    out = tmp_path / ("sparse-%s.tar" % fmt)
+    subprocess.run(["tar", "-S", "--format=%s" % fmt, "-cf", str(out), "-C", str(src.parent), "data"], check=True)
+    assert os.path.getsize(out) < 64 * 1024
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_sparse_member_counts_at_its_full_size(tree, tmp_path, fmt, stream):
+    root, _outside = tree
+    tar = sparse_archive(tmp_path, fmt)
+    with open(tar, "rb") as fh, pytest.raises(MigrationError) as err:
+        extract_volumes_tar(fh, {"data": str(root)}, stream=stream, max_bytes=16 * 1024 * 1024)
+    msg = str(err.value)
+    assert "data/big" in msg and "sparse" in msg and str(SPARSE_SIZE) in msg and "cap" in msg, msg
+    assert not (root / "big").exists()  # refused before anything of it was written
+
+
+def test_the_free_space_of_the_volume_caps_any_extraction(tree, tmp_path, monkeypatch):
+    root, _outside = tree
+    tar = sparse_archive(tmp_path, "pax")
+    # the volume's file system has 100 MiB free: 256 MiB would leave less than the reserve
+    monkeypatch.setattr(volumes_mod, "free_bytes", lambda path: 100 * 1024 * 1024)
+    with open(tar, "rb") as fh, pytest.raises(MigrationError) as err:
+        extract_volumes_tar(fh, {"data": str(root)})
+    assert "data/big" in str(err.value) and "file system of volume data" in str(err.value)
+    assert not (root / "big").exists()
+
+
+def test_the_cap_is_on_the_sum_of_members(tree):
+    root, _outside = tree
+    def five():
+        return archive(*[member("data/f%d" % i, data=b"x" * 1000) for i in range(5)])
+    assert extract_volumes_tar(five(), {"data": str(root)}, max_bytes=5000) == 5
+    with pytest.raises(MigrationError) as err:
+        extract_volumes_tar(five(), {"data": str(root)}, max_bytes=4999)
+    assert "data/f4" in str(err.value) and "5000 bytes" in str(err.value)
+    assert sorted(os.listdir(root)) == ["f0", "f1", "f2", "f3"]
+
+
+def test_a_sparse_member_within_the_cap_is_extracted_whole(tree, tmp_path):
+    root, _outside = tree
+    tar = sparse_archive(tmp_path, "pax")
+    with open(tar, "rb") as fh:
+        assert extract_volumes_tar(fh, {"data": str(root)}, max_bytes=SPARSE_SIZE) == 1
+    assert os.path.getsize(root / "big") == SPARSE_SIZE
