@@ -16,7 +16,7 @@ import time
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
     RUNC_CRIU_CONFIG, failure_report, log_errors, log_phases, read_text)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
-from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, sha256_of
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, free_bytes, sha256_of
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
@@ -315,49 +315,168 @@ class LineReader(object):
         return data
 
 
-def apply_checkpoint_delta(reader, dest_dir):
+# What a patched checkpoint leaves free on its file system, at least.
+DELTA_FREE_RESERVE_BYTES = 64 * 1024 * 1024
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _delta_refuse(name, why):
+    raise MigrationError("Refused the checkpoint file %s of the delta on host %s: %s. Nothing more was written; the "
+                         "relocation stops and the source comes back." % (name, hostname(), why))
+
+
+def _ints(value, n, name, what):
+    """``value`` as a list of ``n``-tuples of non-negative integers (the delta's runs or copies)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _delta_refuse(name, "%s is not a list" % what)
+    out = []
+    for item in value:
+        if (not isinstance(item, list) or len(item) != n
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item)):
+            _delta_refuse(name, "bad %s entry %r" % (what, item))
+        out.append(tuple(item))
+    return out
+
+
+def _open_for_patch(dir_fd, name):
+    """A descriptor to patch ``name`` in the checkpoint directory and the size it had: a new file is made with
+    O_CREAT | O_EXCL | O_NOFOLLOW; an existing one must be a regular file of ours with one link (never a symlink,
+    a hard link to something else, a device node or a FIFO), checked again on the opened descriptor."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, 0o600,
+                       dir_fd=dir_fd), 0
+
+    def check(st, when):
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a symlink" if stat.S_ISLNK(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                    "a device node" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                    "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+            _delta_refuse(name, "the checkpoint folder holds %s there%s" % (kind, when))
+        if st.st_nlink != 1:
+            _delta_refuse(name, "the file there has %d hard links%s (it may be another file's content)"
+                                % (st.st_nlink, when))
+        if st.st_uid != os.geteuid():
+            _delta_refuse(name, "the file there belongs to uid %d, not to the receiver (uid %d)%s"
+                                % (st.st_uid, os.geteuid(), when))
+    check(st, "")
+    fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        fst = os.fstat(fd)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            _delta_refuse(name, "the file there was replaced while it was opened")
+        check(fst, " once opened")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, fst.st_size
+
+
+def _sha256_fd(fd):
+    import hashlib
+    digest = hashlib.sha256()
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, offset)
+        if not chunk:
+            return digest.hexdigest()
+        digest.update(chunk)
+        offset += len(chunk)
+
+
+def apply_checkpoint_delta(reader, dest_dir, max_bytes=None):
     """Patch the checkpoint in ``dest_dir`` (the pre-relocation one) with a delta from ``reader`` (a
-    LineReader); every file's SHA-256 must then match the source's. Returns ``dict(files, literal_bytes)``."""
+    LineReader); every file's SHA-256 must then match the source's. Returns ``dict(files, literal_bytes)``.
+
+    Files are reached through the directory's descriptor (``dest_dir`` itself must be a real directory of ours):
+    new ones are made with O_EXCL | O_NOFOLLOW, existing ones must be regular files of ours with one link
+    (see _open_for_patch). Every run and copy must lie inside its file; the files' sizes may sum to
+    ``max_bytes`` at most (None: no cap of its own), and what they grow by may never take the file system below
+    DELTA_FREE_RESERVE_BYTES free."""
     if reader.readline() + b"\n" != DELTA_MAGIC:
         raise MigrationError("The relocation stream does not start with a checkpoint delta.")
     os.makedirs(dest_dir, mode=0o700, exist_ok=True)
-    literal = 0
-    files = 0
+    try:
+        dir_fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC)
+    except OSError as exc:
+        raise MigrationError("The checkpoint folder %s on host %s is not a real directory (%s): remove it and "
+                             "migrate again." % (dest_dir, hostname(), exc.strerror)) from exc
+    try:
+        st = os.fstat(dir_fd)
+        if st.st_uid != os.geteuid():
+            raise MigrationError("The checkpoint folder %s on host %s belongs to uid %d, not to the receiver (uid %d):"
+                                 " remove it and migrate again." % (dest_dir, hostname(), st.st_uid, os.geteuid()))
+        return _apply_delta(reader, dir_fd, dest_dir, max_bytes)
+    finally:
+        os.close(dir_fd)
+
+
+def _apply_delta(reader, dir_fd, dest_dir, max_bytes):
+    room = max(free_bytes(dest_dir) - DELTA_FREE_RESERVE_BYTES, 0)
+    literal = files = total = grown = 0
     while True:
         try:
             head = json.loads(reader.readline().decode("utf-8"))
         except ValueError as exc:
             raise MigrationError("A malformed entry in the checkpoint delta: %s" % exc) from exc
+        if not isinstance(head, dict):
+            raise MigrationError("A malformed entry in the checkpoint delta: %r" % (head,))
         if head.get("end"):
             if head.get("files") != files:
                 raise MigrationError("The checkpoint delta announced %s files, %d arrived."
                                      % (head.get("files"), files))
             return dict(files=files, literal_bytes=literal)
-        path = os.path.join(dest_dir, _safe_image_name(head.get("name")))
+        name = _safe_image_name(head.get("name"))
         if head.get("delete"):
-            if os.path.lexists(path):
-                os.unlink(path)
+            try:
+                os.unlink(name, dir_fd=dir_fd)  # removes the entry itself, never what a link points to
+            except FileNotFoundError:
+                pass
             continue
-        if os.path.islink(path):
-            os.unlink(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "r+b") as fh:
+        size, want = head.get("size"), head.get("sha256")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(want, str):
+            _delta_refuse(name, "bad size or checksum in its header")
+        runs = _ints(head.get("runs"), 2, name, "runs")
+        copies = _ints(head.get("copies"), 3, name, "copies")
+        total += size
+        if max_bytes is not None and total > max_bytes:
+            _delta_refuse(name, "its %d bytes bring the checkpoint to %d bytes, over the cap of %d bytes"
+                                % (size, total, max_bytes))
+        fd, old_size = _open_for_patch(dir_fd, name)
+        try:
+            grown += max(size - old_size, 0)
+            if grown > room:
+                _delta_refuse(name, "the checkpoint would grow by %d bytes, more than its file system can take while "
+                                    "keeping %d MiB free" % (grown, DELTA_FREE_RESERVE_BYTES >> 20))
+            for offset, length in runs:
+                if offset + length > size:
+                    _delta_refuse(name, "a run [%d, %d) past its size %d" % (offset, offset + length, size))
             # pages the file holds elsewhere: read them all before anything is written over them
             moved = []
-            for offset, old_offset, length in head.get("copies") or []:
-                fh.seek(old_offset)
-                moved.append((offset, fh.read(length)))
+            for offset, old_offset, length in copies:
+                if offset + length > size or old_offset + length > old_size:
+                    _delta_refuse(name, "a copy of [%d, %d) to [%d, %d) outside the file (%d bytes there, %d after)"
+                                        % (old_offset, old_offset + length, offset, offset + length, old_size, size))
+                moved.append((offset, os.pread(fd, length, old_offset)))
             for offset, data in moved:
-                fh.seek(offset)
-                fh.write(data)
-            for offset, length in head["runs"]:
-                fh.seek(offset)
-                fh.write(reader.read_exact(length))
+                os.pwrite(fd, data, offset)
+            for offset, length in runs:
+                data = reader.read_exact(length)
+                view, at = memoryview(data), offset
+                while view:
+                    n = os.pwrite(fd, view, at)
+                    view, at = view[n:], at + n
                 literal += length
-            fh.truncate(head["size"])
-        os.chmod(path, head.get("mode", 0o600) & 0o777)
-        if sha256_of(path) != head["sha256"]:
-            raise MigrationError("The checkpoint file %s on host %s does not match the source's after the delta "
-                                 "(the pre-relocation copy on the target was changed or incomplete)." % (
-                                     head["name"], hostname()))
+            os.ftruncate(fd, size)
+            mode = head.get("mode", 0o600)
+            os.fchmod(fd, (mode if isinstance(mode, int) and not isinstance(mode, bool) else 0o600) & 0o777)
+            if _sha256_fd(fd) != want:
+                raise MigrationError("The checkpoint file %s on host %s does not match the source's after the delta "
+                                     "(the pre-relocation copy on the target was changed or incomplete)." % (
+                                         name, hostname()))
+        finally:
+            os.close(fd)
         files += 1
