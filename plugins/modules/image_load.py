@@ -7,11 +7,18 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: image_load
-short_description: Load an image tarball made by docker save (docker load)
+short_description: Load an image archive made by docker save or image_save, checking the layers it leaves out
 version_added: 0.1.0
 author: mec.migration developers (@mec-migration)
 description:
-  - Loads a tarball made by M(mec.migration.image_save); the image keeps its configuration.
+  - Loads an archive made by M(mec.migration.image_save) (or C(docker save)); the image keeps its configuration and
+    its ID.
+  - An archive written with C(skip_chain_ids) lists layers without their tar. Before anything is loaded the module
+    checks that this engine holds each of them with the same parents (chain ID); when one is missing it fails with
+    RV(missing_chain_ids) and loads nothing, so that the caller writes a full archive instead. It never leaves a
+    broken image.
+  - After the load it checks that the image has the archive's ID and every diff ID of its configuration, and that
+    O(image) names it.
 extends_documentation_fragment: [mec.migration.docker]
 attributes:
   check_mode:
@@ -22,25 +29,30 @@ attributes:
     description: No diff; RV(images) names the images loaded.
   idempotent:
     support: partial
-    description: With O(image) set, an image that is already present is not loaded again.
+    description: With O(image) set, nothing is loaded when O(image) already is the archive's image (same ID); a
+      different image under that name is replaced. Without O(src) on the host, an existing O(image) is kept.
 options:
   src:
-    description: The tarball on this host.
+    description: The archive on this host.
     type: path
     required: true
   image:
-    description: Reference the tarball holds; when it exists already nothing is loaded (unless O(force=true)).
+    description: Reference the archive holds; when it already names the archive's image nothing is loaded (unless
+      O(force=true)), and after a load it must name the loaded image.
     type: str
   force:
-    description: Load even if O(image) exists.
+    description: Load even if O(image) already is the archive's image.
     type: bool
     default: false
+seealso:
+  - module: mec.migration.image_save
+  - module: mec.migration.image_layers_info
 """
 
 EXAMPLES = r"""
 - name: Load the image on the target
   mec.migration.image_load:
-    src: /var/tmp/mec-migration/run1/image.tar
+    src: /var/lib/mec-migration/work/run1/image.tar
     image: mec-migration/v2x-app:run1
 """
 
@@ -50,14 +62,38 @@ images:
   returned: always
   type: list
   elements: str
+  sample: [mec-migration/v2x-app:run1]
+image_id:
+  description: ID of the archive's image (null when nothing was read).
+  returned: always
+  type: str
+  sample: sha256:343efa5160a06709c7624ef9eb1afc7a5eb1f6a298f0637d6258ced132fd28f8
 size:
-  description: Bytes of the tarball.
+  description: Bytes of the archive.
   returned: always
   type: int
+  sample: 30720
 duration:
-  description: Seconds the load took.
+  description: Seconds the checks and the load took.
   returned: always
   type: float
+  sample: 0.21
+layers_loaded:
+  description: Layers whose tar the archive carried.
+  returned: always
+  type: int
+  sample: 1
+layers_present:
+  description: Layers the archive left out, taken from this engine's layer store.
+  returned: always
+  type: int
+  sample: 1
+missing_chain_ids:
+  description: On failure, the chain IDs the archive left out that this engine does not hold.
+  returned: when the archive leaves out layers this engine lacks
+  type: list
+  elements: str
+  sample: [sha256:00ded2a506f2c273a7def0ccbb52836e075d900292acc7345babc9a83c70ee92]
 """
 
 import os
@@ -65,8 +101,20 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.images import find_image, load_image
+from ansible_collections.mec.migration.plugins.module_utils.images import (
+    find_image, load_image_archive, read_archive_plan)
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+
+
+def _already_loaded(client, image, src):
+    """The ID of ``image`` when it already is the archive's image (or when there is no archive to compare)."""
+    existing = find_image(client, image)
+    if existing is None:
+        return None
+    if not os.path.isfile(src):
+        return existing["Id"]
+    ids = [plan["config_id"] for plan in read_archive_plan(src)]
+    return existing["Id"] if existing["Id"] in ids else None
 
 
 def main():
@@ -76,14 +124,17 @@ def main():
                            supports_check_mode=True)
     p = module.params
     client = get_client(module)
-    if p["image"] and not p["force"] and run_guarded(module, find_image, client, p["image"]):
-        module.exit_json(changed=False, images=[p["image"]], size=0, duration=0.0)
+    if p["image"] and not p["force"]:
+        image_id = run_guarded(module, _already_loaded, client, p["image"], p["src"])
+        if image_id:
+            module.exit_json(changed=False, images=[p["image"]], image_id=image_id, size=0, duration=0.0,
+                             layers_loaded=0, layers_present=0)
     if not os.path.isfile(p["src"]):
-        module.fail_json(msg="The tarball %s does not exist." % p["src"])
+        module.fail_json(msg="The archive %s does not exist." % p["src"])
     if module.check_mode:
-        module.exit_json(changed=True, images=[], size=os.path.getsize(p["src"]), duration=0.0)
-    res = run_guarded(module, load_image, client, p["src"])
-    module.exit_json(changed=True, **res)
+        module.exit_json(changed=True, images=[], image_id=None, size=os.path.getsize(p["src"]), duration=0.0,
+                         layers_loaded=0, layers_present=0)
+    module.exit_json(changed=True, **run_guarded(module, load_image_archive, client, p["src"], p["image"]))
 
 
 if __name__ == "__main__":
