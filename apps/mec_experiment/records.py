@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 
@@ -31,6 +32,7 @@ EXPERIMENT_SCHEMA = "mec.migration/experiment/v1"
 # columns of results.csv: (header, path in the record)
 CSV_COLUMNS = [
     ("app", "app"), ("strategy", "strategy"), ("network", "network"), ("rep", "experiment.rep"),
+    ("attempt", "experiment.attempt"),
     ("status", "status"), ("error", "error"), ("run_id", "run_id"),
     ("run_seconds", "experiment.run_seconds"),
     ("measured_mbit_s", "experiment.network_measured.mbit_s"),
@@ -51,8 +53,30 @@ def run_name(app: str, strategy: str, network: str, rep: int) -> str:
     return "%s-%s-%s-r%d" % (app, strategy, network, rep)
 
 
-def record_path(results_dir, app, strategy, network, rep) -> Path:
-    return Path(results_dir) / "runs" / (run_name(app, strategy, network, rep) + ".json")
+def record_path(results_dir, app, strategy, network, rep, attempt=1) -> Path:
+    """runs/<app>-<strategy>-<network>-r<rep>.json for the first attempt, ...-r<rep>.attempt<N>.json for the
+    N-th (a retried run is a new attempt beside the failed one, never an overwrite)."""
+    suffix = "" if attempt == 1 else ".attempt%d" % attempt
+    return Path(results_dir) / "runs" / (run_name(app, strategy, network, rep) + suffix + ".json")
+
+
+_ATTEMPT = re.compile(r"^(?P<name>.+-r\d+)(?:\.attempt(?P<n>\d+))?\.json$")
+
+
+def attempts(results_dir, app, strategy, network, rep):
+    """[(attempt, path)] of one run of the matrix, oldest first."""
+    name = run_name(app, strategy, network, rep)
+    out = []
+    for path in (Path(results_dir) / "runs").glob(name + "*.json"):
+        m = _ATTEMPT.match(path.name)
+        if m and m.group("name") == name:
+            out.append((int(m.group("n") or 1), path))
+    return sorted(out)
+
+
+def attempt_of(record) -> int:
+    """A record's attempt (1 for records written before attempts were counted)."""
+    return int(dig(record, "experiment.attempt") or 1)
 
 
 def dig(record, path, default=None):
@@ -96,7 +120,7 @@ def csv_text(records) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([h for h, _ in CSV_COLUMNS])
     for rec in sorted(records, key=lambda r: (r.get("network", ""), r.get("app", ""), r.get("strategy", ""),
-                                              dig(r, "experiment.rep") or 0)):
+                                              dig(r, "experiment.rep") or 0, attempt_of(r))):
         row = []
         for _, path in CSV_COLUMNS:
             value = dig(rec, path)

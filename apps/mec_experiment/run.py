@@ -4,7 +4,9 @@
         --app a2 --strategy m1 --network n1 --rep 1
 
 Prints one JSON line (``{"line": "...", "status": ...}``) for the progress output. A run whose record
-already exists is skipped (resumable). Any failure is written as a failed record with its cause.
+already exists is skipped (resumable). Any failure is written as a failed record with its cause. With
+``--retry-failed`` a run whose attempts all failed is run again as a new attempt (runs/<name>.attempt<N>.json),
+beside the failed ones: the report counts first attempts and retries apart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from . import probe as probe_mod
 from .lab import ROOT, ansible_cause, ansible_playbook, lab_hosts, ssh  # noqa: F401 (lab_hosts, ansible_cause: API)
 from .reset import ResetError, reset
-from .records import EXPERIMENT_SCHEMA, SCHEMA, dig, phase_total, record_path, write_atomic, write_csv
+from .records import EXPERIMENT_SCHEMA, SCHEMA, attempts, dig, phase_total, record_path, write_atomic, write_csv
 
 APPS = ("a1", "a2", "a3")
 A3_KEYS = ["zone%02d" % i for i in range(1, 10)]
@@ -101,15 +103,24 @@ def migrate_extra(app, strategy, network, run_id, migrate_dir, transfer, port=No
 
 
 def run_one(args) -> dict:
-    path = record_path(args.results, args.app, args.strategy, args.network, args.rep)
     cell = "%s %s %s #%d" % (args.app, args.strategy, args.network, args.rep)
-    if path.exists():
+    done = []
+    for n, old_path in attempts(args.results, args.app, args.strategy, args.network, args.rep):
         try:
-            old = json.loads(path.read_text())
-            if not (args.retry_failed == "yes" and old.get("status") != "ok"):
-                return {"line": "%s: already recorded (%s), skipped" % (cell, old.get("status")), "status": "skipped"}
+            done.append((n, json.loads(old_path.read_text()).get("status")))
         except ValueError:
-            pass  # a corrupt record is run again
+            done.append((n, "corrupt"))  # kept beside the new attempt, named by the report's loader
+    if any(status == "ok" for _n, status in done):
+        return {"line": "%s: already recorded (ok, attempt %d), skipped" % (
+            cell, max(n for n, st in done if st == "ok")), "status": "skipped"}
+    if done and args.retry_failed != "yes":
+        return {"line": "%s: already recorded (%s, attempt %d), skipped" % (cell, done[-1][1], done[-1][0]),
+                "status": "skipped"}
+    # a retry is a new attempt beside the failed ones: the first attempt's failure stays in the results
+    attempt = done[-1][0] + 1 if done else 1
+    path = record_path(args.results, args.app, args.strategy, args.network, args.rep, attempt)
+    if attempt > 1:
+        cell += " attempt %d" % attempt
     t0 = time.monotonic()
     run_id = "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), path.stem)
     migrate_dir = Path(args.results) / "migrate"
@@ -183,7 +194,7 @@ def run_one(args) -> dict:
     record.setdefault("downtime", {})
     record["downtime"]["user"] = probe_result.get("downtime")
     record["experiment"] = {
-        "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "cell": cell,
+        "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "attempt": attempt, "cell": cell,
         "stage_failed": (failed_at or stage) if cause else None,
         "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3), "reset": reset_done,
         "start_command": APP_SPECS[args.app]["start_command"] if args.strategy == "m1" else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from mec_experiment.records import dig, phase_total
+from mec_experiment.records import attempt_of, dig, phase_total
 
 STRATEGIES = ("m1", "m2", "m3")
 APPS = ("a1", "a2", "a3")
@@ -25,6 +25,31 @@ def ordered(values, order):
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def _run_key(r):
+    return (r.get("app"), r.get("strategy"), r.get("network"), dig(r, "experiment.rep"))
+
+
+def final_attempts(records):
+    """One record per run of the matrix (app, strategy, network, rep): its last attempt. The report's figures
+    and tables are over these, so a retried run counts once."""
+    last = {}
+    for r in records:
+        key = _run_key(r)
+        if key not in last or attempt_of(r) > attempt_of(last[key]):
+            last[key] = r
+    return list(last.values())
+
+
+def attempt_summary(records):
+    """{'runs', 'first_ok', 'final_ok', 'retried', 'attempts'}: runs of the matrix, how many succeeded at their
+    first attempt, how many in the end, how many were run more than once, and all attempts."""
+    first = [r for r in records if attempt_of(r) == 1]
+    final = final_attempts(records)
+    return {"runs": len(final), "first_ok": sum(r.get("status") == "ok" for r in first),
+            "first": len(first), "final_ok": sum(r.get("status") == "ok" for r in final),
+            "retried": sum(attempt_of(r) > 1 for r in final), "attempts": len(records)}
 
 
 def ok(records):
@@ -101,13 +126,15 @@ def migration_time(record):
 
 
 def cell_medians(records):
-    """{(app, strategy, network): {metric: median, 'runs': n, 'ok': n}} over all records."""
+    """{(app, strategy, network): {metric: median, 'runs': n, 'ok': n, 'first_ok': n}}: ``records`` are one per
+    run (final_attempts); 'first_ok' counts the runs ok at their first attempt."""
     cells = {}
     for r in records:
         key = (r.get("app"), r.get("strategy"), r.get("network"))
-        cell = cells.setdefault(key, {"runs": 0, "ok": 0})
+        cell = cells.setdefault(key, {"runs": 0, "ok": 0, "first_ok": 0})
         cell["runs"] += 1
         cell["ok"] += r.get("status") == "ok"
+        cell["first_ok"] += r.get("status") == "ok" and attempt_of(r) == 1
     for key, cell in cells.items():
         app, strategy, network = key
         for metric in ("downtime_wall", "downtime_user", "pre_source", "pre_transfer", "pre_target", "reloc_source"):

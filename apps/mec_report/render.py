@@ -130,10 +130,15 @@ def _stays(stays_args):
 def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.csv").write_text(csv_text(records), encoding="utf-8")
-    ok = an.ok(records)
+    summary = an.attempt_summary(records)
+    retried_failures = [r for r in records if r.get("status") != "ok" and r not in an.final_attempts(records)]
+    records = an.final_attempts(records)  # one per run: a retried run counts once, with its last attempt
     lines = ["# Experiment report", "",
-             "Results folder `%s`: %d runs read (%d ok, %d failed), %d files skipped." % (
-                 title_dir, len(records), len(ok), len(records) - len(ok), len(skipped)), ""]
+             "Results folder `%s`: %d runs; **%d of %d ok at their first attempt**, %d ok after retries "
+             "(%d runs retried, %d attempts in all); %d files skipped." % (
+                 title_dir, summary["runs"], summary["first_ok"], summary["first"], summary["final_ok"],
+                 summary["retried"], summary["attempts"], len(skipped)),
+             "The figures and tables below are over each run's last attempt.", ""]
     if skipped:
         lines += ["Skipped files:", ""] + ["- `%s`: %s" % s for s in skipped] + [""]
     nets = {}
@@ -154,8 +159,8 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
     cells = an.cell_medians(records)
     lines += ["## Medians per cell", "",
               "Median (min-max) over the cell's ok runs.", "",
-              "| app | strategy | network | runs | ok | downtime, seed (s) | downtime, user (s) | pre-relocation "
-              "source / transfer / target (s) | relocation, source (s) | migration time (s) |",
+              "| app | strategy | network | runs | ok (first attempt) | downtime, seed (s) | downtime, user (s) "
+              "| pre-relocation source / transfer / target (s) | relocation, source (s) | migration time (s) |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     order = {"app": an.APPS, "strategy": an.STRATEGIES, "network": an.NETWORKS}
 
@@ -163,8 +168,9 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
         return tuple((list(order[k]).index(v) if v in order[k] else 99, str(v)) for k, v in zip(order, kv[0]))
 
     for (a, s, n), c in sorted(cells.items(), key=cell_key):
-        lines.append("| %s | %s | %s | %d | %d | %s | %s | %s / %s / %s | %s | %s |" % (
-            a, s, n, c["runs"], c["ok"], _fmt_spread(c["downtime_wall_spread"]), _fmt_spread(c["downtime_user_spread"]),
+        lines.append("| %s | %s | %s | %d | %d (%d) | %s | %s | %s / %s / %s | %s | %s |" % (
+            a, s, n, c["runs"], c["ok"], c["first_ok"], _fmt_spread(c["downtime_wall_spread"]),
+            _fmt_spread(c["downtime_user_spread"]),
             _fmt(c["pre_source"], 2), _fmt(c["pre_transfer"], 2), _fmt(c["pre_target"], 2),
             _fmt_spread(c["reloc_source_spread"]), _fmt(c["migration_time"], 2)))
     lines.append("")
@@ -173,6 +179,10 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
         lines += ["### Failed runs", ""] + ["- %s %s %s #%s: %s" % (
             r.get("app"), r.get("strategy"), r.get("network"), dig(r, "experiment.rep"), _failure(r))
             for r in failed] + [""]
+    if retried_failures:
+        lines += ["### Failed attempts that were retried", ""] + ["- %s %s %s #%s attempt %s: %s" % (
+            r.get("app"), r.get("strategy"), r.get("network"), dig(r, "experiment.rep"),
+            dig(r, "experiment.attempt") or 1, _failure(r)) for r in retried_failures] + [""]
     m3 = an.m3_rows(records)
     if m3:
         lines += ["## m3: checkpoints, their delta, the relocation on the source", "",

@@ -17,8 +17,9 @@ def write_runs(folder, recs, extra=None):
     runs = folder / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for rec in recs:
-        name = records.run_name(rec["app"], rec["strategy"], rec["network"], rec["experiment"]["rep"])
-        (runs / (name + ".json")).write_text(json.dumps(rec))
+        path = records.record_path(folder, rec["app"], rec["strategy"], rec["network"], rec["experiment"]["rep"],
+                                   rec["experiment"].get("attempt", 1))
+        path.write_text(json.dumps(rec))
     for name, text in (extra or {}).items():
         (runs / name).write_text(text)
     return folder
@@ -163,7 +164,9 @@ def test_report_renders_from_partial_data_and_names_skipped(tmp_path, capsys):
     write_runs(tmp_path, recs, {"broken.json": "not json"})
     assert report_main([str(tmp_path), "--no-stays"]) == 0
     page = (tmp_path / "report" / "report.md").read_text()
-    assert "`broken.json`" in page and "2 runs read (1 ok, 1 failed), 1 files skipped" in page
+    assert "`broken.json`" in page
+    assert ("2 runs; **1 of 2 ok at their first attempt**, 1 ok after retries (0 runs retried, 2 attempts in all); "
+            "1 files skipped") in page
     assert "| a2 | yes (manual input: start command) 1/1 (seed: no) | no: migration failed 0/1 (seed: yes) |" in page
     for fig in ("fig_8_1_image_sizes.png", "fig_8_7_a2_volume.png", "fig_8_11_downtime.png"):
         assert (tmp_path / "report" / fig).stat().st_size > 1000
@@ -173,7 +176,7 @@ def test_report_renders_from_partial_data_and_names_skipped(tmp_path, capsys):
 def test_report_over_an_empty_folder(tmp_path):
     assert report_main([str(tmp_path), "--no-stays"]) == 0
     page = (tmp_path / "report" / "report.md").read_text()
-    assert "0 runs read (0 ok, 0 failed), 1 files skipped" in page and "no runs/ folder" in page
+    assert "0 runs; **0 of 0 ok at their first attempt**" in page and "no runs/ folder" in page
 
 
 def test_gateway_log_parsing_and_gap():
@@ -208,3 +211,27 @@ def test_table_81_leaves_out_runs_that_failed_before_the_migration():
     reset_failed["experiment"]["stage_failed"] = "reset"
     t = analysis.table_81([synthetic_record("a1", "m2", "n1", 1), reset_failed])
     assert t[("a1", "m2")]["text"] == "yes 1/1"
+
+
+def test_report_counts_first_attempts_and_a_retried_run_once(tmp_path):
+    def rec(rep, attempt, status, downtime):
+        r = synthetic_record("a2", "m2", "n1", rep, status=status, downtime=downtime)
+        r["experiment"]["attempt"] = attempt
+        return r
+    # rep 1 ok at once; rep 2 failed, then ok at its second attempt; rep 3 failed twice
+    recs = [rec(1, 1, "ok", 1.0), rec(2, 1, "failed", 9.0), rec(2, 2, "ok", 3.0), rec(3, 1, "failed", 9.0),
+            rec(3, 2, "failed", 9.0)]
+    write_runs(tmp_path, recs)
+    assert analysis.attempt_summary(recs) == {"runs": 3, "first": 3, "first_ok": 1, "final_ok": 2, "retried": 2,
+                                              "attempts": 5}
+    final = analysis.final_attempts(recs)
+    assert sorted((r["experiment"]["rep"], r["experiment"]["attempt"]) for r in final) == [(1, 1), (2, 2), (3, 2)]
+    cell = analysis.cell_medians(final)[("a2", "m2", "n1")]
+    assert (cell["runs"], cell["ok"], cell["first_ok"]) == (3, 2, 1)
+    assert cell["downtime_wall"] == 2.0  # the ok runs' last attempts: 1.0 and 3.0
+    assert report_main([str(tmp_path), "--no-stays"]) == 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "3 runs; **1 of 3 ok at their first attempt**, 2 ok after retries (2 runs retried, 5 attempts in all)" \
+        in page
+    assert "| a2 | m2 | n1 | 3 | 2 (1) |" in page
+    assert "### Failed attempts that were retried" in page and "- a2 m2 n1 #2 attempt 1: migrate: boom" in page

@@ -33,7 +33,7 @@ def test_a_failed_run_is_recorded_with_its_cause_and_resumed_runs_are_skipped(tm
 
     assert experiment_main(args) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert again == {"line": "a2 m2 n1 #3: already recorded (failed), skipped", "status": "skipped"}
+    assert again == {"line": "a2 m2 n1 #3: already recorded (failed, attempt 1), skipped", "status": "skipped"}
 
 
 def test_ansible_cause_names_the_failing_task_and_message():
@@ -89,10 +89,33 @@ def test_tc_helper_restores_a_saved_root_qdisc():
     assert tc.restore_argv("eth0", "") is None
 
 
-def test_retry_failed_runs_a_failed_run_again(tmp_path, capsys):
+def test_retry_failed_is_a_new_attempt_beside_the_failed_one(tmp_path, capsys):
     args = ["run-one", "--inventory", str(tmp_path / "missing.yml"), "--results", str(tmp_path / "res"),
             "--app", "a1", "--strategy", "m1", "--network", "n2", "--rep", "1"]
+    runs = tmp_path / "res" / "runs"
     experiment_main(args)
+    first = (runs / "a1-m1-n2-r1.json").read_text()
+    experiment_main(args + ["--retry-failed", "yes"])
     experiment_main(args + ["--retry-failed", "yes"])
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert [line["status"] for line in lines] == ["failed", "failed"]
+    assert [line["status"] for line in lines] == ["failed", "failed", "failed"]
+    assert lines[1]["line"].startswith("a1 m1 n2 #1 attempt 2: failed in ")
+    # the first attempt is never overwritten; each retry is its own file and says which attempt it is
+    assert (runs / "a1-m1-n2-r1.json").read_text() == first
+    assert sorted(p.name for p in runs.iterdir()) == ["a1-m1-n2-r1.attempt2.json", "a1-m1-n2-r1.attempt3.json",
+                                                      "a1-m1-n2-r1.json"]
+    assert [json.loads((runs / n).read_text())["experiment"]["attempt"]
+            for n in ("a1-m1-n2-r1.json", "a1-m1-n2-r1.attempt2.json", "a1-m1-n2-r1.attempt3.json")] == [1, 2, 3]
+    assert (tmp_path / "res" / "results.csv").read_text().count("\n") == 4  # header + 3 attempts
+
+
+def test_a_run_ok_at_some_attempt_is_not_run_again(tmp_path, capsys):
+    runs = tmp_path / "res" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "a2-m2-n1-r1.json").write_text(json.dumps({"status": "failed"}))
+    (runs / "a2-m2-n1-r1.attempt2.json").write_text(json.dumps({"status": "ok"}))
+    (runs / "a2-m2-n1-r10.json").write_text(json.dumps({"status": "failed"}))  # another rep, not an attempt
+    experiment_main(["run-one", "--inventory", str(tmp_path / "missing.yml"), "--results", str(tmp_path / "res"),
+                     "--app", "a2", "--strategy", "m2", "--network", "n1", "--rep", "1", "--retry-failed", "yes"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out == {"line": "a2 m2 n1 #1: already recorded (ok, attempt 2), skipped", "status": "skipped"}
