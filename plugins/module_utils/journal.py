@@ -8,6 +8,11 @@ ahead of the change, atomically: a temporary file, fsync, rename, fsync of the d
 controller died can be finished or undone (playbooks/recover.yml). ``<root>/locks/<app>.lock`` holds the run
 that migrates the app; it names no process, because the controller may be another machine. The lock is
 made with O_EXCL, so two runs cannot both hold it.
+
+Recovery acts only on what the run made (check_recoverable): the journal's paths must lie in the run's own work
+folder (the work root the recovery is configured with, plus the run id), its image must be the run's own
+(``mec-migration/<app>:<run id lower>``), its volumes among those recorded when the run began. A journal that is
+not valid JSON blocks only its own app (app_journals skips, and reports, those of other apps).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 SCHEMA = "mec.migration/journal/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FINAL_PHASES = ("done", "rolled_back", "failed")
+PROTECTED_KEYS = ("schema", "run_id", "app", "start_changes")
 
 
 class JournalError(Exception):
@@ -90,19 +96,144 @@ def read_journal(root, run_id):
     return read_json(journal_path(root, run_id))
 
 
-def app_journals(root, app):
-    """The journals of ``app`` on this host, oldest first."""
+def _names_app(path, app, lock):
+    """Whether an unreadable journal at ``path`` is ``app``'s: its app's lock names its run, or its text
+    names the app (as the JSON writer spells it)."""
+    run_id = os.path.basename(path)[:-len(".json")]
+    if isinstance(lock, dict) and lock.get("run_id") == run_id:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(1 << 20)
+    except OSError:
+        return False
+    needle = json.dumps(app).encode("utf-8")
+    return any(p in raw for p in (b'"app": ' + needle, b'"app":' + needle))
+
+
+def app_journals(root, app, unreadable=None):
+    """The journals of ``app`` on this host, oldest first.
+
+    A journal that cannot be read (not JSON, not an object) stops only its own app: when it is ``app``'s (the
+    app's lock names its run, or its text names the app) a JournalError says so; otherwise it is skipped and its
+    path appended to ``unreadable`` (when a list is given), so that another app's corrupt journal never blocks
+    the listing or the recovery of this one."""
     out = []
     directory = runs_dir(root)
     if not os.path.isdir(directory):
         return out
+    lock = None
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue
-        data = read_json(os.path.join(directory, name))
+        path = os.path.join(directory, name)
+        try:
+            data = read_json(path)
+            if data is not None and not isinstance(data, dict):
+                raise JournalError("%s holds %s, not a journal object: look at it, then remove it by hand."
+                                   % (path, type(data).__name__))
+        except (JournalError, OSError, UnicodeDecodeError) as exc:
+            if lock is None:
+                try:
+                    lock = read_lock(root, app) or {}
+                except JournalError:
+                    lock = {}
+            if _names_app(path, app, lock):
+                raise JournalError("The journal %s of %s cannot be read (%s); %s's recovery stops until it is "
+                                   "repaired or removed by hand (other apps are not affected)."
+                                   % (path, app, exc, app)) from exc
+            if unreadable is not None:
+                unreadable.append(path)
+            continue
         if isinstance(data, dict) and data.get("app") == app:
             out.append(data)
     return sorted(out, key=lambda j: (j.get("started_at") or 0, j.get("run_id") or ""))
+
+
+def run_image(app, run_id):
+    """The image a run commits or imports: ``mec-migration/<app>:<run_id lower>``."""
+    return "mec-migration/%s:%s" % (app, run_id.lower())
+
+
+VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_recoverable(journal, app, work_root, run_id=None, app_volumes=None):
+    """Refuse (JournalError naming every problem) a journal whose paths, image, container, checkpoints or
+    volumes are not the run's own, before a recovery removes or restores any of them. Returns the journal.
+
+    ``work_root`` is the recovery's own setting (never the journal's): the journal's work folder and tarball
+    must be ``<work_root>/<run_id>`` or below it, and that folder must not be a symlink. The image must be
+    ``run_image(app, run_id)``; the container ``app``; the checkpoints named after the run; the volumes among
+    those the journal recorded when the run began (``start_changes``) and, when ``app_volumes`` is given (the
+    app's volumes as the engine lists them), among those too."""
+    if not isinstance(journal, dict):
+        raise JournalError("A journal of %s is not an object; recovery refuses it." % app)
+    run_id = run_id or journal.get("run_id")
+    problems = []
+    if journal.get("app") != app:
+        problems.append("it is the journal of app %r, not of %s" % (journal.get("app"), app))
+    if journal.get("run_id") != run_id or not isinstance(run_id, str) or not NAME_RE.match(run_id):
+        problems.append("its run id %r is not the run %r" % (journal.get("run_id"), run_id))
+        run_id = None
+    if not isinstance(work_root, str) or not os.path.isabs(work_root):
+        raise JournalError("The recovery's work root %r is not an absolute path." % (work_root,))
+    changes = journal.get("changes") or {}
+    if not isinstance(changes, dict):
+        problems.append("its changes are not an object")
+        changes = {}
+    run_dir = os.path.join(os.path.normpath(work_root), run_id) if run_id else None
+    for label, value in (("changes.workdir", changes.get("workdir")), ("changes.tarball", changes.get("tarball")),
+                         ("workdir", journal.get("workdir"))):
+        if value is None:
+            continue
+        if (not isinstance(value, str) or run_dir is None or os.path.normpath(value) != value
+                or not (value == run_dir or value.startswith(run_dir + "/"))):
+            problems.append("%s %r is not in the run's work folder %s" % (label, value, run_dir))
+    if run_dir and os.path.islink(run_dir):
+        problems.append("the run's work folder %s is a symlink" % run_dir)
+    for label, value in (("changes.image", changes.get("image")), ("image", journal.get("image"))):
+        if value is not None and (run_id is None or value != run_image(app, run_id)):
+            problems.append("%s %r is not the run's image %s" % (label, value, run_image(app, run_id or "?")))
+    if changes.get("container") is not None and changes.get("container") != app:
+        problems.append("changes.container %r is not the app %s" % (changes.get("container"), app))
+    checkpoints = changes.get("checkpoints")
+    checkpoints = [] if checkpoints is None else list(checkpoints) if isinstance(checkpoints, list) else [checkpoints]
+    if journal.get("final_checkpoint") is not None:
+        checkpoints.append(journal.get("final_checkpoint"))
+    for name in checkpoints:
+        if not (isinstance(name, str) and run_id and NAME_RE.match(name) and name.startswith(run_id + "-")):
+            problems.append("checkpoint %r is not named after the run" % (name,))
+    volumes = changes.get("volumes")
+    if volumes is not None:
+        start = journal.get("start_changes")
+        began = (start or {}).get("volumes") if isinstance(start, dict) else None
+        if not isinstance(volumes, list):
+            problems.append("changes.volumes is not a list")
+            volumes = []
+        for vol in volumes:
+            if not isinstance(vol, str) or not VOLUME_RE.match(vol):
+                problems.append("volume %r is not a volume name" % (vol,))
+            elif not isinstance(began, list) or vol not in began:
+                problems.append("volume %s was not recorded when the run began (%s)"
+                                % (vol, ", ".join(began) if isinstance(began, list) else "no record"))
+            elif app_volumes is not None and vol not in app_volumes:
+                problems.append("volume %s is not one of %s's volumes (%s)"
+                                % (vol, app, ", ".join(app_volumes) or "none"))
+    if problems:
+        raise JournalError("Recovery refuses run %s of %s: its journal names what the run did not make: %s. Nothing "
+                           "was changed; look at the journal (%s under the state root) and undo the run by hand."
+                           % (run_id or journal.get("run_id"), app, "; ".join(problems),
+                              "runs/%s.json" % (run_id or journal.get("run_id"))))
+    return journal
+
+
+def recoverable_journals(root, app, work_root, unreadable=None, app_volumes=None):
+    """``app_journals`` whose unfinished runs passed ``check_recoverable`` (a refused one raises JournalError)."""
+    journals = app_journals(root, app, unreadable=unreadable)
+    for journal in unfinished(journals):
+        check_recoverable(journal, app, work_root, app_volumes=app_volumes)
+    return journals
 
 
 def unfinished(journals):
@@ -156,6 +287,8 @@ def begin(root, run_id, app, data, artifacts, host, now=None, changes=None):
                    phase="preflight", steps=[dict(phase="preflight", at=now)], changes=dict(changes or {}),
                    outcome=None)
     journal.update(data or {})
+    # what the run may change as it said when it began: later entries may not add volumes to it
+    journal["start_changes"] = dict(changes or {})
     try:
         write_json_atomic(jpath, journal)
     except BaseException:
@@ -172,7 +305,8 @@ def _merge(journal, phase, step, changes, data, now):
                                                                         ("at", now)) if v is not None))
     for key, value in (changes or {}).items():
         journal.setdefault("changes", {})[key] = value
-    journal.update(data or {})
+    # who the run is and what it said it would change when it began are not for later entries to rewrite
+    journal.update((k, v) for k, v in (data or {}).items() if k not in PROTECTED_KEYS)
     journal["updated_at"] = now
     return journal
 
@@ -186,6 +320,11 @@ def update(root, run_id, phase=None, step=None, changes=None, data=None, now=Non
         raise JournalError("Run %s has no journal here (%s): it did not begin on this host." % (run_id, path))
     if journal.get("phase") in FINAL_PHASES and phase not in FINAL_PHASES:
         raise JournalError("Run %s is over (phase %s): its journal takes no more steps." % (run_id, journal["phase"]))
+    began = (journal.get("start_changes") or {}).get("volumes") or []
+    added = [v for v in ((changes or {}).get("volumes") or []) if v not in began]
+    if "start_changes" in journal and added:
+        raise JournalError("Run %s recorded the volumes %s when it began; it cannot add %s to its journal (a "
+                           "recovery would remove them)." % (run_id, ", ".join(began) or "none", ", ".join(added)))
     write_json_atomic(path, _merge(journal, phase, step, changes, data, now))
     return journal
 
