@@ -107,17 +107,21 @@ def ceiling(timeline: list[tuple[float, str | None]], lag_s: float, end: float) 
             "ratio": local / window if window > 0 else None}
 
 
-def staged_ahead(timeline: list[tuple[float, str | None]], staging_s: float, outage_s: float, end: float) -> dict:
+def staged_ahead(timeline: list[tuple[float, str | None]], staging_s: float, outage_s: float, end: float,
+                 serial: bool = False) -> dict:
     """Served locally by a follower that stages every hop ahead with a perfect predictor and relocates just in time,
-    limited only by the staging itself: the hop into stay i can be staged from the previous handover on (a
-    prediction is made from the host's own zone, and the previous hop's run must be over), so it is ready at
-    ``max(t_i, t_(i-1) + staging_s)``; from then the app is lost for ``outage_s`` (the relocation, straddling the
-    handover when staged in time) and serves the rest of the stay. A stay that ends before its hop is ready is lost
-    whole (the hop is given up; the app stays where it was, which may be the next stay's host). The first stay
+    limited only by the staging itself. The hop into stay i can be staged from the previous handover on (a
+    prediction is made from the host's own zone); with ``serial`` only once the previous hop has also ended (its
+    relocation done, or its staging given up when its stay ended), as a follower that runs one migration at a time
+    does; without it, stagings overlap (the bound of a follower that stages in parallel). The hop is ready at
+    ``max(t_i, staging start + staging_s)``; from then the app is lost for ``outage_s`` (the relocation, straddling
+    the handover when staged in time) and serves the rest of the stay. A stay that ends before its hop is ready is
+    lost whole (the hop is given up; the app stays where it was, which may be the next stay's host). The first stay
     counts whole."""
     start = timeline[0][0]
     local, staged_in_time, late, lost = 0.0, 0, 0, 0
     app_on = timeline[0][1]
+    busy_until = start  # serial: when the follower's previous hop ended
     for i, (t, host) in enumerate(timeline):
         if t >= end:
             break
@@ -125,15 +129,26 @@ def staged_ahead(timeline: list[tuple[float, str | None]], staging_s: float, out
         if host == app_on:  # the first stay, or back on the app's host before it had moved: nothing to do
             local += until - t
             continue
-        ready = max(t, timeline[i - 1][0] + staging_s)
+        begin = max(timeline[i - 1][0], busy_until) if serial else timeline[i - 1][0]
+        ready = max(t, begin + staging_s)
         if ready + outage_s >= until:
             lost += 1
+            busy_until = max(busy_until, until)
             continue
         staged_in_time += ready == t
         late += ready > t
         local += until - ready - outage_s
         app_on = host
+        busy_until = ready + outage_s
     window = end - start
-    return {"staging_s": round(staging_s, 3), "outage_s": round(outage_s, 3), "served_locally_s": round(local, 3),
-            "ratio": local / window if window > 0 else None, "hops_staged_in_time": staged_in_time,
-            "hops_late": late, "stays_lost": lost}
+    return {"staging_s": round(staging_s, 3), "outage_s": round(outage_s, 3), "serial": serial,
+            "served_locally_s": round(local, 3), "ratio": local / window if window > 0 else None,
+            "hops_staged_in_time": staged_in_time, "hops_late": late, "stays_lost": lost}
+
+
+def staged_ahead_range(timeline: list[tuple[float, str | None]], staging_s: float, outage_s: float,
+                       end: float) -> dict:
+    """The staged-ahead model as a range: staging only after the previous hop ended (``low``) and staging in
+    parallel (``high``)."""
+    return {"low": staged_ahead(timeline, staging_s, outage_s, end, serial=True),
+            "high": staged_ahead(timeline, staging_s, outage_s, end, serial=False)}

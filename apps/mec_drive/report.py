@@ -75,7 +75,8 @@ def table(summary: dict, hops: list[dict]) -> str:
     lines = [f"drive {s['mode']} ({s['strategy']}, {s['placement']}, {s['network']}), UE {s['ue']}, "
              f"{s['minutes']:g} min, {s['samples']} samples",
              f"  served locally: {100 * (loc['ratio'] or 0):.1f} % ({loc['seconds']['local']:.1f} s of "
-             f"{loc['window_s']:.0f}; remote {loc['seconds']['remote']:.1f} s, down {loc['seconds']['down']:.1f} s)",
+             f"{loc['window_s']:.0f}; remote {loc['seconds']['remote']:.1f} s, down {loc['seconds']['down']:.1f} s); "
+             f"after the first handover {_pct((loc.get('after_first_handover') or {}).get('ratio'))}",
              f"  A2's counter {s['counter']['a2']} vs zones entered {s['counter']['zones_entered']}",
              f"  hops: {s['hops']['handovers']} handovers {s['hops']['by_outcome']}, migrations "
              f"{s['hops']['migrations']} ({s['hops']['migrations_failed']} failed), rulebook runs "
@@ -102,11 +103,12 @@ def table(summary: dict, hops: list[dict]) -> str:
                      f"{_f(d['per_ap_stays_s']['median'])}, {d['per_ap_stays_shorter_than_the_lag']} shorter)")
     if "per_ap_staged" in d:
         z, a = d["per_zone_staged"], d["per_ap_staged"]
-        lines.append(f"  DERIVED, staged ahead (perfect prediction; staging {_f(z['staging_s'])}, outage "
-                     f"{_f(z['outage_s'])} per hop, a hop staged from the previous handover on): per zone "
-                     f"{_pct(z['ratio'])} (measured {_pct(d['per_zone_measured_ratio'])}), per access point "
-                     f"{_pct(a['ratio'])} ({a['hops_staged_in_time']} hops staged in time, {a['hops_late']} late, "
-                     f"{a['stays_lost']} stays lost whole)")
+        lines.append(f"  DERIVED, staged ahead (perfect prediction; staging {_f(z['high']['staging_s'])}, outage "
+                     f"{_f(z['high']['outage_s'])} per hop; staging after the previous hop ended .. in parallel): "
+                     f"per zone {_pct(z['low']['ratio'])} .. {_pct(z['high']['ratio'])} (measured "
+                     f"{_pct(d['per_zone_measured_ratio'])}), per access point {_pct(a['low']['ratio'])} .. "
+                     f"{_pct(a['high']['ratio'])} (stays lost whole {a['low']['stays_lost']} .. "
+                     f"{a['high']['stays_lost']})")
     if "per_ap_replayed" in d:
         lines.append(f"  DERIVED, reactive follower replayed: per zone {_pct(d['per_zone_replayed']['ratio'])} "
                      f"(measured {_pct(d['per_zone_measured_ratio'])}), per access point "

@@ -240,6 +240,10 @@ class Drive:
         records = read_records(self.out / "follow")
         hops = analysis.assemble_hops(handovers, follow_lines, records, samples, self.lab.zone_host, end)
         local = analysis.served_locally(samples, self.lab.zone_host, epoch, end)
+        # after the first handover: the app starts on the UE's first zone's host, which a drive's whole window
+        # counts as served locally whatever the follower does until the UE first leaves that zone
+        local["after_first_handover"] = (analysis.served_locally(samples, self.lab.zone_host, handovers[0]["at"], end)
+                                         if handovers else None)
         last_counter = next((s["counter"] for s in reversed(samples) if s["counter"]), {})
         counter = max(last_counter.values()) if last_counter else None
         entered = analysis.zones_entered(start_zone, handovers)
@@ -403,8 +407,8 @@ def derived_placements(hops, zone_changes, ap_changes, start_zone, duration, zon
         staging = med([(b["follow_decide_s"] or 0) + (b["pre_relocation_s"] or 0) - (b["gate_wait_s"] or 0)
                        for b in (h["breakdown"] for h in moved) if b and b["pre_relocation_s"] is not None])
         outage = med([h["ue_downtime_s"] for h in moved])
-        out.update({"per_zone_staged": derive.staged_ahead(per_zone, staging, outage, duration),
-                    "per_ap_staged": derive.staged_ahead(per_ap, staging, outage, duration),
+        out.update({"per_zone_staged": derive.staged_ahead_range(per_zone, staging, outage, duration),
+                    "per_ap_staged": derive.staged_ahead_range(per_ap, staging, outage, duration),
                     "note": "the follower model replays the reactive rulebook only; ahead: the ceilings and the "
                             "staged-ahead model (perfect prediction, limited by this drive's staging time)"})
         return out

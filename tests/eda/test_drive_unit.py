@@ -275,6 +275,19 @@ def test_staged_ahead_is_limited_by_the_staging_after_the_previous_handover():
     assert r["ratio"] == pytest.approx(97 / 130)
 
 
+def test_staged_ahead_serial_waits_for_the_previous_hop_and_bounds_the_range_from_below():
+    # the same stays, staging only once the previous hop ended: h2 ready at 50 (9 s, ends 51); h3 from 51: ready 71,
+    # lost (busy until 70); h4 from 70: ready 90, lost (busy until 75); h3 from 75: ready 95, late: 14 s (ends 96);
+    # h2 from 96: ready 116, late: 13 s
+    tl = [(0.0, "h1"), (50.0, "h2"), (60.0, "h3"), (70.0, "h4"), (75.0, "h3"), (110.0, "h2")]
+    r = derive.staged_ahead(tl, staging_s=20.0, outage_s=1.0, end=130.0, serial=True)
+    assert r["served_locally_s"] == pytest.approx(50 + 9 + 0 + 0 + 14 + 13)
+    assert (r["hops_staged_in_time"], r["hops_late"], r["stays_lost"]) == (1, 2, 2)
+    rng = derive.staged_ahead_range(tl, staging_s=20.0, outage_s=1.0, end=130.0)
+    assert rng["low"]["ratio"] == pytest.approx(86 / 130) and rng["high"]["ratio"] == pytest.approx(97 / 130)
+    assert (rng["low"]["serial"], rng["high"]["serial"]) == (True, False)
+
+
 def test_a_hop_given_up_because_the_ue_left_is_no_missing_event_and_no_failure():
     # zone02 at 10 for 6 s: its reactive hop (no follow line: follow.yml writes none when migrate.yml fails) was
     # given up at its gate (follow_confirm_zone: the UE was back in zone01); the app never left h1
