@@ -1,10 +1,16 @@
 """UE-side downtime probe: ask an app for service every 20 ms on the source and on the target.
 
-Each endpoint is polled by its own thread on a fixed 20 ms grid (a late answer does not shift the grid).
-An answer is *good* when the app served it (A2: ``GET /state`` answered 200 with JSON; A3: memcached
-answered a ``get`` with ``END``). The user-seen downtime is the gap between the last good answer from
-the source before the target's first good answer, and that first good answer (both taken at the
-moment the answer arrived, on the controller's clock).
+Each endpoint is asked on a fixed 20 ms grid, each request in its own worker (at most ``MAX_IN_FLIGHT``
+at once), so that a request that hangs (the app frozen by the commit's pause or CRIU's pre-relocation dump)
+does not stop the next ones: the probe's resolution stays one interval while requests hang. An answer is
+*good* when the app served it (A2: ``GET /state`` answered 200 with JSON; A3: memcached answered a ``get``
+with ``END``). Two figures come from the good answers' arrival times (on the controller's clock):
+- the user-seen downtime of the relocation: from the source's last good answer before the target's first
+  good answer to that first good answer;
+- the pre-relocation freezes: gaps between consecutive good answers of the source while it still served
+  (the app paused for the commit, frozen for the pre-relocation checkpoint); the longest is its own column.
+The probe also reports its resolution: the longest spacing of its requests (``send_gap_max``) and how many
+grid points it skipped because ``MAX_IN_FLIGHT`` requests were hanging.
 
 A1 has no endpoint: its own requests, as the MEC hosts' gateways logged them, are its answers
 (``gateway_gap``), with A1's request interval (200 ms) as the resolution.
@@ -15,6 +21,7 @@ Only the addresses given are contacted; every request has a timeout and the prob
 from __future__ import annotations
 
 import json
+import queue
 import re
 import socket
 import threading
@@ -25,6 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 INTERVAL = 0.020
+# requests of one endpoint in flight at once: while they hang the grid goes on (a frozen app answers them
+# all when it thaws); beyond this many, grid points are skipped and counted
+MAX_IN_FLIGHT = 64
+# a request is given this long: longer than any freeze the probe should see as one (a commit's pause, a dump)
+REQUEST_TIMEOUT = 10.0
+# gaps between good answers longer than this many intervals are freezes
+FREEZE_INTERVALS = 3
 
 
 @dataclass
@@ -119,31 +133,92 @@ def parse_get_reply(data: bytes) -> dict:
 
 
 class Poller(threading.Thread):
-    """Calls ``ask()`` every ``interval`` seconds until stopped or the deadline passes."""
+    """Starts ``ask()`` every ``interval`` seconds, each call in its own thread (at most ``max_in_flight`` at
+    once), until stopped or the deadline passes. ``ask_factory`` (optional) makes an ``ask`` that serves one
+    request at a time (an endpoint whose client is not thread-safe, such as a memcached connection): the
+    clients are kept and reused, one per request in flight."""
 
-    def __init__(self, name: str, ask, interval: float = INTERVAL, deadline: float = 600.0, clock=time.time):
+    def __init__(self, name: str, ask, interval: float = INTERVAL, deadline: float = 600.0, clock=time.time,
+                 max_in_flight: int = MAX_IN_FLIGHT, ask_factory=None):
         super().__init__(name="probe-" + name, daemon=True)
         self.ask, self.interval, self.clock = ask, interval, clock
+        self.ask_factory = ask_factory
         self.log = EndpointLog(name)
         self.stop_event = threading.Event()
         self.deadline = time.monotonic() + deadline
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self._idle = queue.SimpleQueue()
+        self._workers = []
+        self.sent_times = []
+        self.skipped = 0
+
+    def _ask(self):
+        if self.ask_factory is None:
+            return self.ask()
+        try:
+            ask = self._idle.get_nowait()  # a client no request uses now (at most max_in_flight are made)
+        except queue.Empty:
+            ask = self.ask_factory()
+        try:
+            return ask()
+        finally:
+            self._idle.put(ask)
+
+    def _one(self, sent):
+        try:
+            try:
+                good, value = self._ask()
+            except Exception as exc:  # noqa: BLE001 - a probe's failure is a failed answer
+                good, value = False, "%s: %s" % (type(exc).__name__, exc)
+            answered = self.clock()
+            with self._lock:
+                self.log.add(Sample(sent, answered, good, value if good else None), "" if good else str(value))
+        finally:
+            self._slots.release()
 
     def run(self) -> None:
         tick = time.monotonic()
         while not self.stop_event.is_set() and time.monotonic() < self.deadline:
-            sent = self.clock()
-            good, value = self.ask()
-            answered = self.clock()
-            self.log.add(Sample(sent, answered, good, value if good else None), "" if good else str(value))
+            if self._slots.acquire(blocking=False):
+                sent = self.clock()
+                self.sent_times.append(sent)
+                w = threading.Thread(target=self._one, args=(sent,), daemon=True)
+                w.start()
+                self._workers.append(w)
+                self._workers = [t for t in self._workers if t.is_alive()]
+            else:
+                self.skipped += 1
             tick += self.interval
             pause = tick - time.monotonic()
             if pause > 0:
                 self.stop_event.wait(pause)
             else:
-                tick = time.monotonic()  # fell behind (a timeout): restart the grid from now
+                tick = time.monotonic()  # this thread itself fell behind: restart the grid from now
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop sending; wait up to ``wait`` seconds for the requests in flight."""
         self.stop_event.set()
+        end = time.monotonic() + wait
+        for w in list(self._workers):
+            w.join(max(0.0, end - time.monotonic()))
+
+    def resolution(self) -> dict:
+        """The longest spacing of the requests sent, and the grid points skipped (too many in flight)."""
+        gaps = [b - a for a, b in zip(self.sent_times, self.sent_times[1:])]
+        return {"send_gap_max": round(max(gaps), 6) if gaps else None, "skipped": self.skipped,
+                "sent": len(self.sent_times)}
+
+
+def freezes(good_times, interval: float = INTERVAL, factor: int = FREEZE_INTERVALS) -> dict:
+    """The gaps between consecutive good answers longer than ``factor`` intervals: a frozen app (the user waits
+    for an answer while it serves). {'longest', 'total', 'count', 'gaps': [[start, seconds]...]}."""
+    times = sorted(good_times)
+    gaps = [(a, round(b - a, 6)) for a, b in zip(times, times[1:]) if b - a > factor * interval]
+    return {"longest": max((g for _, g in gaps), default=0.0) if len(times) > 1 else None,
+            "total": round(sum(g for _, g in gaps), 6), "count": len(gaps),
+            "gaps": [[round(t, 6), g] for t, g in gaps]}
 
 
 def user_gap(source: EndpointLog, target: EndpointLog) -> dict:
@@ -164,19 +239,24 @@ class Probe:
     """Poll one app on source and target in the background; ``stop()`` returns the findings."""
 
     def __init__(self, kind: str, source: str, target: str, *, port: int | None = None, keys=None,
-                 interval: float = INTERVAL, deadline: float = 600.0, timeout: float = 0.5):
+                 interval: float = INTERVAL, deadline: float = 600.0, timeout: float = REQUEST_TIMEOUT):
         self.kind, self.source, self.target = kind, source, target
         self.started_at = time.time()
         self.pollers = {}
+        self._getters = []
         if kind == "http":
             port = port or 3000
             self.pollers = {role: Poller(role, lambda a=addr: http_state(a, port, timeout=timeout), interval, deadline)
                             for role, addr in (("source", source), ("target", target))}
         elif kind == "memcached":
-            getters = {role: MemcachedGetter(addr, port or 11211, keys or ["zone01"], timeout)
-                       for role, addr in (("source", source), ("target", target))}
-            self._getters = getters
-            self.pollers = {role: Poller(role, getters[role].get, interval, deadline) for role in getters}
+            def factory(addr):
+                def make():
+                    getter = MemcachedGetter(addr, port or 11211, keys or ["zone01"], timeout)
+                    self._getters.append(getter)
+                    return getter.get
+                return make
+            self.pollers = {role: Poller(role, None, interval, deadline, ask_factory=factory(addr))
+                            for role, addr in (("source", source), ("target", target))}
         elif kind != "none":
             raise ValueError("probe kind must be http, memcached or none, not %r" % kind)
 
@@ -199,17 +279,24 @@ class Probe:
 
     def stop(self) -> dict:
         for poller in self.pollers.values():
-            poller.stop()
+            poller.stop_event.set()
         for poller in self.pollers.values():
             poller.join(timeout=5)
-        for getter in getattr(self, "_getters", {}).values():
+            poller.stop()
+        for getter in list(self._getters):
             getter.close()
         if not self.pollers:
             return {"kind": self.kind, "interval": None}
         src, tgt = self.pollers["source"].log, self.pollers["target"].log
+        src.good_times.sort()
+        tgt.good_times.sort()
         out = {"kind": self.kind, "interval": self.pollers["source"].interval, "started_at": self.started_at,
                "stopped_at": time.time()}
         out.update(user_gap(src, tgt))
+        # the source's freezes while it served: its good answers up to its last one before the target's first
+        served = [t for t in src.good_times if out.get("target_first_good") is None or t <= out["target_first_good"]]
+        out["freeze"] = freezes(served, self.pollers["source"].interval)
+        out["resolution"] = {role: p.resolution() for role, p in self.pollers.items()}
         out["source"] = {"good": len(src.good_times), "failed": src.failures, "first_value": src.first_value,
                          "last_value": src.last_value, "last_error": src.last_error}
         out["target"] = {"good": len(tgt.good_times), "failed": tgt.failures, "first_value": tgt.first_value,

@@ -38,6 +38,7 @@ CSV_COLUMNS = [
     ("measured_mbit_s", "experiment.network_measured.mbit_s"),
     ("downtime_wall", "downtime.wall"), ("downtime_operations_sum", "downtime.operations_sum"),
     ("downtime_user", "downtime.user"), ("downtime_user_method", "experiment.probe.kind"),
+    ("freeze_user_pre_relocation", "downtime.user_pre_relocation_freeze"),
     ("state_passed", "experiment.state_after.passed"), ("state_detail", "experiment.state_after.detail"),
     ("size_source_image", "sizes.source_image"), ("size_image", "sizes.image"), ("size_tarball", "sizes.tarball"),
     ("size_checkpoint_full", "sizes.checkpoint_full"), ("size_checkpoint_final", "sizes.checkpoint_final"),

@@ -11,15 +11,19 @@ beside the failed ones: the report counts first attempts and retries apart.
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import shlex
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 from . import probe as probe_mod
 from .lab import ROOT, ansible_cause, ansible_playbook, lab_hosts, ssh  # noqa: F401 (lab_hosts, ansible_cause: API)
 from .reset import ResetError, reset
+from .state_watch import LogFollow, VolumeFileWatch
 from .records import EXPERIMENT_SCHEMA, SCHEMA, attempts, dig, phase_total, record_path, write_atomic, write_csv
 
 APPS = ("a1", "a2", "a3")
@@ -37,6 +41,12 @@ APP_SPECS = {
 
 
 # ------------------------------------------------------------------------------------------------ app state
+# A mark the experiment writes into A2's volume before the move: a volume made again (empty) lacks it.
+A2_MARK = "/data/.mec-experiment-mark"
+# A1's log lines: "<date>T<time>.<ms> a1 <LEVEL> <message>" (apps/a1_rab_logger/app.py)
+A1_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) a1 \S+ (.*)$")
+
+
 def a2_state(address):
     ok, value = probe_mod.http_state(address, 3000, timeout=2)
     return value if ok else None
@@ -53,18 +63,77 @@ def gateway_log(host):
     return proc.stdout
 
 
-def check_state(app, before, hosts, probe_result):
-    """Did the app run correctly on the target with its state? {passed, detail}."""
+def a1_lines(lines):
+    """[(time, message)] of A1's own log lines (other lines left out); time as seconds since the epoch (UTC)."""
+    out = []
+    for line in lines:
+        m = A1_LINE.match(line.strip())
+        if m:
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
+            out.append((t.timestamp(), m.group(2)))
+    return out
+
+
+def check_a1(strategy, source_lines, target_lines):
+    """A1 keeps no state but its own log: the target's log goes on after the source's last line (no overlap: one
+    A1 at a time), with answered requests; an m3 target goes on with the restored process (no new start)."""
+    src, tgt = a1_lines(source_lines), a1_lines(target_lines)
+    if not src:
+        return {"passed": False, "detail": "no A1 log line from the source up to its stop"}
+    last = src[-1][0]
+    answered = [t for t, msg in tgt if msg.startswith("erabInfo ")]
+    started = [t for t, msg in tgt if msg.startswith("Started app")]
+    problems = []
+    if not answered:
+        problems.append("no answered request in the target's log")
+    if tgt and tgt[0][0] < last:
+        problems.append("the target logged at %.3f, before the source's last line at %.3f" % (tgt[0][0], last))
+    if strategy == "m3" and started:
+        problems.append("m3: A1 started again on the target instead of going on")
+    gap = round(answered[0] - last, 3) if answered else None
+    return {"passed": not problems, "gap": gap,
+            "detail": "A1's log: %d lines on the source up to its stop, then %d answered requests on the target "
+                      "(first %s s after the source's last line)%s" % (
+                          len(src), len(answered), gap, (": " + "; ".join(problems)) if problems else "")}
+
+
+def check_a2(strategy, at_stop, after, mark_ok, probe_result):
+    """A2's volume counter goes on from its value at the source's stop, in the volume the source had (its
+    mark); m3 also keeps the in-memory requestsOk (the probe's last source answer against the target's first)."""
+    if after is None:
+        return {"passed": False, "detail": "A2 does not answer /state on the target"}
+    problems = []
+    if at_stop is None:
+        problems.append("the counter at the source's stop was not read")
+    elif int(after.get("counter") or 0) < at_stop:
+        problems.append("the counter went back")
+    if not mark_ok:
+        problems.append("the target's volume lacks the source volume's mark (made again empty)")
+    detail = "counter %s on the target, %s at the source's stop" % (after.get("counter"), at_stop)
+    if strategy == "m3":
+        src_ok = ((probe_result.get("source") or {}).get("last_value") or {}).get("requestsOk")
+        tgt_ok = ((probe_result.get("target") or {}).get("first_value") or {}).get("requestsOk")
+        detail += "; requestsOk %s on the target's first answer, %s on the source's last" % (tgt_ok, src_ok)
+        if src_ok is None or tgt_ok is None or tgt_ok < src_ok:
+            problems.append("m3: the in-memory requestsOk did not go on")
+    return {"passed": not problems, "detail": detail + ((": " + "; ".join(problems)) if problems else "")}
+
+
+def check_state(app, before, hosts, probe_result, strategy=None, watch=None):
+    """Did the app run correctly on the target with its state? {passed, detail}. ``watch``: what was read on the
+    source during the move (A1: its log up to its stop; A2: state.json up to its stop, and the mark)."""
     tgt = hosts["target"]["address"]
+    watch = watch or {}
     if app == "a2":
-        after = a2_state(tgt)
-        if after is None:
-            return {"passed": False, "detail": "A2 does not answer /state on the target"}
-        last = max(int((before or {}).get("counter") or 0),
-                   int(((probe_result.get("source") or {}).get("last_value") or {}).get("counter") or 0))
-        passed = int(after.get("counter") or 0) >= last and (last == 0 or int(after.get("counter") or 0) > 0)
-        return {"passed": passed, "detail": "counter %s on the target, %s on the source before the move%s"
-                % (after.get("counter"), last, "" if passed else ": the counter restarted")}
+        at_stop = None
+        if watch.get("a2_state"):
+            try:
+                at_stop = int(json.loads(watch["a2_state"]).get("counter"))
+            except (ValueError, TypeError, AttributeError):
+                at_stop = None
+        mark = ssh(hosts["target"], "docker exec a2 cat %s" % A2_MARK).stdout.strip()
+        return check_a2(strategy, at_stop, a2_state(tgt), bool(watch.get("a2_mark")) and mark == watch["a2_mark"],
+                        probe_result)
     if app == "a3":
         after = a3_values(tgt)
         if after is None:
@@ -75,8 +144,8 @@ def check_state(app, before, hosts, probe_result):
             return {"passed": False, "detail": "no keys on the source before the move"}
         return {"passed": not missing, "detail": "%d of %d keys on the target%s" % (
             len(want) - len(missing), len(want), (", missing " + " ".join(missing)) if missing else "")}
-    resumed = (probe_result.get("target") or {}).get("good", 0)
-    return {"passed": resumed > 0, "detail": "%d A1 requests through the target's gateway after the move" % resumed}
+    target_log = ssh(hosts["target"], "docker logs a1 2>&1").stdout.splitlines()
+    return check_a1(strategy, watch.get("a1_log") or [], target_log)
 
 
 def state_before(app, hosts):
@@ -86,6 +155,30 @@ def state_before(app, hosts):
     if app == "a3":
         return a3_values(src)
     return None
+
+
+def start_watch(app, hosts):
+    """What is read on the source while the app moves (see check_state); stop it with stop_watch."""
+    if app == "a2":
+        mark = uuid.uuid4().hex
+        put = ssh(hosts["source"], "docker exec -u 0 a2 sh -c 'echo %s > %s'" % (mark, A2_MARK))
+        if put.returncode != 0:
+            raise RuntimeError("could not mark A2's volume on the source: %s" % put.stderr.strip())
+        return {"a2_mark": mark, "_watch": VolumeFileWatch(hosts["source"], "a2", "/data", "state.json")}
+    if app == "a1":
+        return {"_follow": LogFollow(hosts["source"], "a1")}
+    return {}
+
+
+def stop_watch(watch):
+    """The readings of start_watch's watchers (plain data)."""
+    out = {k: v for k, v in watch.items() if not k.startswith("_")}
+    if "_watch" in watch:
+        out["a2_state"] = watch["_watch"].stop() and watch["_watch"].last()
+        out["a2_state_readings"] = len(watch["_watch"].readings)
+    if "_follow" in watch:
+        out["a1_log"] = watch["_follow"].stop()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -130,6 +223,7 @@ def run_one(args) -> dict:
     if isinstance(apps_extra, dict):
         apps_extra = [apps_extra]
     ansible_rc, cause, reset_done = None, None, None
+    watch, watched = {}, None
     try:
         hosts = lab_hosts(args.inventory)
         stage = "reset"
@@ -145,6 +239,8 @@ def run_one(args) -> dict:
                                 port=spec.get("port"), keys=sorted(before) if isinstance(before, dict) and
                                 args.app == "a3" and before else ["zone01"],
                                 deadline=args.timeout).start()
+        stage = "state watch"
+        watch = start_watch(args.app, hosts)
         stage = "migrate"
         proc = ansible_playbook(args.inventory, ROOT / "playbooks" / "migrate.yml",
                                 migrate_extra(args.app, args.strategy, args.network, run_id, migrate_dir,
@@ -163,9 +259,10 @@ def run_one(args) -> dict:
                 time.sleep(1.5)  # let A1 send a few requests through the target's gateway
             probe_result = probe_mod.gateway_gap(probe_mod.parse_gateway_log(gateway_log(hosts["source"])),
                                                  probe_mod.parse_gateway_log(gateway_log(hosts["target"])), since)
+        watched = stop_watch(watch)
         if proc.returncode == 0:
             stage = "state after"
-            state_after = check_state(args.app, before, hosts, probe_result)
+            state_after = check_state(args.app, before, hosts, probe_result, args.strategy, watched)
         found = sorted(migrate_dir.glob("%s-*.json" % run_id))
         if found:
             record = json.loads(found[-1].read_text())
@@ -175,6 +272,8 @@ def run_one(args) -> dict:
         cause = "%s: %s" % (stage, exc)
         if args.debug:
             traceback.print_exc()
+    if watch and watched is None:
+        watched = stop_watch(watch)
     if record is None:
         record = {"schema": SCHEMA, "status": "failed", "error": cause or "no record from migrate.yml",
                   "run_id": run_id, "app": args.app, "strategy": args.strategy, "network": args.network,
@@ -193,12 +292,16 @@ def run_one(args) -> dict:
             network = None
     record.setdefault("downtime", {})
     record["downtime"]["user"] = probe_result.get("downtime")
+    # the app frozen while it still served on the source (the commit's pause, the pre-relocation dump)
+    record["downtime"]["user_pre_relocation_freeze"] = (probe_result.get("freeze") or {}).get("longest")
     record["experiment"] = {
         "schema": EXPERIMENT_SCHEMA, "rep": args.rep, "attempt": attempt, "cell": cell,
         "stage_failed": (failed_at or stage) if cause else None,
         "ansible_rc": ansible_rc, "run_seconds": round(time.monotonic() - t0, 3), "reset": reset_done,
         "start_command": APP_SPECS[args.app]["start_command"] if args.strategy == "m1" else None,
         "network_measured": network, "probe": probe_result, "state_before": before,
+        "state_watch": ({k: (v[-5:] if isinstance(v, list) else v) for k, v in watched.items()}
+                        if watched else None),
         "state_after": (state_after if state_after is not None
                         else {"passed": None, "detail": "not checked: " + (cause or "")}),
         "totals": {"pre_source": phase_total(record, "pre_relocation", "source"),

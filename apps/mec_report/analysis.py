@@ -71,6 +71,7 @@ METRICS = {
     "reloc_target": (lambda r: dig(r, "durations.relocation.target_total"), "s"),
     "downtime_wall": (lambda r: dig(r, "downtime.wall"), "s"),
     "downtime_user": (lambda r: dig(r, "downtime.user"), "s"),
+    "freeze_user": (lambda r: dig(r, "downtime.user_pre_relocation_freeze"), "s"),
     "checkpoint_delta": (lambda r: dig(r, "sizes.checkpoint_delta"), "bytes"),
     "rsync_transferred": (lambda r: dig(r, "sizes.rsync_transferred_bytes"), "bytes"),
     "checkpoint_final": (lambda r: dig(r, "sizes.checkpoint_final"), "bytes"),
@@ -137,7 +138,8 @@ def cell_medians(records):
         cell["first_ok"] += r.get("status") == "ok" and attempt_of(r) == 1
     for key, cell in cells.items():
         app, strategy, network = key
-        for metric in ("downtime_wall", "downtime_user", "pre_source", "pre_transfer", "pre_target", "reloc_source"):
+        for metric in ("downtime_wall", "downtime_user", "freeze_user", "pre_source", "pre_transfer", "pre_target",
+                       "reloc_source"):
             vals = values(records, metric, app=app, strategy=strategy, network=network)
             cell[metric] = median(vals)
             cell[metric + "_spread"] = spread(vals)
@@ -147,7 +149,7 @@ def cell_medians(records):
 
 
 # stages of a run before the migration itself: a failure there says nothing about the strategy
-NOT_MIGRATED = ("start", "reset", "state before", "probe")
+NOT_MIGRATED = ("start", "reset", "state before", "probe", "state watch")
 
 
 def table_81(records):

@@ -158,19 +158,22 @@ def render(records, skipped, out: Path, stays=None, title_dir="") -> str:
     # medians per cell
     cells = an.cell_medians(records)
     lines += ["## Medians per cell", "",
-              "Median (min-max) over the cell's ok runs.", "",
+              "Median (min-max) over the cell's ok runs. *Freeze before the relocation*: the longest gap between the "
+              "source's answers to the probe while it still served (the commit's pause, the pre-relocation dump), "
+              "apart from the relocation's downtime.", "",
               "| app | strategy | network | runs | ok (first attempt) | downtime, seed (s) | downtime, user (s) "
+              "| freeze before the relocation, user (s) "
               "| pre-relocation source / transfer / target (s) | relocation, source (s) | migration time (s) |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     order = {"app": an.APPS, "strategy": an.STRATEGIES, "network": an.NETWORKS}
 
     def cell_key(kv):
         return tuple((list(order[k]).index(v) if v in order[k] else 99, str(v)) for k, v in zip(order, kv[0]))
 
     for (a, s, n), c in sorted(cells.items(), key=cell_key):
-        lines.append("| %s | %s | %s | %d | %d (%d) | %s | %s | %s / %s / %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %d | %d (%d) | %s | %s | %s | %s / %s / %s | %s | %s |" % (
             a, s, n, c["runs"], c["ok"], c["first_ok"], _fmt_spread(c["downtime_wall_spread"]),
-            _fmt_spread(c["downtime_user_spread"]),
+            _fmt_spread(c["downtime_user_spread"]), _fmt_spread(c["freeze_user_spread"]),
             _fmt(c["pre_source"], 2), _fmt(c["pre_transfer"], 2), _fmt(c["pre_target"], 2),
             _fmt_spread(c["reloc_source_spread"]), _fmt(c["migration_time"], 2)))
     lines.append("")

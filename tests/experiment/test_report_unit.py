@@ -235,3 +235,39 @@ def test_report_counts_first_attempts_and_a_retried_run_once(tmp_path):
         in page
     assert "| a2 | m2 | n1 | 3 | 2 (1) |" in page
     assert "### Failed attempts that were retried" in page and "- a2 m2 n1 #2 attempt 1: migrate: boom" in page
+
+
+def test_the_probe_keeps_its_grid_while_requests_hang_and_measures_the_freeze():
+    """An endpoint frozen for 1.0 s (every request sent meanwhile hangs until it thaws, as a paused app's do):
+    the requests go on every 20 ms, the freeze is measured within 50 ms, and it is a freeze, not a downtime."""
+    import threading
+    import time as _time
+    thaw = threading.Event()
+    frozen = {}
+
+    def ask():
+        if frozen.get("from") is not None and not thaw.is_set():
+            thaw.wait(5)
+        return True, {"requestsOk": 1}
+    p = probe.Poller("source", ask, interval=0.02, deadline=10)
+    p.start()
+    _time.sleep(0.5)
+    frozen["from"] = _time.time()
+    _time.sleep(1.0)
+    thaw.set()
+    frozen["to"] = _time.time()
+    _time.sleep(0.5)
+    p.stop()
+    p.join(2)
+    res = p.resolution()
+    assert res["send_gap_max"] <= 0.05 and res["skipped"] == 0, res
+    f = probe.freezes(p.log.good_times, 0.02)
+    assert f["count"] == 1 and abs(f["longest"] - 1.0) <= 0.05, f
+    assert frozen["from"] - 0.05 <= f["gaps"][0][0] <= frozen["from"] + 0.001
+
+
+def test_freezes_are_gaps_between_good_answers():
+    times = [0.0, 0.02, 0.04, 0.06, 0.56, 0.58, 0.60, 0.70, 0.72]
+    assert probe.freezes(times, 0.02) == {"longest": 0.5, "total": 0.6, "count": 2,
+                                          "gaps": [[0.06, 0.5], [0.6, 0.1]]}
+    assert probe.freezes([1.0], 0.02)["longest"] is None

@@ -119,3 +119,41 @@ def test_a_run_ok_at_some_attempt_is_not_run_again(tmp_path, capsys):
                      "--app", "a2", "--strategy", "m2", "--network", "n1", "--rep", "1", "--retry-failed", "yes"])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out == {"line": "a2 m2 n1 #1: already recorded (ok, attempt 2), skipped", "status": "skipped"}
+
+
+A1_SOURCE = ["2026-12-06T21:00:00.000 a1 INFO Started app: polling http://gw/rni every 200 ms",
+             "2026-12-06T21:00:00.200 a1 INFO erabInfo [{\"erabId\":1}]",
+             "2026-12-06T21:00:00.400 a1 INFO erabInfo [{\"erabId\":1}]"]
+
+
+def test_a1_goes_on_in_its_own_log_on_the_target():
+    target = ["2026-12-06T21:00:01.000 a1 INFO Started app: polling http://gw/rni every 200 ms",
+              "2026-12-06T21:00:01.200 a1 INFO erabInfo [{\"erabId\":1}]"]
+    res = runner.check_a1("m2", A1_SOURCE, target)
+    assert res["passed"] is True and res["gap"] == 0.8, res
+    # m3 restores the process: a new start is a restart, not a restore
+    assert runner.check_a1("m3", A1_SOURCE, target)["passed"] is False
+    assert runner.check_a1("m3", A1_SOURCE, target[1:])["passed"] is True
+
+
+def test_a1_fails_without_answers_or_with_overlap():
+    assert runner.check_a1("m2", A1_SOURCE, ["2026-12-06T21:00:01.200 a1 WARNING request failed: timed out"]
+                           )["passed"] is False
+    overlap = runner.check_a1("m2", A1_SOURCE, ["2026-12-06T21:00:00.300 a1 INFO erabInfo [{}]"])
+    assert overlap["passed"] is False and "before the source's last line" in overlap["detail"]
+    assert runner.check_a1("m2", [], ["2026-12-06T21:00:01.200 a1 INFO erabInfo [{}]"])["passed"] is False
+
+
+def test_a2_is_checked_against_its_value_at_the_stop_and_its_volume_mark():
+    probe = {"source": {"last_value": {"requestsOk": 500}}, "target": {"first_value": {"requestsOk": 501}}}
+    assert runner.check_a2("m2", 1, {"counter": 1}, True, probe)["passed"] is True
+    # the source had counted one zone: a volume made again empty (counter 1 after one zone, no mark) fails
+    assert runner.check_a2("m2", 1, {"counter": 1}, False, probe)["passed"] is False
+    assert runner.check_a2("m2", 3, {"counter": 1}, True, probe)["passed"] is False
+    assert runner.check_a2("m2", None, {"counter": 3}, True, probe)["passed"] is False
+    assert runner.check_a2("m3", 1, {"counter": 1}, True, probe)["passed"] is True
+    # m3: a restarted process counts its requests from 0
+    restarted = {"source": {"last_value": {"requestsOk": 500}}, "target": {"first_value": {"requestsOk": 2}}}
+    res = runner.check_a2("m3", 1, {"counter": 1}, True, restarted)
+    assert res["passed"] is False and "requestsOk did not go on" in res["detail"]
+    assert runner.check_a2("m2", 1, {"counter": 1}, True, restarted)["passed"] is True  # m1/m2 restart by design
