@@ -156,7 +156,7 @@ class Drive:
     # ------------------------------------------------------------------------------------------ the drive
     def run(self) -> dict:
         self.out.mkdir(parents=True)
-        (self.out / "state").mkdir()
+        (self.out / "state").mkdir(mode=0o700)  # private: the event sources and follow.yml refuse it otherwise
         self.lab.check()
         start_zone, zone_changes, ap_changes = ue_timeline(self.ue, self.duration)
         start_host = self.lab.zone_host.get(start_zone)

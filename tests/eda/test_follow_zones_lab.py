@@ -134,7 +134,7 @@ def test_a_hop_to_a_zone_the_ue_has_left_is_given_up_and_the_app_keeps_serving(z
     a, b = zones["zone01"], zones["zone02"]
     start_app(a, app)
     state = tmp_path / "state"
-    state.mkdir()
+    state.mkdir(mode=0o700)  # private (follow_hop refuses a state folder others could read or write)
     (state / f"{CAR}.json").write_text(json.dumps({"ue": CAR, "zone": "zone01", "seq": 7}))
     before = a.counter(app)
     p = ansible_playbook("-i", str(INVENTORY), "playbooks/follow.yml", "-e", json.dumps({
@@ -219,12 +219,28 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
     blocker = None
     try:
         _wait(lambda: len(sbx.subscriptions()) == 4, 90, "the rulebook's 4 zonalTraffic subscriptions")
+        # 0. the forged callback (issue #18): whoever reads the sandbox's subscriptions has each callback URL with
+        # its token; notifications whose zone or access point id is a template run nothing on the controller (the
+        # landed code ran it as root) and start no hop: the source drops them, the true zone change is event 1
+        marker = tmp_path / "MARKER"
+        forged = "{{ lookup('ansible.builtin.pipe', 'id -un > %s; echo zone02') }}" % marker
+        for sub in sbx.subscriptions():
+            for note in ({"zoneId": forged}, {"currentAccessPointId": forged}, {"previousAccessPointId": forged}):
+                body = {"zonalPresenceNotification": dict(
+                    {"address": CAR, "userEventType": "Entering", "zoneId": "zone02", "currentAccessPointId": "x1",
+                     "timestamp": {"seconds": int(time.time()), "nanoSeconds": 0}}, **note)}
+                r = requests.post(sub["callbackReference"]["notifyURL"], json=body, timeout=5)
+                assert r.status_code == 204, (r.status_code, r.text)
+        assert json.loads((state / f"{CAR}.json").read_text())["zone"] == "zone01"
         # 1. zone01 -> zone02: the app moves to zone02's host
         sbx.to(152)
         _wait(lambda: len(_hops(results)) >= 1, 180, "the first hop's line in the follow log")
         hop1 = _hops(results)[-1]
         assert zones["zone02"].running(app)
         assert hop1["moved"] and hop1["target"] == zones["zone02"].name and hop1["seq"] == 1
+        assert not marker.exists(), "a forged zone id was rendered on the controller"
+        assert (tmp_path / "rulebook.log").read_text().count("mec_mobility: a notification for UE 10.100.0.1 "
+                                                            "dropped") == 3 * 4
         # 2. a failed hop: zone03's host has the stream port taken; the app keeps serving on zone02's host
         blocker = zones["zone03"].sh("nohup nc -l -p 47777 >/dev/null 2>&1 & echo $!")
         sbx.to(180)
