@@ -3,7 +3,10 @@
 # runs the Python lint (ruff, ruff.toml) and ansible-test sanity, brings up the local lab and its services, then runs
 #   1. pytest: unit tests, engine tests, the lab's integration tests (tests/), the zones lab's follow tests,
 #   2. the Molecule scenarios of the roles (roles/*/molecule/default).
-# Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x
+# Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x. With arguments, only what the selected tests
+# need is brought up (pytest collects them first, nothing runs: scripts/pytest_selection.py): the local lab and its
+# services for tests marked lab, the zones lab for zones_lab (which counts as lab too), this machine's Docker engine
+# for docker; and the Molecule scenarios do not run. Without arguments everything runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
@@ -64,18 +67,57 @@ git ls-files --cached --others --exclude-standard -z | rsync -a --from0 --files-
     --test no-smart-quotes --test pep8 --test replace-urlopen --test runtime-metadata --test symlinks \
     --test use-argspec-type-path --test use-compat-six --test validate-modules --test yamllint)
 
-step "local lab: hosts provisioned by the collection's roles"
-ansible-playbook playbooks/lab.yml
-step "services of the lab: MEC sandbox, gateways, apps"
-ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml
-step "zones lab: four MEC hosts, one per zone of the Monaco scenario (follow the vehicle: tests/eda, marker zones_lab)"
-ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_zones.yml
-export MEC_ZONES_LAB=1
+# What the selection needs (all of it without arguments).
+export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p results
+needs=results/pytest-needs.txt
+if [ $# -eq 0 ]; then
+    printf '%s\n' docker local_lab zones_lab > "$needs"
+else
+    step "pytest --collect-only: what the selected tests need"
+    rm -f "$needs"
+    set +e
+    MEC_ZONES_LAB=1 MEC_SELECTION_OUT="$needs" python -m pytest --collect-only -q -p pytest_selection "$@" \
+        > results/pytest-collect.log 2>&1
+    rc=$?
+    set -e
+    # exit 5: nothing collected (the run below fails on it the same way)
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then
+        tail -n 30 results/pytest-collect.log; echo "pytest could not collect the selection (rc=$rc)"; exit "$rc"
+    fi
+    [ -f "$needs" ] || : > "$needs"
+    echo "needed: $(tr '\n' ' ' < "$needs")"
+fi
+need() { grep -qx "$1" "$needs"; }
+
+if need local_lab; then
+    step "local lab: hosts provisioned by the collection's roles"
+    ansible-playbook playbooks/lab.yml
+    step "services of the lab: MEC sandbox, gateways, apps"
+    ansible-playbook -i inventories/local/hosts.yml playbooks/apps.yml
+elif need docker || need zones_lab; then
+    step "this machine's Docker engine (the docker_engine role; no lab)"
+    engine_play=$(mktemp --suffix=.yml)
+    cat > "$engine_play" << 'EOF'
+- name: Run this machine's Docker engine (experimental on)
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - mec.migration.docker_engine
+EOF
+    ansible-playbook "$engine_play"
+    rm -f "$engine_play"
+fi
+if need zones_lab; then
+    step "zones lab: four MEC hosts, one per zone of the Monaco scenario (follow the vehicle: tests/eda, marker zones_lab)"
+    ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_zones.yml
+    export MEC_ZONES_LAB=1
+fi
 
 step "pytest"
-mkdir -p results
 set +e
-python -m pytest --durations=25 "$@" 2>&1 | tee results/pytest.log
+python -m pytest -p pytest_selection --durations=25 "$@" 2>&1 | tee results/pytest.log
 rc=${PIPESTATUS[0]}
 set -e
 # pytest's exit 5 means that it collected no test, a failure here too.
