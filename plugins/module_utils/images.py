@@ -514,6 +514,9 @@ def write_image_archive(client, image, dest, skip_chain_ids=None, method="auto")
             with os.fdopen(fd, "wb") as fh:
                 if candidate == "layerdb":
                     _write_from_layerdb(_LayerStore(client), info, image, plan, fh)
+                elif all(layer["send"] for layer in plan):  # nothing to drop: docker save's stream as it is
+                    for chunk in client.api.get_image(image):
+                        fh.write(chunk)
                 else:
                     _write_from_save(client, image, info, plan, fh)
             used = candidate
