@@ -6,7 +6,10 @@ Each run migrates A2 (the zone counter) with strategy m3 from the host where it 
   * the UE-side probe (apps/mec_experiment/probe.py) asks both hosts for A2's state every 20 ms, and
   * a client holds an established TCP connection to A2 on the source (a request in flight), the case that
     made every m3 dump fail before the TCP policy (migration_criu_tcp=close);
-after the run the client reconnects to the target and must read a state at least as far as the source's.
+after the run the client reconnects to the target and must read a state at least as far as the source's
+at its stop (the probe's last answer from the source: the volume counter and the in-memory requestsOk).
+The held connection's fate is counted per run (reset, closed, answered, or left open), and every run's raw
+row goes to benchmarks/results/m3-a2-downtime.json.
 
 Prints the success count, the wall downtime (source stopped -> target running, from the record) and the
 user-seen downtime (the probe's gap) as median and p90, the median of every relocation step, CRIU's own dump
@@ -35,6 +38,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from labtools import ANSIBLE_PLAYBOOK, INVENTORY, Host, http_json, reverse_inventory  # noqa: E402
 from mec_experiment.probe import Probe  # noqa: E402
+from results_file import summarize, write_results  # noqa: E402  (tests/benchmarks/, this script's folder)
 
 A2_APP = os.path.join(ROOT, "apps", "a2_zone_counter", "app.py")
 
@@ -63,13 +67,18 @@ def hold_connection(address, port=3000):
     return s
 
 
-def connection_reset(sock):
-    """Whether the held connection was closed by the migration (its reader sees EOF or a reset)."""
+def held_outcome(sock):
+    """What the migration did to the held connection: "reset" (the reader sees a reset), "closed" (EOF),
+    "answered" (the request in flight was answered: the connection survived), "open" (no answer, no close in
+    5 s: a client left hanging)."""
     sock.settimeout(5)
     try:
-        return sock.recv(1) == b""
+        data = sock.recv(1)
+        return "closed" if data == b"" else "answered"
+    except socket.timeout:
+        return "open"
     except OSError:
-        return True
+        return "reset"
     finally:
         sock.close()
 
@@ -85,7 +94,7 @@ def one_run(src_addr, dst_addr, inventory, results):
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     probe.wait_target_good(hold=0.5, limit=10)
     seen = probe.stop()
-    reset = connection_reset(held)
+    reset = held_outcome(held)
     records = sorted(f for f in os.listdir(results) if f.endswith(".json"))
     record = json.load(open(os.path.join(results, records[-1]))) if records else None
     after = http_json(dst_addr) if p.returncode == 0 else None
@@ -144,16 +153,26 @@ def main():
             return "reverse"
         sys.exit("a2 runs on neither lab host: run playbooks/apps.yml -e apps_reset=true")
     ok, walls, seen_gaps, steps, dumps, rows = 0, [], [], {}, [], []
+    held_counts = {}
     with tempfile.TemporaryDirectory(prefix="mec-bench-a2-") as tmp:
         for i in range(args.runs):
             src, dst, inv = hosts[direction()]
             results = os.path.join(tmp, "run%d" % i)
             os.makedirs(results)
-            p, record, seen, before, after, reset = one_run(src, dst, inv, results)
+            p, record, seen, before, after, held = one_run(src, dst, inv, results)
             good = p.returncode == 0 and record and record["status"] == "ok"
-            state_kept = bool(after and before and after.get("counter", -1) >= before.get("counter", 0)
-                              and after.get("requestsOk", -1) >= before.get("requestsOk", 0))
-            rows.append(dict(record=record, probe=seen, before=before, after=after, reset=reset))
+            # the state at the source's stop: the probe's last good answer from the source (its in-memory
+            # requestsOk and its volume counter), against the target's first good answer
+            at_stop = (seen.get("source") or {}).get("last_value") or {}
+            first = (seen.get("target") or {}).get("first_value") or {}
+            state_kept = bool(at_stop and first and first.get("counter", -1) >= at_stop.get("counter", 0)
+                              and first.get("requestsOk", -1) >= at_stop.get("requestsOk", 0))
+            held_counts[held] = held_counts.get(held, 0) + 1
+            rows.append(dict(run=i + 1, source=src, target=dst, ok=bool(good), state_kept=state_kept,
+                             held_connection=held, wall=(record or {}).get("downtime", {}).get("wall"),
+                             user=seen.get("downtime"), freeze=(seen.get("freeze") or {}).get("longest"),
+                             resolution=seen.get("resolution"), at_stop=at_stop, target_first=first,
+                             before=before, after=after, error=None if good else (record or {}).get("error")))
             if not good:
                 print("run %d %s -> %s FAILED: %s" % (i + 1, src, dst, (record or {}).get("error")
                                                       or p.stdout[-1500:]), flush=True)
@@ -169,11 +188,12 @@ def main():
                     steps.setdefault("%s.%s" % (part, step), []).append(value)
             if record["criu"]["dump_duration"] is not None:
                 dumps.append(record["criu"]["dump_duration"])
-            print("run %2d %s -> %s: wall %.3f s, user-seen %s s, delta %s of %s bytes, state %s -> %s (%s), "
-                  "held connection %s" % (
-                      i + 1, src, dst, wall, seen.get("downtime"), record["sizes"]["checkpoint_delta"],
-                      record["sizes"]["checkpoint_final"], before.get("requestsOk"), (after or {}).get("requestsOk"),
-                      "kept" if state_kept else "LOST", "reset, reconnected" if reset else "still open"), flush=True)
+            print("run %2d %s -> %s: wall %.3f s, user-seen %s s, freeze before %s s, delta %s of %s bytes, "
+                  "requestsOk %s at the stop -> %s on the target (%s), held connection %s" % (
+                      i + 1, src, dst, wall, seen.get("downtime"), (seen.get("freeze") or {}).get("longest"),
+                      record["sizes"]["checkpoint_delta"], record["sizes"]["checkpoint_final"],
+                      at_stop.get("requestsOk"), first.get("requestsOk"), "kept" if state_kept else "LOST", held),
+                  flush=True)
         last_host = Host(hosts[direction()][0])
         fl = floor(last_host, args.floor_runs)
     print("\nm3 of A2 on the local lab, probe and a held connection attached: %d of %d runs ok with the state kept"
@@ -194,6 +214,18 @@ def main():
                                                               statistics.median(r[0] for r in fl),
                                                               statistics.median(r[1] for r in fl),
                                                               statistics.median(r[2] for r in fl) / 1e6))
+    # the held connection: with migration_criu_tcp=close the migration resets it and the client reconnects
+    print("held connection: %s of %d runs" % (", ".join("%s %d" % kv for kv in sorted(held_counts.items())),
+                                              args.runs))
+    path = write_results("m3-a2-downtime", rows, {
+        "runs": args.runs, "ok_state_kept": ok,
+        "held_connection": held_counts,
+        "wall_s": summarize(walls), "user_s": summarize(seen_gaps),
+        "freeze_before_s": summarize([r["freeze"] for r in rows if r["ok"] and r["freeze"] is not None]),
+        "criu_dump_s": summarize(dumps),
+        "floor_dump_s": summarize([r[0] for r in fl]), "floor_restore_s": summarize([r[1] for r in fl])},
+        extra={"steps_s": {k: summarize(v) for k, v in steps.items()}})
+    print("results file: %s" % path)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -5,6 +5,8 @@ N migrations per strategy of a small stateless container and of a small volume-b
 app of tests/integration/files/counter_app), each with a fresh container. Prints, per strategy and app,
 the medians of the wall-clock downtime (source stop -> target running), of the sum of the relocation's
 operations, their ratio, and the median of every relocation step, which shows what bounds the downtime.
+Every run (failed ones too) and its whole record go to benchmarks/results/migration-downtime-<transfer>.json
+(tests/benchmarks/results_file.py: commit, cores, load average), the medians with min/max as its summary.
 
     .venv/bin/python tests/benchmarks/migration_downtime.py --runs 3
 (m3 of the real A2 with clients: m3_a2_downtime.py)
@@ -26,21 +28,25 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from labtools import INVENTORY, Host, lab_hosts, load_image, migrate  # noqa: E402
+from labtools import INVENTORY, WORK_ROOT, Host, lab_hosts, load_image, migrate  # noqa: E402
+from results_file import start, summarize, write_results  # noqa: E402  (tests/benchmarks/, this script's folder)
 
 IMAGE = "mec-test/counter:1"
 TARGETS = {"m1": 0.5, "m2": 0.5, "m3": 0.8}
 
 
 def ensure_image(src):
-    if src.run(["docker", "image", "inspect", IMAGE], check=False).returncode != 0:
-        base = next((b for b in ("mec-lab/base:bookworm", "mec-test/base:bookworm")
-                     if subprocess.run(["docker", "image", "inspect", b], capture_output=True).returncode == 0), None)
-        if base is None:
-            sys.exit("no local base image to build %s from" % IMAGE)
-        subprocess.run(["docker", "build", "-q", "--build-arg", "BASE=" + base, "--label", "mec.migration.test=1",
-                        "-t", IMAGE, os.path.join(HERE, "..", "integration", "files", "counter_app")], check=True,
-                       capture_output=True)
+    """The counter image built here from counter_app, on the source host (loaded when its id differs)."""
+    base = next((b for b in ("mec-lab/base:bookworm", "mec-test/base:bookworm")
+                 if subprocess.run(["docker", "image", "inspect", b], capture_output=True).returncode == 0), None)
+    if base is None:
+        sys.exit("no local base image to build %s from" % IMAGE)
+    subprocess.run(["docker", "build", "-q", "--build-arg", "BASE=" + base, "--label", "mec.migration.test=1",
+                    "-t", IMAGE, os.path.join(HERE, "..", "integration", "files", "counter_app")], check=True,
+                   capture_output=True)
+    want = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", IMAGE], capture_output=True,
+                          text=True).stdout.strip()
+    if src.run(["docker", "image", "inspect", "-f", "{{.Id}}", IMAGE], check=False).stdout.strip() != want:
         load_image(IMAGE, src)
 
 
@@ -59,12 +65,11 @@ def one_run(src, dst, strategy, kind, transfer, results):
                                   run_id=run_id, migration_cleanup=True)
         if rc != 0 or not record or record["status"] != "ok":
             print("  run failed: %s" % (record or {}).get("error") or out[-1500:], file=sys.stderr)
-            return None
-        return record
+        return rc, record, out
     finally:
         for h in (src, dst):
             h.run("docker rm -f %s; docker volume rm -f %s-data; docker images -q 'mec-migration/%s' | "
-                  "xargs -r docker rmi -f; rm -rf /var/tmp/mec-migration/%s" % (name, name, name, run_id), check=False)
+                  "xargs -r docker rmi -f; rm -rf %s/%s" % (name, name, name, WORK_ROOT, run_id), check=False)
 
 
 def median(values):
@@ -91,15 +96,21 @@ def main():
     hosts = lab_hosts()
     src, dst = Host(hosts["source"]), Host(hosts["target"])
     ensure_image(src)
-    rows, dump = [], []
-    with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:
+    rows, raw = [], []
+    start()
+    with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:  # migrate.yml's records, copied below
         for strategy in args.strategies.split(","):
             for kind in args.apps.split(","):
                 records = []
                 for i in range(args.runs):
-                    rec = one_run(src, dst, strategy, kind, args.transfer, os.path.join(results, "%s-%s-%d"
-                                                                                        % (strategy, kind, i)))
-                    if rec:
+                    rc, rec, out = one_run(src, dst, strategy, kind, args.transfer,
+                                           os.path.join(results, "%s-%s-%d" % (strategy, kind, i)))
+                    ok = rc == 0 and bool(rec) and rec["status"] == "ok"
+                    raw.append({"strategy": strategy, "app": kind, "run": i + 1, "ok": ok,
+                                "wall": (rec or {}).get("downtime", {}).get("wall") if ok else None,
+                                "operations_sum": (rec or {}).get("downtime", {}).get("operations_sum") if ok else None,
+                                "error": None if ok else ((rec or {}).get("error") or out[-500:]), "record": rec})
+                    if ok:
                         records.append(rec)
                         print("  %s %-9s run %d: wall %.3f s, operations %.3f s" % (
                             strategy, kind, i + 1, rec["downtime"]["wall"], rec["downtime"]["operations_sum"]),
@@ -117,7 +128,6 @@ def main():
                 ops = median([r["downtime"]["operations_sum"] for r in records])
                 rows.append((strategy, kind, len(records), wall, ops, wall / ops if ops else float("nan"),
                              dict((k, median(v)) for k, v in sorted(steps.items()))))
-                dump.extend(records)
     print("\nmedian downtime on the local lab (transfer=%s, %d runs each)" % (args.transfer, args.runs))
     print("%-3s %-9s %4s %9s %9s %6s %7s  %s" % ("str", "app", "n", "wall[s]", "ops[s]", "ratio", "target",
                                                  "relocation steps (median s)"))
@@ -125,9 +135,19 @@ def main():
         ok = "ok" if wall < TARGETS[strategy] and ratio <= 1.3 else "MISSED"
         print("%-3s %-9s %4d %9.3f %9.3f %6.2f %7s  %s" % (strategy, kind, n, wall, ops, ratio, ok,
                                                            ", ".join("%s %.3f" % kv for kv in steps.items())))
+    summary = {}
+    for strategy, kind, n, _wall, _ops, ratio, steps in rows:
+        mine = [r for r in raw if r["strategy"] == strategy and r["app"] == kind]
+        summary["%s-%s" % (strategy, kind)] = {
+            "runs": len(mine), "ok": n, "wall_s": summarize([r["wall"] for r in mine if r["ok"]]),
+            "operations_s": summarize([r["operations_sum"] for r in mine if r["ok"]]),
+            "ratio_of_medians": round(ratio, 3), "target_wall_s": TARGETS[strategy], "steps_median_s": steps}
+    path = write_results("migration-downtime-%s" % args.transfer, raw, summary,
+                         extra={"runs_per_cell": args.runs, "strategies": args.strategies, "apps": args.apps})
+    print("results file: %s" % path)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dump, fh, indent=1)
+            json.dump([r["record"] for r in raw if r["record"]], fh, indent=1)
 
 
 if __name__ == "__main__":
