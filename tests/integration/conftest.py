@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from labtools import BASE_IMAGES, ROOT, docker_cli, local_base_image, skip_or_fail  # noqa: F401  (fixtures)
+from labtools import (BASE_IMAGES, INVENTORY, ROOT, Host, docker_cli, lab_hosts, load_image,  # noqa: F401
+                      local_base_image, skip_or_fail)
 
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 LINK = os.path.join(COLLECTIONS, "ansible_collections", "mec", "migration")
@@ -73,6 +74,30 @@ def counter_image(docker_client):
     docker_cli("build", "-q", "--build-arg", "BASE=" + base, "--label", TEST_LABEL, "-t", "mec-test/counter:1",
                COUNTER_APP)
     return "mec-test/counter:1"
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """(source, target) of the local lab, each answering with a running engine; the lab's absence fails."""
+    if not os.path.exists(INVENTORY):
+        pytest.fail("the local lab is not up (no %s): bring it up with playbooks/lab.yml or scripts/test.sh"
+                    % INVENTORY)
+    hosts = lab_hosts()
+    src, dst = Host(hosts["source"]), Host(hosts["target"])
+    for h in (src, dst):
+        h.out(["docker", "info", "--format", "{{.ServerVersion}}"])
+    return src, dst
+
+
+@pytest.fixture(scope="session")
+def lab_image(lab, counter_image):
+    """mec-test/counter:1 on the lab's source, the very image built here (loaded again when the source holds
+    another image under that name, e.g. one of an older counter.sh)."""
+    src = lab[0]
+    want = docker_cli("image", "inspect", "-f", "{{.Id}}", counter_image).stdout.strip()
+    if src.run(["docker", "image", "inspect", "-f", "{{.Id}}", counter_image], check=False).stdout.strip() != want:
+        load_image(counter_image, src)
+    return counter_image
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Helpers of the lab tests: the lab's hosts (tests/labutil.py reads them), ssh to them, the playbook."""
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,6 +20,23 @@ if _TESTS not in sys.path:  # the benchmarks import this module outside pytest
 from labutil import SSH_OPTS, LabHost, lab_hosts  # noqa: E402,F401  (lab_hosts and LabHost: for the importers)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# the state root of migrate.yml on the hosts (locks/, runs/)
+STATE_ROOT = "/var/lib/mec-migration"
+
+
+def _work_root():
+    """migrate.yml's work root on the hosts (one folder per run id): the migration role's default, read from the
+    role itself so that the tests follow it; the collection's documented default otherwise."""
+    try:
+        with open(os.path.join(ROOT, "roles", "migration", "defaults", "main.yml")) as fh:
+            value = (yaml.safe_load(fh) or {}).get("migration_work_root")
+    except OSError:
+        value = None
+    return value if isinstance(value, str) and value.startswith("/") and "{" not in value \
+        else STATE_ROOT + "/work"
+
+
+WORK_ROOT = _work_root()
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
 BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
 KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
@@ -42,6 +61,14 @@ class Host(object):
         if check and p.returncode != 0:
             raise AssertionError("on %s: %s -> rc %s: %s" % (self.address, cmd, p.returncode, p.stderr))
         return p
+
+    def put(self, data, argv, timeout=120):
+        """Run ``argv`` on the host with ``data`` (bytes) on its stdin."""
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        p = subprocess.run(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address, cmd], input=data,
+                           capture_output=True, timeout=timeout)
+        if p.returncode != 0:
+            raise AssertionError("on %s: %s -> rc %s: %s" % (self.address, cmd, p.returncode, p.stderr))
 
     def out(self, argv, **kw):
         res = self.run(argv, **kw)
@@ -163,8 +190,110 @@ def local_base_image():
     return None
 
 
-def skip_or_fail(reason):
-    """Skip outside CI; in CI (env CI=true) what a test needs must be there, so fail."""
+def lab_expected():
+    """Why the lab (and this machine's engine, CRIU, base image) must be there, or None: CI=true, or the local
+    lab's inventory exists (playbooks/lab.yml wrote it: the lab was brought up on this machine)."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("%s (CI=true: a missing prerequisite is a failure, not a skip)" % reason)
+        return "CI=true"
+    if os.path.exists(INVENTORY):
+        return "the local lab is up (%s exists)" % os.path.relpath(INVENTORY, ROOT)
+    return None
+
+
+def skip_or_fail(reason):
+    """Skip only where no lab is expected; in CI or beside a lab that is up, a missing prerequisite fails."""
+    why = lab_expected()
+    if why:
+        pytest.fail("%s (%s: a missing prerequisite is a failure, not a skip)" % (reason, why))
     pytest.skip(reason)
+
+
+# ------------------------------------------------------------------------------------- the counter app's state
+#
+# The counter app (tests/integration/files/counter_app) keeps two counters: /data/count in its volume and
+# /tmp/mem.value (in memory only; the file is written, never read back). At each start it prints
+# "counter started: volume count N" (N read from the volume); a CRIU restore prints nothing.
+
+STARTED = re.compile(r"^counter started: volume count (\d+)$", re.M)
+
+
+def counter_starts(host, name):
+    """The volume counts the container ``name`` on ``host`` started from, oldest first (its log's start lines;
+    a restored process adds none)."""
+    p = host.run(["docker", "logs", name], check=False)
+    return [int(n) for n in STARTED.findall((p.stdout or "") + (p.stderr or ""))]
+
+
+def read_int_now(host, name, path):
+    """One read of a counter file of a running container, no waiting: an int, or None."""
+    p = host.run(["docker", "exec", name, "cat", path], check=False)
+    try:
+        return int(p.stdout.strip())
+    except ValueError:
+        return None
+
+
+class StateWatch(object):
+    """The counter app's state on its host, read from the host side every 50 ms while a migration runs, so that
+    the values at the app's stop are known even when a rollback starts it again.
+
+    A shell loop on ``host`` prints "<volume count> <memory count>" (the volume's count file, the container's
+    /tmp/mem.value in its writable layer; "-" for a file that is missing or being written) while the block runs.
+    ``volume()`` and ``memory()`` are the series; ``drop(series)`` the first step back, or None."""
+
+    def __init__(self, host, name, volume, volume_file="count", memory_file="/tmp/mem.value"):
+        self.host, self.name = host, name
+        mp = host.docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume)
+        upper = host.docker("container", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", name)
+        script = ("i=0; while [ $i -lt 24000 ]; do v=$(cat %s 2>/dev/null); m=$(cat %s 2>/dev/null);"
+                  " echo \"${v:--} ${m:--}\"; sleep 0.05; i=$((i+1)); done"
+                  % (shlex.quote(mp + "/" + volume_file), shlex.quote(upper + memory_file)))
+        self._proc = subprocess.Popen(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + host.address, script],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 10
+        while not self.lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.lines:
+            raise AssertionError("the state watch on %s printed nothing" % host.address)
+
+    def _read(self):
+        for line in self._proc.stdout:
+            self.lines.append(line.split())
+
+    def stop(self):
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        self._proc.wait(10)
+        self._reader.join(10)
+
+    def _series(self, col, missing_is_zero):
+        out = []
+        for parts in self.lines:
+            v = parts[col] if len(parts) > col else "-"
+            if v.isdigit():
+                out.append(int(v))
+            elif missing_is_zero:
+                out.append(0)
+        return out
+
+    def volume(self, missing_is_zero=True):
+        """The volume's count, sample by sample. A missing count file is 0 (the file is replaced atomically,
+        so it is never missing while the volume keeps its data), or left out (``missing_is_zero=False``: where
+        the volume is removed on purpose, by migration_cleanup)."""
+        return self._series(0, missing_is_zero)
+
+    def memory(self):
+        """The in-memory count, sample by sample (reads of a file being written are left out)."""
+        return self._series(1, False)
+
+    @staticmethod
+    def drop(series):
+        """The first (before, after) where the series went back, or None."""
+        for a, b in zip(series, series[1:]):
+            if b < a:
+                return (a, b)
+        return None

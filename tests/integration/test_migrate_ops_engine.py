@@ -6,6 +6,7 @@ lab tests (test_migrate_lab.py) run the real two-host playbook.
 """
 import copy
 import os
+import re
 import threading
 import time
 
@@ -32,6 +33,18 @@ def _wait_value(client, name, path, minimum=1, timeout=10):
             pass
         time.sleep(0.1)
     raise AssertionError("%s:%s never reached %s" % (name, path, minimum))
+
+
+def _volume_count(client, volume):
+    """The count in a volume, read from the host side (for a stopped container)."""
+    with open(os.path.join(client.api.inspect_volume(volume)["Mountpoint"], "count")) as fh:
+        return int(fh.read())
+
+
+def _starts(client, name):
+    """The volume counts the counter app started from, oldest first (its log's start lines)."""
+    logs = client.api.logs(name, stdout=True, stderr=True).decode()
+    return [int(n) for n in re.findall(r"^counter started: volume count (\d+)$", logs, re.M)]
 
 
 def _run_counter(client, cleanup, image, name, volume=None, **host):
@@ -180,16 +193,22 @@ def test_relocation_on_loopback_continues_volume_counter(docker_client, counter_
     print("loopback relocation: wall %.3fs, operations %.3fs, source %s, target %s"
           % (wall, ops_sum, s["durations"], tres["durations"]))
     assert not c.api.inspect_container(unique)["State"]["Running"]
-    after = _wait_value(c, dst["name"], "/data/count", minimum=before + 1)
-    assert after > before  # the count continues from the source's volume
+    final = _volume_count(c, unique + "-data")  # the stopped source's last count
+    assert final >= before
+    now = int(_read(c, dst["name"], "/data/count"))  # once, no waiting
+    # the target's app started from the source's last count and went on from there
+    assert _starts(c, dst["name"]) == [final] and now >= final, (_starts(c, dst["name"]), final, now)
     assert 0 < wall and 0 < ops_sum
 
 
 def test_rollback_brings_source_back_with_volume(docker_client, counter_image, cleanup, unique):
     c = docker_client
     _run_counter(c, cleanup, counter_image, unique, volume=unique + "-data")
-    before = _wait_value(c, unique, "/data/count", minimum=3)
+    _wait_value(c, unique, "/data/count", minimum=3)
     c.api.stop(unique, timeout=2)
+    final = _volume_count(c, unique + "-data")  # the count the app stopped at
     res = relocation.rollback_source(c, unique)
     assert (res["method"], res["running"]) == ("start", True)
-    assert _wait_value(c, unique, "/data/count", minimum=before + 1) > before
+    # started again from the count it stopped at (its second start line), and counting
+    assert _starts(c, unique)[1:] == [final], (_starts(c, unique), final)
+    assert _wait_value(c, unique, "/data/count", minimum=final + 1) > final
