@@ -36,7 +36,7 @@ EXPR_RE = re.compile(r"^(?:(?P<func>median|min|max|mean|sum|n)\((?P<inner>[^()]+
 FUNCS = {"median": statistics.median, "min": min, "max": max, "mean": statistics.mean, "sum": sum, "n": len}
 REQUIRED_KEYS = ("name", "command", "commit", "dirty", "cores", "loadavg_before", "loadavg_after", "started_at",
                  "finished_at", "runs", "summary")
-RESULTS_REF_RE = re.compile(r"benchmarks/results/[A-Za-z0-9_.-]+\.json")
+RESULTS_REF_RE = re.compile(r"benchmarks/results/[a-z0-9][a-z0-9_.-]*\.json")  # the names write_results allows
 FENCE_RE = re.compile(r"^```.*?^```", re.S | re.M)
 
 
