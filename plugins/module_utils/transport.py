@@ -1,25 +1,41 @@
 # -*- coding: utf-8 -*-
 # Copyright: mec.migration developers
 # Apache License 2.0
-"""Host-to-host transport of a migration: SSH options, scp/rsync copies, remote commands, the relocation
-stream's connection."""
+"""Host-to-host transport of a migration: SSH options (with the control sockets in a checked root-only folder),
+scp/rsync copies, remote commands, the relocation stream's connection (authenticated and encrypted)."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
+import ipaddress
 import os
 import queue
 import re
 import secrets
+import select
 import socket
 import struct
 import threading
 import time
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
-from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import PrivateDirError, dir_size, private_dir
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+except ImportError as _exc:  # the stream refuses to start without it (require_stream_crypto)
+    HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR = False, str(_exc)
+else:
+    HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR = True, None
+
+# Root's SSH ControlMaster sockets: a folder only root can reach, checked (owner, mode, no link) on every use.
+SSH_CONTROL_DIR = "/run/mec-migration/ssh"
 
 
 DEFAULT_SSH_OPTIONS = [
@@ -31,15 +47,38 @@ DEFAULT_SSH_OPTIONS = [
     "-o", "ConnectTimeout=10",
     # One master connection per run: pre-relocation opens it, relocation reuses it.
     "-o", "ControlMaster=auto",
-    "-o", "ControlPath=/var/tmp/mec-migration/ssh-%r@%h:%p",
+    # %C: a hash of the connection's user, host and port (a short path, far below the socket path limit).
+    "-o", "ControlPath=%s/%%C" % SSH_CONTROL_DIR,
     "-o", "ControlPersist=300",
 ]
 
 
+def control_dirs(opts):
+    """The folders of the ``ControlPath`` options in an ssh argument list (``none`` has none)."""
+    folders = []
+    for opt in opts:
+        m = re.match(r"^(?:-o)?\s*(\w+)\s*(?:=|\s)\s*(.*?)\s*$", opt)  # Key=Value or Key Value, as ssh reads it
+        if not m or m.group(1).lower() != "controlpath" or m.group(2).lower() == "none":
+            continue
+        value = m.group(2)
+        folder = os.path.dirname(value)
+        if "%" in folder or not os.path.isabs(folder):
+            raise MigrationError("ssh option ControlPath=%s: the socket's folder must be a fixed absolute path "
+                                 "(%% tokens only in the socket's name), so that it can be checked." % value)
+        folders.append(folder)
+    return folders
+
+
 def ssh_base(module, ssh_options=None):
+    """The ssh options of a hop; the folder of every ControlPath among them is made (0700) and checked (a real
+    directory owned by this user, no group or other access) on every call: a folder that fails stops the run."""
     opts = list(DEFAULT_SSH_OPTIONS if ssh_options is None else ssh_options)
-    if any(o.startswith("ControlPath=") for o in opts):
-        os.makedirs("/var/tmp/mec-migration", mode=0o700, exist_ok=True)
+    for folder in control_dirs(opts):
+        try:
+            private_dir(folder)
+        except PrivateDirError as exc:
+            raise MigrationError("The SSH control socket folder is not safe on host %s, so no ssh connection was "
+                                 "made: %s" % (hostname(), exc)) from exc
     return opts
 
 
@@ -120,27 +159,50 @@ def wait_remote_ready(module, host, path, deadline, user="root", ssh_options=Non
         time.sleep(0.02)
 
 # ---------------------------------------------------------------------------------------------------------------
-# The relocation's volume stream (transfer=stream): an authenticated, integrity-checked TCP stream.
+# The relocation's stream (transfer=stream): one TCP connection, mutually authenticated, every frame encrypted
+# and authenticated with AES-256-GCM (the `cryptography` library; Debian: python3-cryptography).
 #
-# Handshake (the receiver first drops any peer whose IP is not the expected source address):
-#   S -> R  MAGIC (8) | nonce_s (32)
-#   R -> S  nonce_r (32) | HMAC(secret, "receiver" | run_id | nonce_s | nonce_r)
-#   S -> R  HMAC(secret, "sender" | run_id | nonce_s | nonce_r)
-#   R -> S  READY frame (authenticated like any frame, receiver -> sender direction)
-# Frames: type (1) | sequence (8) | length (4) | payload | HMAC-SHA256(key, type | sequence | length | payload),
-# with one key per direction derived from the secret, the run id and both nonces. The sender's frames are DATA
-# then one END (payload: the byte count); the receiver's are READY then one ACK (status byte + message). A frame
-# is verified before any of its bytes are handed on; a wrong sequence number (reordering, replay), a changed
-# byte, a stream that ends before END (truncation) all fail the MAC or the framing.
+# Handshake (the receiver drops at once any peer whose IP address is not the source's):
+#   S -> R  MAGIC "MECSTRM2" (8) | protection (1) | nonce_s (32)
+#   R -> S  nonce_r (32) | HMAC-SHA256(secret, "receiver" | protection | run_id | nonce_s | nonce_r)
+#   S -> R  HMAC-SHA256(secret, "sender" | protection | run_id | nonce_s | nonce_r)
+#   R -> S  READY frame (sealed like any frame, receiver -> sender direction)
+# ``protection`` says on the wire what protects the frames; the only value is 1: AES-256-GCM, every frame
+# encrypted and authenticated. Both proofs cover it, so a changed byte fails the handshake. A receiver refuses
+# any other value and the old "MECSTRM1" (integrity only, in clear).
+#
+# Keys: one per direction, HKDF-SHA256 of the run's secret (32 random bytes the playbook makes per run and hands
+# to both hosts over their SSH connections) with both nonces as salt and the direction, protection and run id as
+# info: fresh keys for every connection, even within one run.
+#
+# Frames: type (1) | sequence (8) | length (4) | AES-256-GCM(key, nonce = 0^4 | sequence, plaintext = payload,
+# associated data = type | sequence | length) (length + 16 bytes). The opener uses the sequence number it expects
+# (not the one on the wire) for the nonce and the associated data, so a replayed, reordered or dropped frame fails
+# to open, as does any changed byte. The sender's frames are DATA (everything the relocation sends: the checkpoint's
+# delta, the volumes' tar) then one END (payload: the byte count); the receiver's are READY then one ACK (status
+# byte + message). A frame is opened (verified and decrypted) before any of its bytes are handed on; a stream that
+# ends before its END frame fails (truncation). In clear on the wire: the handshake's nonces and proofs, and each
+# frame's type, number and length (so the sizes of what travels, not its content).
+#
+# The receiver serves handshakes concurrently (a thread per pending connection, at most STREAM_MAX_PENDING, each
+# with one overall deadline): a silent or slow peer never delays the real sender; the first peer that
+# authenticates wins, the others are closed.
 
 
-STREAM_MAGIC = b"MECSTRM1"
+STREAM_MAGIC = b"MECSTRM2"
+STREAM_MAGIC_V1 = b"MECSTRM1"             # the former stream: HMAC frames, payload in clear (refused)
+STREAM_PROTECTION_AES256GCM = 1
+STREAM_PROTECTIONS = {STREAM_PROTECTION_AES256GCM: "aes-256-gcm"}
 STREAM_NONCE_SIZE = 32
 STREAM_SECRET_SIZE = 32
-STREAM_MAC_SIZE = 32
+STREAM_MAC_SIZE = 32                      # the handshake's HMAC-SHA256 proofs
+STREAM_TAG_SIZE = 16                      # each frame's GCM tag
+STREAM_HELLO_SIZE = len(STREAM_MAGIC) + 1 + STREAM_NONCE_SIZE
 STREAM_FRAME_SIZE = 1024 * 1024          # payload bytes per DATA frame (tarfile's stream writes are this size)
 STREAM_MAX_PAYLOAD = STREAM_FRAME_SIZE    # the receiver refuses longer frames before reading them
 STREAM_HANDSHAKE_TIMEOUT = 10.0           # seconds a connected peer has for the whole handshake
+STREAM_MAX_PENDING = 8                    # handshakes the receiver serves at once; more connections are closed
+STREAM_REJECTED_KEPT = 32                 # dropped peers the receiver lists (the latest; it counts them all)
 _FRAME_HEADER = struct.Struct(">BQI")
 _FRAME_DATA, _FRAME_END, _FRAME_READY, _FRAME_ACK = 1, 2, 3, 4
 _FRAME_NAMES = {_FRAME_DATA: "DATA", _FRAME_END: "END", _FRAME_READY: "READY", _FRAME_ACK: "ACK"}
@@ -150,23 +212,34 @@ TRANSFER_ALIASES = {"nc": "stream"}
 
 
 class StreamError(MigrationError):
-    """The volume stream failed: a peer was not authenticated, a frame did not verify, the stream was cut."""
+    """The stream failed: a peer was not authenticated, a frame did not verify, the stream was cut."""
 
 
 class _ReceiverNotAuthentic(StreamError):
     """The peer the sender reached answered the challenge wrongly: no retry."""
 
 
+def require_stream_crypto():
+    """Raise MigrationError (what is missing, on which host, what to install) unless ``cryptography``'s AEAD
+    is importable; the stream cannot run without it."""
+    if not HAS_CRYPTOGRAPHY:
+        raise MigrationError(
+            "The relocation stream (transfer=stream) encrypts with Python's cryptography library, which is missing "
+            "on host %s (%s). Install it (Debian/Ubuntu: apt-get install python3-cryptography; the "
+            "mec.migration.docker_engine role installs it), or use transfer=ssh." % (hostname(),
+                                                                                     CRYPTOGRAPHY_IMPORT_ERROR))
+
+
 def normalize_transfer(value):
     """``(name, deprecation message or None)`` for a ``transfer`` option value; unknown values raise.
 
-    ``nc`` is the old name of ``stream`` (which was never netcat, and is now authenticated).
+    ``nc`` is the old name of ``stream`` (which was never netcat, and is now authenticated and encrypted).
     """
     if value in TRANSFERS:
         return value, None
     if value in TRANSFER_ALIASES:
         new = TRANSFER_ALIASES[value]
-        return new, ("transfer=%s is deprecated: it is called %s now (an authenticated TCP stream); "
+        return new, ("transfer=%s is deprecated: it is called %s now (an authenticated, encrypted TCP stream); "
                      "%s is still accepted as an alias." % (value, new, value))
     raise MigrationError("Unknown transfer %r (valid: %s; deprecated alias: %s)." % (
         value, ", ".join(TRANSFERS), ", ".join(sorted(TRANSFER_ALIASES))))
@@ -192,24 +265,63 @@ def decode_stream_secret(value):
     return raw
 
 
-def _ctx(label, run_id, nonce_s, nonce_r):
+def peer_ip(text):
+    """``text`` (an IPv4 or IPv6 address, with or without a ``%scope``) as an ip_address; an IPv4-mapped IPv6
+    address (``::ffff:192.0.2.1``, what a dual-stack socket reports for an IPv4 peer) as its IPv4 address."""
+    addr = ipaddress.ip_address(str(text).split("%", 1)[0])
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def expected_peer_ips(value):
+    """The addresses a peer named ``value`` may come from: the address itself, or what a host name resolves to
+    (resolved once, when the receiver is made)."""
+    try:
+        return frozenset([peer_ip(value)])
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(value, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        raise MigrationError("The stream's source address %r is neither an IP address nor a name host %s resolves: "
+                             "%s" % (value, hostname(), exc)) from exc
+    return frozenset(peer_ip(info[4][0]) for info in infos)
+
+
+def _ctx(label, protection, run_id):
     rid = run_id.encode("utf-8")
-    return b"mec.migration stream v1|" + label + b"|" + struct.pack(">H", len(rid)) + rid + nonce_s + nonce_r
+    return b"mec.migration stream v2|" + label + b"|" + bytes([protection]) + struct.pack(">H", len(rid)) + rid
 
 
-def _proof(secret, label, run_id, nonce_s, nonce_r):
-    return hmac.new(secret, _ctx(label, run_id, nonce_s, nonce_r), hashlib.sha256).digest()
+def _proof(secret, label, protection, run_id, nonce_s, nonce_r):
+    return hmac.new(secret, _ctx(label, protection, run_id) + nonce_s + nonce_r, hashlib.sha256).digest()
 
 
-def _recv_exact(sock, n, what):
+def _keys(secret, protection, run_id, nonce_s, nonce_r):
+    """(sender -> receiver key, receiver -> sender key) of one connection."""
+    return tuple(HKDF(algorithm=SHA256(), length=32, salt=nonce_s + nonce_r,
+                      info=_ctx(label, protection, run_id)).derive(secret)
+                 for label in (b"key sender->receiver", b"key receiver->sender"))
+
+
+def _recv_exact(sock, n, what, deadline=None):
+    """``n`` bytes from ``sock``; with ``deadline`` (time.monotonic()) all of them by then, however the peer
+    drips them (the socket's timeout is set to what is left before every read)."""
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
     while got < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StreamError("Timed out waiting for %s (%d of %d bytes by the deadline)." % (what, got, n))
+            sock.settimeout(remaining)
         try:
             k = sock.recv_into(view[got:], n - got)
         except socket.timeout:
-            raise StreamError("Timed out waiting for %s." % what) from None
+            raise StreamError("Timed out waiting for %s (%d of %d bytes%s)." % (
+                what, got, n, "" if deadline is None else " by the deadline")) from None
         except OSError as exc:
             raise StreamError("The connection failed while reading %s: %s" % (what, exc)) from exc
         if k == 0:
@@ -219,47 +331,40 @@ def _recv_exact(sock, n, what):
 
 
 class _Channel:
-    """One direction's frame sealer or opener (its own key and sequence numbers)."""
+    """One direction's frame sealer or opener: its own AES-256-GCM key and sequence numbers."""
 
     def __init__(self, key):
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._aead = AESGCM(key)
         self.seq = 0
 
     def seal(self, ftype, payload):
         header = _FRAME_HEADER.pack(ftype, self.seq, len(payload))
-        mac = self._mac.copy()
-        mac.update(header)
-        mac.update(payload)
+        sealed = self._aead.encrypt(b"\0\0\0\0" + struct.pack(">Q", self.seq), bytes(payload), header)
         self.seq += 1
-        return b"".join((header, payload, mac.digest()))
+        return b"".join((header, sealed))
 
-    def open(self, sock, what, max_payload=STREAM_MAX_PAYLOAD):
-        """Read one frame; return ``(type, payload)`` only once its MAC and sequence number verify."""
-        header = _recv_exact(sock, _FRAME_HEADER.size, what)
+    def open(self, sock, what, max_payload=STREAM_MAX_PAYLOAD, deadline=None):
+        """Read one frame; return ``(type, payload)`` only once it opened (verified, decrypted) under the
+        sequence number this direction expects."""
+        header = _recv_exact(sock, _FRAME_HEADER.size, what, deadline)
         ftype, seq, length = _FRAME_HEADER.unpack(header)
         if length > max_payload:
             raise StreamError("Refused a frame of %d bytes in %s (at most %d): not a valid stream." % (
                 length, what, max_payload))
-        payload = _recv_exact(sock, length, what) if length else bytearray()
-        tag = _recv_exact(sock, STREAM_MAC_SIZE, what)
-        mac = self._mac.copy()
-        mac.update(_FRAME_HEADER.pack(ftype, self.seq, length))  # the number this frame must have
-        mac.update(payload)
-        if not hmac.compare_digest(mac.digest(), bytes(tag)):
+        sealed = _recv_exact(sock, length + STREAM_TAG_SIZE, what, deadline)
+        try:
+            payload = self._aead.decrypt(b"\0\0\0\0" + struct.pack(">Q", self.seq), bytes(sealed),
+                                         _FRAME_HEADER.pack(ftype, self.seq, length))
+        except InvalidTag:
             if seq != self.seq:
                 raise StreamError("Frame %d of %s came with number %d (replayed, reordered or dropped frames): "
-                                  "nothing of it was used." % (self.seq, what, seq))
+                                  "nothing of it was used." % (self.seq, what, seq)) from None
             raise StreamError("Frame %d of %s failed its integrity check (changed or forged data): nothing of it "
-                              "was used." % (self.seq, what))
-        if seq != self.seq:  # the MAC covers the expected number; the one on the wire was changed
+                              "was used." % (self.seq, what)) from None
+        if seq != self.seq:  # the tag covers the expected number; the one on the wire was changed
             raise StreamError("Frame %d of %s carries number %d." % (self.seq, what, seq))
         self.seq += 1
         return ftype, payload
-
-
-def _keys(secret, run_id, nonce_s, nonce_r):
-    return (_proof(secret, b"key sender->receiver", run_id, nonce_s, nonce_r),
-            _proof(secret, b"key receiver->sender", run_id, nonce_s, nonce_r))
 
 
 class StreamSender:
@@ -269,7 +374,10 @@ class StreamSender:
     ``write_volumes_tar(sender, volumes, stream=True)`` writes into it directly.
     """
 
+    protection = STREAM_PROTECTIONS[STREAM_PROTECTION_AES256GCM]
+
     def __init__(self, secret, run_id, address, port, source_address=None, frame_size=STREAM_FRAME_SIZE):
+        require_stream_crypto()
         self._secret = decode_stream_secret(secret)
         self.run_id = run_id
         self.address = address
@@ -302,8 +410,7 @@ class StreamSender:
                                                 source_address=((self.source_address, 0) if self.source_address
                                                                 else None))
                 self.handshake_attempts += 1
-                sock.settimeout(max(0.1, min(STREAM_HANDSHAKE_TIMEOUT, deadline - time.monotonic())))
-                self._handshake(sock)
+                self._handshake(sock, min(time.monotonic() + STREAM_HANDSHAKE_TIMEOUT, deadline))
             except _ReceiverNotAuthentic:
                 if sock is not None:
                     sock.close()
@@ -315,23 +422,27 @@ class StreamSender:
                 time.sleep(0.005 if isinstance(exc, ConnectionRefusedError) else 0.05)
                 continue
             # blocking operations (writes, the final answer) stay bounded by the relocation's deadline
-            sock.settimeout(max(1.0, deadline - time.monotonic()))
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
             self.sock = sock
             return self
 
-    def _handshake(self, sock):
+    def _handshake(self, sock, deadline):
+        protection = STREAM_PROTECTION_AES256GCM
         nonce_s = secrets.token_bytes(STREAM_NONCE_SIZE)
-        sock.sendall(STREAM_MAGIC + nonce_s)
-        answer = _recv_exact(sock, STREAM_NONCE_SIZE + STREAM_MAC_SIZE, "the receiver's challenge answer")
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        sock.sendall(STREAM_MAGIC + bytes([protection]) + nonce_s)
+        answer = _recv_exact(sock, STREAM_NONCE_SIZE + STREAM_MAC_SIZE, "the receiver's challenge answer", deadline)
         nonce_r, proof = bytes(answer[:STREAM_NONCE_SIZE]), bytes(answer[STREAM_NONCE_SIZE:])
-        if not hmac.compare_digest(proof, _proof(self._secret, b"receiver", self.run_id, nonce_s, nonce_r)):
+        if not hmac.compare_digest(proof, _proof(self._secret, b"receiver", protection, self.run_id, nonce_s,
+                                                 nonce_r)):
             raise _ReceiverNotAuthentic(
                 "The receiver at %s:%s did not prove that it knows this run's secret (run %s): wrong secret or "
                 "run id, or not our receiver. Nothing was sent." % (self.address, self.port, self.run_id))
-        sock.sendall(_proof(self._secret, b"sender", self.run_id, nonce_s, nonce_r))
-        k_tx, k_rx = _keys(self._secret, self.run_id, nonce_s, nonce_r)
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        sock.sendall(_proof(self._secret, b"sender", protection, self.run_id, nonce_s, nonce_r))
+        k_tx, k_rx = _keys(self._secret, protection, self.run_id, nonce_s, nonce_r)
         self._tx, self._rx = _Channel(k_tx), _Channel(k_rx)
-        ftype, _payload = self._rx.open(sock, "the receiver's READY")
+        ftype, _payload = self._rx.open(sock, "the receiver's READY", deadline=deadline)
         if ftype != _FRAME_READY:
             raise StreamError("The receiver answered %s instead of READY." % _FRAME_NAMES.get(ftype, ftype))
 
@@ -557,11 +668,21 @@ class StreamReceiver:
     hands out the stream of the first peer that passes the mutual challenge-response.
 
     ``listen()`` (or the context manager) binds; ``accept_authenticated(deadline)`` returns a StreamReader;
-    after reading, ``acknowledge(ok, message)`` answers the sender (authenticated). Peers that were dropped are
-    listed in ``rejected`` as ``(address, reason)``."""
+    after reading, ``acknowledge(ok, message)`` answers the sender (authenticated). Handshakes run concurrently
+    (at most ``max_pending``, each with one overall deadline of ``handshake_timeout`` seconds). Peers that were
+    dropped are listed in ``rejected`` as ``(address, reason)`` (the latest STREAM_REJECTED_KEPT) and counted in
+    ``rejected_count``."""
 
-    def __init__(self, secret, run_id, bind_address, port, expected_peer, handshake_timeout=STREAM_HANDSHAKE_TIMEOUT):
-        if not bind_address or bind_address in ("0.0.0.0", "::"):
+    protection = STREAM_PROTECTIONS[STREAM_PROTECTION_AES256GCM]
+
+    def __init__(self, secret, run_id, bind_address, port, expected_peer, handshake_timeout=STREAM_HANDSHAKE_TIMEOUT,
+                 max_pending=STREAM_MAX_PENDING):
+        require_stream_crypto()
+        try:
+            unspecified = peer_ip(bind_address).is_unspecified if bind_address else True
+        except ValueError:
+            unspecified = False  # a host name: bind() resolves it to one address
+        if unspecified:
             raise MigrationError("The stream receiver binds one address (the target's address facing the source), "
                                  "not %r." % (bind_address,))
         self._secret = decode_stream_secret(secret)
@@ -569,12 +690,20 @@ class StreamReceiver:
         self.bind_address = bind_address
         self.port = port
         self.expected_peer = expected_peer
+        self.expected_ips = expected_peer_ips(expected_peer)
         self.handshake_timeout = handshake_timeout
-        self.rejected = []
+        self.max_pending = max(1, max_pending)
+        self._rejected = collections.deque(maxlen=STREAM_REJECTED_KEPT)
+        self.rejected_count = 0
         self.server = None
         self.conn = None
         self.reader = None
         self._tx = None
+
+    @property
+    def rejected(self):
+        """The latest dropped peers, oldest first, as ``(address, reason)``."""
+        return list(self._rejected)
 
     def listen(self):
         family = socket.AF_INET6 if ":" in self.bind_address else socket.AF_INET
@@ -582,70 +711,152 @@ class StreamReceiver:
         try:
             srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             srv.bind((self.bind_address, self.port))
-            srv.listen(8)
+            srv.listen(max(16, 2 * self.max_pending))
+            srv.setblocking(False)
         except OSError as exc:
             srv.close()
             raise MigrationError("The volume receiver cannot listen on %s:%s on host %s: %s" % (
                 self.bind_address, self.port, hostname(), exc)) from exc
         self.server = srv
-        return srv.getsockname()
+        return srv.getsockname()[:2]
+
+    def is_expected(self, address):
+        """Whether ``address`` (as accept() reports it) is the source's, compared as addresses."""
+        try:
+            return peer_ip(address) in self.expected_ips
+        except ValueError:
+            return False
 
     def accept_authenticated(self, deadline):
         """The reader of the first peer from ``expected_peer`` that proves it knows the secret; other peers are
-        closed and the wait goes on until ``deadline`` (time.monotonic())."""
+        closed and the wait goes on until ``deadline`` (time.monotonic()). Each peer's handshake runs in its own
+        thread with its own overall deadline, so a silent or slow peer holds one slot, never the wait."""
         if self.server is None:
             self.listen()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise StreamError("No authenticated volume stream from %s arrived on %s:%s of host %s in time (did "
-                                  "the source fail?)%s" % (self.expected_peer, self.bind_address, self.port, hostname(),
-                                                           self._rejected_note()))
-            self.server.settimeout(remaining)
+        done = queue.Queue()
+        wake_r, wake_w = socket.socketpair()
+        state = dict(lock=threading.Lock(), over=False, wake=wake_w)
+        pending = set()
+        try:
+            while True:
+                while True:  # handshakes that ended: the first authenticated one wins
+                    try:
+                        conn, peer, outcome = done.get_nowait()
+                    except queue.Empty:
+                        break
+                    pending.discard(conn)
+                    if isinstance(outcome, Exception):
+                        self._note(peer, str(outcome))
+                        continue
+                    rx, tx = outcome
+                    try:
+                        conn.settimeout(max(0.1, deadline - time.monotonic()))
+                        conn.sendall(tx.seal(_FRAME_READY, b""))
+                    except OSError as exc:
+                        self._drop(conn, peer, "the connection failed after the handshake: %s" % exc)
+                        continue
+                    self.conn, self._tx = conn, tx
+                    self.reader = StreamReader(conn, rx, peer)
+                    return self.reader
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StreamError("No authenticated volume stream from %s arrived on %s:%s of host %s in time "
+                                      "(did the source fail?)%s" % (self.expected_peer, self.bind_address, self.port,
+                                                                     hostname(), self._rejected_note()))
+                readable, _w, _x = select.select([self.server, wake_r], [], [], remaining)
+                if wake_r in readable:
+                    wake_r.recv(4096)
+                if self.server not in readable:
+                    continue
+                try:
+                    conn, peer = self.server.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue
+                if not self.is_expected(peer[0]):
+                    self._drop(conn, peer, "not the source address %s" % self.expected_peer)
+                    continue
+                if len(pending) >= self.max_pending:
+                    self._drop(conn, peer, "%d handshakes pending already" % len(pending))
+                    continue
+                conn.setblocking(True)
+                pending.add(conn)
+                threading.Thread(target=self._serve_handshake, name="stream-handshake", daemon=True,
+                                 args=(conn, peer, time.monotonic() + self.handshake_timeout, done, state)).start()
+        finally:
+            with state["lock"]:
+                state["over"] = True
+            while True:  # authenticated too late, or not collected: closed
+                try:
+                    conn, _peer, _outcome = done.get_nowait()
+                except queue.Empty:
+                    break
+                pending.discard(conn)
+                conn.close()
+            for conn in pending:  # their threads see the connection end and close it
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            wake_r.close()
+            wake_w.close()
+
+    def _serve_handshake(self, conn, peer, hs_deadline, done, state):
+        """A handshake thread: the outcome (channels, or the exception) goes to ``done``; the connection is the
+        caller's from then on, unless the wait is over (then it is closed here)."""
+        try:
+            outcome = self._handshake(conn, hs_deadline)
+        except (OSError, StreamError) as exc:
+            outcome = exc if isinstance(exc, StreamError) else StreamError(str(exc))
+        with state["lock"]:
+            if state["over"]:
+                conn.close()
+                return
+            if isinstance(outcome, Exception):
+                conn.close()
+            done.put((conn, peer, outcome))
             try:
-                conn, peer = self.server.accept()
-            except socket.timeout:
-                continue
-            if peer[0] != self.expected_peer:
-                self._drop(conn, peer, "not the source address %s" % self.expected_peer)
-                continue
-            try:
-                conn.settimeout(max(0.1, min(self.handshake_timeout, deadline - time.monotonic())))
-                rx = self._handshake(conn)
-            except (OSError, StreamError) as exc:
-                self._drop(conn, peer, str(exc))
-                continue
-            conn.settimeout(max(0.1, deadline - time.monotonic()))
-            self.conn = conn
-            self.reader = StreamReader(conn, rx, peer)
-            return self.reader
+                state["wake"].send(b"\0")
+            except OSError:
+                pass
+
+    def _note(self, peer, reason):
+        self._rejected.append((peer[0], reason))
+        self.rejected_count += 1
 
     def _drop(self, conn, peer, reason):
-        self.rejected.append((peer[0], reason))
+        self._note(peer, reason)
         try:
             conn.close()
         except OSError:
             pass
 
     def _rejected_note(self):
-        if not self.rejected:
+        if not self.rejected_count:
             return "."
-        return "; dropped peers: %s." % "; ".join("%s (%s)" % r for r in self.rejected[-5:])
+        return "; dropped peers (%d): %s." % (self.rejected_count,
+                                              "; ".join("%s (%s)" % r for r in self.rejected[-5:]))
 
-    def _handshake(self, conn):
-        hello = _recv_exact(conn, len(STREAM_MAGIC) + STREAM_NONCE_SIZE, "the sender's hello")
-        if bytes(hello[:len(STREAM_MAGIC)]) != STREAM_MAGIC:
+    def _handshake(self, conn, deadline):
+        """Serve one peer's handshake by ``deadline``; return its (rx, tx) channels or raise StreamError."""
+        hello = bytes(_recv_exact(conn, STREAM_HELLO_SIZE, "the sender's hello", deadline))
+        magic = hello[:len(STREAM_MAGIC)]
+        if magic == STREAM_MAGIC_V1:
+            raise StreamError("an unencrypted version 1 stream (the source runs an older mec.migration): refused")
+        if magic != STREAM_MAGIC:
             raise StreamError("not a mec.migration stream")
-        nonce_s = bytes(hello[len(STREAM_MAGIC):])
+        protection = hello[len(STREAM_MAGIC)]
+        if protection not in STREAM_PROTECTIONS:
+            raise StreamError("asked for stream protection %d; this receiver takes only %s" % (
+                protection, ", ".join("%d (%s)" % p for p in sorted(STREAM_PROTECTIONS.items()))))
+        nonce_s = hello[len(STREAM_MAGIC) + 1:]
         nonce_r = secrets.token_bytes(STREAM_NONCE_SIZE)
-        conn.sendall(nonce_r + _proof(self._secret, b"receiver", self.run_id, nonce_s, nonce_r))
-        proof = bytes(_recv_exact(conn, STREAM_MAC_SIZE, "the sender's challenge answer"))
-        if not hmac.compare_digest(proof, _proof(self._secret, b"sender", self.run_id, nonce_s, nonce_r)):
+        conn.settimeout(max(0.01, deadline - time.monotonic()))
+        conn.sendall(nonce_r + _proof(self._secret, b"receiver", protection, self.run_id, nonce_s, nonce_r))
+        proof = bytes(_recv_exact(conn, STREAM_MAC_SIZE, "the sender's challenge answer", deadline))
+        if not hmac.compare_digest(proof, _proof(self._secret, b"sender", protection, self.run_id, nonce_s, nonce_r)):
             raise StreamError("failed the challenge (wrong secret or run id)")
-        k_rx, k_tx = _keys(self._secret, self.run_id, nonce_s, nonce_r)
-        self._tx = _Channel(k_tx)
-        conn.sendall(self._tx.seal(_FRAME_READY, b""))
-        return _Channel(k_rx)
+        k_rx, k_tx = _keys(self._secret, protection, self.run_id, nonce_s, nonce_r)
+        return _Channel(k_rx), _Channel(k_tx)
 
     def acknowledge(self, ok, message=""):
         """Answer the authenticated sender. ``ok=True`` is only sent after the verified END frame (otherwise

@@ -5,6 +5,7 @@ through a relay that changes what the sender sent, frame by frame.
 """
 import io
 import os
+import select
 import socket
 import struct
 import tarfile
@@ -66,6 +67,11 @@ def closed_without_answer(sock):
         return True
 
 
+def hello(nonce=None, protection=transport.STREAM_PROTECTION_AES256GCM, magic=transport.STREAM_MAGIC):
+    """A sender's first message."""
+    return magic + bytes([protection]) + (os.urandom(transport.STREAM_NONCE_SIZE) if nonce is None else nonce)
+
+
 def send(secret, port, payload, address=TARGET, source=SOURCE, run_id=RUN, frame_size=65536, deadline=10.0):
     sender = StreamSender(secret, run_id, address, port, source_address=source, frame_size=frame_size)
     sender.connect(time.monotonic() + deadline)
@@ -117,7 +123,7 @@ def test_foreign_peer_first_is_dropped_and_the_source_gets_through():
     recv.start()
     # a foreign host connects first and would send a valid-looking hello
     foreign = socket.create_connection((TARGET, port), source_address=(FOREIGN, 0), timeout=5)
-    foreign.sendall(transport.STREAM_MAGIC + b"\0" * transport.STREAM_NONCE_SIZE)
+    foreign.sendall(hello(b"\0" * transport.STREAM_NONCE_SIZE))
     assert closed_without_answer(foreign)  # it learns nothing
     foreign.close()
     assert send(secret, port, b"payload" * 1000) == "OK"
@@ -138,7 +144,7 @@ def test_peer_from_the_source_address_without_the_secret_is_dropped():
     assert time.monotonic() - t0 < 5
     # right address, forged answer to the challenge
     raw = socket.create_connection((TARGET, port), source_address=(SOURCE, 0), timeout=5)
-    raw.sendall(transport.STREAM_MAGIC + os.urandom(transport.STREAM_NONCE_SIZE))
+    raw.sendall(hello())
     assert len(raw.recv(64, socket.MSG_WAITALL)) == 64  # nonce and the receiver's proof
     raw.sendall(os.urandom(32))
     assert closed_without_answer(raw)
@@ -147,7 +153,7 @@ def test_peer_from_the_source_address_without_the_secret_is_dropped():
     recv.join(10)
     assert recv.error is None and recv.data == b"good"
     reasons = [reason for _peer, reason in recv.receiver.rejected]
-    assert len(reasons) == 2 and "failed the challenge" in reasons[1]
+    assert len(reasons) == 2 and any("failed the challenge" in r for r in reasons)  # in the order they ended
 
 
 def test_wrong_secret_on_the_receiver_is_refused_by_the_sender():
@@ -202,7 +208,8 @@ def test_deadlines_without_a_peer():
 class Relay(threading.Thread):
     """A man in the middle between the sender and the receiver (it connects from SOURCE, so that the
     receiver's address check passes): it forwards the handshake, then hands the sender's frames to
-    ``tamper(frames) -> frames`` before forwarding them, and can stop before the end frame."""
+    ``tamper(frames) -> frames`` before forwarding them, and can stop before the end frame. ``wire`` keeps every
+    byte it saw, both ways."""
 
     def __init__(self, target_port, tamper):
         super().__init__(daemon=True)
@@ -212,44 +219,44 @@ class Relay(threading.Thread):
         self.port = self.listener.getsockname()[1]
         self.target_port = target_port
         self.tamper = tamper
+        self.wire = []
 
     def run(self):
         down, _ = self.listener.accept()
         up = socket.create_connection((TARGET, self.target_port), source_address=(SOURCE, 0))
         threading.Thread(target=self._pipe, args=(up, down), daemon=True).start()
-        hello = self._exact(down, 40)
-        up.sendall(hello)
-        up.sendall(self._exact(down, 32))  # the sender's proof (after the receiver's answer went back)
+        up.sendall(self._exact(down, transport.STREAM_HELLO_SIZE))
+        up.sendall(self._exact(down, transport.STREAM_MAC_SIZE))  # the sender's proof
         frames = []
         while True:
             header = self._exact(down, 13)
             if not header:
                 break
             ftype, _seq, length = struct.unpack(">BQI", header)
-            frames.append(header + self._exact(down, length + 32))
+            frames.append(header + self._exact(down, length + transport.STREAM_TAG_SIZE))
             if ftype == 2:
                 break
         for frame in self.tamper(frames):
             up.sendall(frame)
         up.shutdown(socket.SHUT_WR)
 
-    @staticmethod
-    def _exact(sock, n):
+    def _exact(self, sock, n):
         buf = b""
         while len(buf) < n:
             chunk = sock.recv(n - len(buf))
             if not chunk:
-                return buf
+                break
             buf += chunk
+        self.wire.append(buf)
         return buf
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _pipe(self, src, dst):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                self.wire.append(data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -400,3 +407,234 @@ def test_normalize_transfer_and_secret():
     for bad in ("", "abc", "zz" * 32, "00" * 16):
         with pytest.raises(MigrationError, match="32 random bytes"):
             decode_stream_secret(bad)
+
+
+# --- what the stream protects: everything it carries is encrypted (AES-256-GCM), the handshake says so
+
+
+def test_nothing_the_stream_carries_is_in_clear_on_the_wire():
+    secret = new_stream_secret()
+    port = free_port()
+    marker = b"PLAINTEXT-MARKER-" + os.urandom(8).hex().encode()
+    payload = (marker + b" some volume bytes ") * 3000  # many frames, the marker in each
+    recv = Receiving(secret, port)
+    recv.start()
+    relay = Relay(port, lambda frames: frames)
+    relay.start()
+    sender = StreamSender(secret, RUN, "127.0.0.1", relay.port, frame_size=4096)
+    sender.connect(time.monotonic() + 10)
+    sender.write(payload)
+    assert sender.close(time.monotonic() + 10) == "OK"
+    recv.join(10)
+    assert recv.error is None and recv.data == payload
+    wire = b"".join(relay.wire)
+    assert len(wire) > len(payload)  # the relay saw the whole stream
+    assert marker not in wire and marker[:12] not in wire
+    assert wire[:transport.STREAM_HELLO_SIZE - transport.STREAM_NONCE_SIZE] == b"MECSTRM2\x01"  # said on the wire
+
+
+@pytest.mark.parametrize("first, reason", [
+    (hello(magic=b"MECSTRM1"), "unencrypted version 1 stream"),
+    (hello(protection=0), "stream protection 0"),
+    (hello(protection=7), "stream protection 7"),
+])
+def test_receiver_refuses_unencrypted_or_unknown_protection(first, reason):
+    secret = new_stream_secret()
+    port = free_port()
+    recv = Receiving(secret, port)
+    recv.start()
+    raw = socket.create_connection((TARGET, port), source_address=(SOURCE, 0), timeout=5)
+    raw.sendall(first)
+    assert closed_without_answer(raw)
+    raw.close()
+    assert send(secret, port, b"good") == "OK"
+    recv.join(10)
+    assert [r for _peer, r in recv.receiver.rejected if reason in r], recv.receiver.rejected
+
+
+def test_stream_refuses_to_start_without_the_crypto_library(monkeypatch):
+    monkeypatch.setattr(transport, "HAS_CRYPTOGRAPHY", False)
+    monkeypatch.setattr(transport, "CRYPTOGRAPHY_IMPORT_ERROR", "No module named 'cryptography'")
+    for make in (lambda: StreamSender(new_stream_secret(), RUN, TARGET, 1),
+                 lambda: StreamReceiver(new_stream_secret(), RUN, TARGET, 1, SOURCE)):
+        with pytest.raises(MigrationError, match="python3-cryptography") as exc:
+            make()
+        assert "No module named 'cryptography'" in str(exc.value) and "transfer=ssh" in str(exc.value)
+
+
+# --- the receiver under abuse
+
+
+def drip(port, interval, stop, source=SOURCE):
+    """A peer from the source's address that sends a valid-looking hello one byte at a time; returns
+    (socket, thread, {"closed_at": when the receiver closed it})."""
+    sock = socket.create_connection((TARGET, port), source_address=(source, 0), timeout=5)
+    seen = {}
+
+    def run():
+        for byte in hello():
+            if stop.is_set():
+                return
+            try:
+                sock.send(bytes([byte]))
+                readable, _w, _x = select.select([sock], [], [], interval)  # the receiver says nothing before
+                if readable and sock.recv(100) == b"":                        # the hello: readable = closed
+                    break
+            except (OSError, ValueError):  # reset by the receiver, or closed by the test
+                break
+        seen["closed_at"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return sock, thread, seen
+
+
+def test_a_slow_peer_is_cut_at_its_overall_handshake_deadline():
+    # one byte every 0.2 s: each recv() returns in time, the whole hello would take 8 s
+    secret = new_stream_secret()
+    port = free_port()
+    recv = StreamReceiver(secret, RUN, TARGET, port, SOURCE, handshake_timeout=1.0)
+    recv.listen()
+    stop = threading.Event()
+    result = {}
+
+    def accept():
+        try:
+            result["reader"] = recv.accept_authenticated(time.monotonic() + 8)
+        except StreamError as exc:
+            result["error"] = exc
+
+    waiter = threading.Thread(target=accept, daemon=True)
+    waiter.start()
+    t0 = time.monotonic()
+    sock, thread, seen = drip(port, 0.2, stop)
+    thread.join(8)
+    stop.set()
+    sock.close()
+    assert "closed_at" in seen and seen["closed_at"] - t0 < 2.5, "the slow peer was held %.1f s" % (
+        seen.get("closed_at", time.monotonic()) - t0)
+    waiter.join(10)
+    recv.close()
+    assert [r for _peer, r in recv.rejected if "by the deadline" in r], recv.rejected
+
+
+def test_silent_and_slow_peers_do_not_delay_the_real_sender():
+    # six silent peers and a slow one from the source's address, then the sender: served at once
+    secret = new_stream_secret()
+    port = free_port()
+    recv = Receiving(secret, port)  # default handshake deadline (10 s each)
+    recv.start()
+    silent = [socket.create_connection((TARGET, port), source_address=(SOURCE, 0), timeout=5) for _ in range(6)]
+    stop = threading.Event()
+    slow, _thread, _seen = drip(port, 0.3, stop)
+    try:
+        time.sleep(0.2)  # all of them accepted and pending
+        t0 = time.monotonic()
+        assert send(secret, port, b"real", deadline=9) == "OK"
+        elapsed = time.monotonic() - t0
+        recv.join(10)
+        assert recv.error is None and recv.data == b"real"
+        assert elapsed < 2.0, "the real sender waited %.1f s behind silent peers" % elapsed
+        assert all(closed_without_answer(s) for s in silent)  # the losers were closed when the sender won
+    finally:
+        stop.set()
+        for sock in silent + [slow]:
+            sock.close()
+
+
+def test_pending_handshakes_are_bounded():
+    secret = new_stream_secret()
+    port = free_port()
+    recv = StreamReceiver(secret, RUN, TARGET, port, SOURCE, handshake_timeout=1.0, max_pending=2)
+    recv.listen()
+    result = {}
+
+    def accept():
+        try:
+            reader = recv.accept_authenticated(time.monotonic() + 10)
+            result["data"] = reader.read()
+            recv.acknowledge(True, "OK")
+        except StreamError as exc:
+            result["error"] = exc
+
+    waiter = threading.Thread(target=accept, daemon=True)
+    waiter.start()
+    silent = [socket.create_connection((TARGET, port), source_address=(SOURCE, 0), timeout=5) for _ in range(3)]
+    try:
+        assert closed_without_answer(silent[2])  # the third is closed at once: two are pending
+        # the sender is refused while both slots are held, retries, and gets in once they time out
+        assert send(secret, port, b"late but there", deadline=8) == "OK"
+        waiter.join(10)
+        assert result == {"data": b"late but there"}
+        reasons = [r for _peer, r in recv.rejected]
+        assert "2 handshakes pending already" in reasons[0], reasons
+        assert sum("by the deadline" in r for r in reasons) == 2, (recv.rejected_count, reasons)
+    finally:
+        for sock in silent:
+            sock.close()
+        recv.close()
+
+
+def test_the_rejected_list_is_bounded():
+    secret = new_stream_secret()
+    port = free_port()
+    recv = Receiving(secret, port)
+    recv.start()
+    for _ in range(transport.STREAM_REJECTED_KEPT + 8):
+        foreign = socket.create_connection((TARGET, port), source_address=(FOREIGN, 0), timeout=5)
+        assert closed_without_answer(foreign)
+        foreign.close()
+    assert send(secret, port, b"x") == "OK"
+    recv.join(10)
+    assert recv.error is None
+    assert len(recv.receiver.rejected) == transport.STREAM_REJECTED_KEPT
+    assert recv.receiver.rejected_count == transport.STREAM_REJECTED_KEPT + 8
+
+
+@pytest.mark.parametrize("seen, expected, same", [
+    ("::ffff:127.0.0.3", "127.0.0.3", True),          # a dual-stack socket's view of an IPv4 peer
+    ("127.0.0.3", "::ffff:127.0.0.3", True),
+    ("2001:db8::1", "2001:DB8:0:0:0:0:0:1", True),
+    ("fe80::1%eth0", "fe80::1", True),
+    ("127.0.0.3", "127.0.0.30", False),               # a prefix of the text is not the address
+    ("127.0.0.30", "127.0.0.3", False),
+    ("::ffff:127.0.0.4", "127.0.0.3", False),
+    ("not-an-address", "127.0.0.3", False),
+])
+def test_peer_addresses_are_compared_as_addresses(seen, expected, same):
+    recv = StreamReceiver(new_stream_secret(), RUN, TARGET, 1, expected)
+    assert recv.is_expected(seen) is same
+
+
+def test_an_ipv4_source_reaches_a_dual_stack_receiver():
+    # bound to an IPv4-mapped address, the receiver sees the source as ::ffff:127.0.0.3; the source address it
+    # was given is 127.0.0.3
+    secret = new_stream_secret()
+    port = free_port()
+    recv = StreamReceiver(secret, RUN, "::ffff:" + TARGET, port, SOURCE)
+    recv.listen()
+    result = {}
+
+    def accept():
+        try:
+            reader = recv.accept_authenticated(time.monotonic() + 5)
+            result["data"] = reader.read()
+            recv.acknowledge(True, "OK")
+        except StreamError as exc:
+            result["error"] = exc
+
+    waiter = threading.Thread(target=accept, daemon=True)
+    waiter.start()
+    try:
+        assert send(secret, port, b"mapped", deadline=5) == "OK"
+    finally:
+        waiter.join(10)
+        recv.close()
+    assert result == {"data": b"mapped"} and recv.rejected == []
+
+
+def test_the_source_may_be_named_by_host_name():
+    recv = StreamReceiver(new_stream_secret(), RUN, TARGET, 1, "localhost")
+    assert recv.is_expected("127.0.0.1")
+    with pytest.raises(MigrationError, match="neither an IP address nor a name"):
+        StreamReceiver(new_stream_secret(), RUN, TARGET, 1, "no-such-host.invalid")
