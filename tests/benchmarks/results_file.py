@@ -84,12 +84,21 @@ def git_state():
     return (head.strip() if head else None), bool(paths), paths[:DIRTY_PATHS_MAX]
 
 
-def write_results(name, runs, summary, extra=None, results_dir=None):
+MEASURED_KEYS = ("command", "commit", "dirty", "dirty_paths", "started_at", "finished_at", "loadavg_before",
+                 "loadavg_after")
+
+
+def write_results(name, runs, summary, extra=None, results_dir=None, measured=None):
     """Write ``<results_dir>/<name>.json`` (default ``benchmarks/results/``) and return its path.
 
     ``runs`` are the raw per-run values, ``summary`` what the docs quote (e.g. ``summarize(...)`` per figure),
     ``extra`` anything else that describes the setting (sizes, hosts, strategy). The file is replaced atomically;
-    values must be plain JSON (no NaN or infinity)."""
+    values must be plain JSON (no NaN or infinity).
+
+    ``measured`` is for results assembled after the fact from a measurement's own files (e.g. drives run from
+    another checkout): it gives that measurement's ``command``, ``commit``, ``dirty``, ``started_at``,
+    ``finished_at``, ``loadavg_before``/``loadavg_after`` instead of this process's; the file then also says
+    ``assembled_by`` (this command) and ``assembled_at``."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError("write_results: name %r must match %s (it becomes a file name)" % (name, NAME_RE.pattern))
     if not isinstance(summary, dict):
@@ -112,6 +121,13 @@ def write_results(name, runs, summary, extra=None, results_dir=None):
         "summary": summary,
         "extra": extra or {},
     }
+    if measured:
+        unknown = set(measured) - set(MEASURED_KEYS)
+        if unknown:
+            raise ValueError("write_results: measured may only give %s, not %s" % (", ".join(MEASURED_KEYS),
+                                                                                 ", ".join(sorted(unknown))))
+        doc["assembled_by"], doc["assembled_at"] = doc["command"], doc["finished_at"]
+        doc.update(measured)
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)

@@ -83,3 +83,16 @@ def test_benchmarks_results_is_committed_not_ignored():
     assert p.returncode == 1, "benchmarks/results/ is ignored by .gitignore: the evidence would not be committed"
     p = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "results/x.json"])
     assert p.returncode == 0, "results/ (local run records) is no longer ignored"
+
+
+def test_measured_elsewhere_keeps_the_measurement_s_own_setting(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["drive_results.py", "d1"])
+    measured = {"command": ["drives.sh"], "commit": "a" * 40, "dirty": False, "started_at": "2026-01-06T21:20:00+00:00",
+                "finished_at": "2026-01-06T22:05:00+00:00", "loadavg_before": [1.0, 1.1, 1.2],
+                "loadavg_after": [2.0, 2.1, 2.2]}
+    doc = json.loads(results_file.write_results("drives", [1], {}, results_dir=tmp_path, measured=measured).read_text())
+    for key, value in measured.items():
+        assert doc[key] == value
+    assert doc["assembled_by"] == ["drive_results.py", "d1"] and doc["assembled_at"] >= doc["started_at"]
+    with pytest.raises(ValueError, match="not runs"):
+        results_file.write_results("drives", [1], {}, results_dir=tmp_path, measured={"runs": []})
