@@ -8,6 +8,7 @@ import sys
 
 from aiohttp import web
 
+from .auth import AUTH_ENV, AuthConfigError, Authority
 from .callbacks import LOOPBACK, CallbackPolicy, listen_address, parse_networks
 from .mobility import PLACEMENTS, Placement
 from .notify import Notifier
@@ -48,6 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="networks (CIDRs, comma-separated) that subscription callbacks may point to; a "
                          "subscription whose callback is elsewhere is refused with 400 (default: loopback, "
                          f"{','.join(LOOPBACK)})")
+    ap.add_argument("--callback-ca", default=None,
+                    help="CA certificates (PEM) that https callbacks' certificates are verified against "
+                         "(default: the system's CAs); the host name is checked too")
+    ap.add_argument("--auth-file", default=None,
+                    help="the OAuth 2.0 client credentials configuration (JSON, from 'python -m "
+                         f"mec_sandbox.credentials DIR': DIR/sandbox-auth.json); default: the JSON in ${AUTH_ENV}. "
+                         "Required: every request but POST <base>/oauth/token needs a bearer token")
     ap.add_argument("--notify-timeout", type=float, default=2.0, help="seconds per callback POST (default 2)")
     ap.add_argument("--notify-retries", type=int, default=2, help="retries per notification (default 2)")
     ap.add_argument("--log-level", default="INFO")
@@ -62,10 +70,15 @@ def make_sandbox(args: argparse.Namespace) -> Sandbox:
     placement = Placement(scenario, args.placement, coverage=args.coverage)
     base = "/" + args.base_path.strip("/") if args.base_path.strip("/") else ""
     policy = CallbackPolicy(parse_networks(args.callback_networks))
+    try:
+        notifier = Notifier(timeout=args.notify_timeout, retries=args.notify_retries,
+                            resolver_factory=policy.resolver, ca_file=args.callback_ca)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        raise ValueError(f"--callback-ca {args.callback_ca}: not a readable PEM file of CA certificates ({exc})") \
+            from None
     return Sandbox(scenario, placement, base_path=base, speed=args.speed, step=args.step, tick=args.tick,
                    start_epoch=args.start_time, public_url=args.public_url, callback_policy=policy,
-                   notifier=Notifier(timeout=args.notify_timeout, retries=args.notify_retries,
-                                     resolver_factory=policy.resolver))
+                   notifier=notifier)
 
 
 def main(argv=None) -> int:
@@ -74,6 +87,10 @@ def main(argv=None) -> int:
     try:
         host = listen_address(args.host)
         sandbox = make_sandbox(args)
+        authority = Authority.load(args.auth_file)
+    except AuthConfigError as exc:
+        print(f"mec_sandbox: authentication: {exc}", file=sys.stderr)
+        return 2
     except ScenarioError as exc:
         print(f"mec_sandbox: bad scenario: {exc}", file=sys.stderr)
         return 2
@@ -82,10 +99,11 @@ def main(argv=None) -> int:
         return 2
     logging.getLogger("mec_sandbox").info(
         "scenario %s: %d UEs, %d access points, zones %s; placement %s; speed %s; serving on %s:%d%s; "
-        "callbacks allowed to %s",
+        "callbacks allowed to %s; %d OAuth client(s)",
         sandbox.scenario.name, len(sandbox.scenario.ues), len(sandbox.scenario.poas), sandbox.scenario.zones,
-        sandbox.placement.mode, args.speed, host, args.port, sandbox.base or "/", sandbox.policy.describe())
-    web.run_app(build_app(sandbox), host=host, port=args.port, access_log=None, print=None)
+        sandbox.placement.mode, args.speed, host, args.port, sandbox.base or "/", sandbox.policy.describe(),
+        len(authority.clients))
+    web.run_app(build_app(sandbox, authority), host=host, port=args.port, access_log=None, print=None)
     return 0
 
 

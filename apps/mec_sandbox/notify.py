@@ -5,7 +5,9 @@ about): a receiver gets the notifications about one UE in the order they were ma
 Entering), notifications about different UEs travel in parallel, and a receiver that is slow or
 unreachable only delays itself. Workers exist only while their queue has work. Every POST has a bounded
 timeout and a capped number of retries; after that the failure is logged and counted, and the subscription
-is kept.
+is kept. Redirects are not followed (a 3xx answer is a failed delivery: following it would take the POST
+past the callback networks' check), and an https callback's certificate is verified against the
+configured CA file (else the system's CAs) and its host name.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections import defaultdict, deque
 
 import aiohttp
@@ -22,8 +25,10 @@ LOG = logging.getLogger("mec_sandbox.notify")
 
 class Notifier:
     def __init__(self, timeout: float = 2.0, retries: int = 2, backoff: float = 0.2, queue_size: int = 1000,
-                 resolver_factory=None):
+                 resolver_factory=None, ca_file: str | None = None):
         self.timeout = timeout
+        # https callbacks: verified against this CA bundle (None: the system's), host name included
+        self.ssl_context = ssl.create_default_context(cafile=ca_file)
         # e.g. CallbackPolicy.resolver: names resolve only to addresses inside the allowed networks
         self.resolver_factory = resolver_factory
         self.retries = retries
@@ -37,7 +42,7 @@ class Notifier:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=16,
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=16, ssl=self.ssl_context,
                                            resolver=self.resolver_factory() if self.resolver_factory else None),
             json_serialize=json.dumps)
 
@@ -78,12 +83,16 @@ class Notifier:
         last_error = ""
         for attempt in range(self.retries + 1):
             try:
-                async with self._session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                async with self._session.post(url, data=body, headers={"Content-Type": "application/json"},
+                                              allow_redirects=False) as resp:
                     await resp.read()
                     if resp.status < 300:
                         self.stats[sub_id]["delivered"] += 1
                         return
                     last_error = f"HTTP {resp.status}"
+                    if 300 <= resp.status < 400:
+                        last_error += " (a redirect, not followed: callbacks go only to the URL subscribed)"
+                        break
                     if 400 <= resp.status < 500 and resp.status not in (408, 429):
                         break  # the receiver rejects it: retrying will not help
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -58,7 +58,7 @@ async def drive(ma, ue: str, duration: float, settings: dict, state_dir: str) ->
     sbx.sb.mobility.listeners.append(lambda changes: handovers.extend(
         (c.t, c.old_zone, c.new_zone) for c in changes if c.ue == ue and c.old_zone != c.new_zone))
     queue: asyncio.Queue = asyncio.Queue()
-    src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [ue], "state_dir": state_dir,
+    src = ma.ApproachSource(ma.Settings({**sbx.source_args, "ues": [ue], "state_dir": state_dir,
                                          **settings}), queue)
     await src.start()
     cpu, polls, marks = 0.0, 0, []

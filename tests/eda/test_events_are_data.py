@@ -46,7 +46,7 @@ def test_forged_callbacks_with_a_template_or_an_unknown_zone_are_dropped(mec_mob
         sbx = await InProcessSandbox().start()
         queue: asyncio.Queue = asyncio.Queue()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR], "check_interval": 60, "state_dir": str(state)}), queue)
+            {**sbx.source_args, "ues": [CAR], "check_interval": 60, "state_dir": str(state)}), queue)
         await src.start()
         url = f"http://127.0.0.1:{src.port}/mec-mobility/{next(iter(src.subs))}"
         forged = {"template zone": _note(zoneId=TEMPLATE),
@@ -89,7 +89,7 @@ def test_deeply_nested_json_gets_400_not_500(mec_mobility):
     async def scenario():
         sbx = await InProcessSandbox().start()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR], "check_interval": 60}), asyncio.Queue())
+            {**sbx.source_args, "ues": [CAR], "check_interval": 60}), asyncio.Queue())
         await src.start()
         url = f"http://127.0.0.1:{src.port}/mec-mobility/{next(iter(src.subs))}"
         try:

@@ -40,7 +40,7 @@ def test_predicts_the_cars_next_zone_before_the_handover_once(ma, tmp_path):
     async def scenario():
         sbx = await InProcessSandbox().start()
         queue: asyncio.Queue = asyncio.Queue()
-        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR, PARKED],
+        src = ma.ApproachSource(ma.Settings({**sbx.source_args, "ues": [CAR, PARKED],
                                              "state_dir": str(tmp_path)}), queue)
         await src.start()
         try:
@@ -76,7 +76,7 @@ def test_a_prediction_that_times_out_is_made_again(ma):
 
     async def scenario():
         sbx = await InProcessSandbox().start()
-        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "margin": 0,
+        src = ma.ApproachSource(ma.Settings({**sbx.source_args, "ues": [CAR], "margin": 0,
                                              "horizon": 40}), asyncio.Queue())
         await src.start()
         try:
@@ -96,7 +96,7 @@ def test_platform_down_while_polling_is_retried(ma):
     async def scenario():
         sbx = await InProcessSandbox().start()
         port = sbx.port
-        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "request_timeout": 1}),
+        src = ma.ApproachSource(ma.Settings({**sbx.source_args, "ues": [CAR], "request_timeout": 1}),
                                 asyncio.Queue())
         await src.start()
         try:
@@ -120,7 +120,7 @@ def test_unknown_ue_stops_with_a_clear_message(ma):
         sbx = await InProcessSandbox().start()
         try:
             with pytest.raises(ma.MecApproachError) as err:
-                await ma.main(asyncio.Queue(), {"platform_url": sbx.url, "ues": [CAR, "10.9.9.9"]})
+                await ma.main(asyncio.Queue(), {**sbx.source_args, "ues": [CAR, "10.9.9.9"]})
         finally:
             await sbx.stop()
         return str(err.value)
@@ -185,7 +185,7 @@ def test_no_velocity_across_a_gap(ma):
 
     async def scenario():
         sbx = await InProcessSandbox().start()
-        src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR]}), asyncio.Queue())
+        src = ma.ApproachSource(ma.Settings({**sbx.source_args, "ues": [CAR]}), asyncio.Queue())
         await src.start()
         try:
             first = await _drive(sbx, src, 0, 2)
@@ -218,7 +218,7 @@ async def _drive_waking(sbx, src, start: float, end: float, approach) -> list[tu
 
 async def _marking_source(ma, sbx, state_dir):
     """The car's source with relocate_lead 2 s, its approach file in state_dir, started."""
-    src = ma.ApproachSource(ma.Settings({"platform_url": sbx.url, "ues": [CAR], "state_dir": str(state_dir),
+    src = ma.ApproachSource(ma.Settings({**sbx.source_args, "ues": [CAR], "state_dir": str(state_dir),
                                          "relocate_lead": 2.0}), asyncio.Queue())
     await src.start()
     return src

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 import time
 
 import aiohttp
 import pytest
 from aiohttp import web
 from mec_sandbox.__main__ import make_sandbox, parse_args
+from mec_sandbox.auth import Authority
+from mec_sandbox.credentials import generate
 from mec_sandbox.server import build_app
 
 BASE = "/sbx"
@@ -23,17 +27,44 @@ CAR2 = "10.100.0.2"
 
 
 class InProcessSandbox:
-    """The sandbox's aiohttp app in this event loop, on 127.0.0.1 (a fixed port, so that it can restart)."""
+    """The sandbox's aiohttp app in this event loop, on 127.0.0.1 (a fixed port, so that it can restart), with
+    client credentials made once per test process (a restarted sandbox keeps them, as the role's does):
+    ``source_args`` are the event sources' arguments for it (platform_url, credentials_file, client mec-eda)."""
 
-    def __init__(self, port: int = 0):
+    creds_dir = ""
+
+    def __init__(self, port: int = 0, extra: tuple = ()):
         self.port = port
+        self.extra = tuple(extra)  # more arguments of python -m mec_sandbox, e.g. ("--callback-ca", PEM)
         self.runner = None
         self.sb = None
+        if not InProcessSandbox.creds_dir:
+            InProcessSandbox.creds_dir = os.path.join(tempfile.mkdtemp(prefix="eda-sbx-"), "creds")
+            generate(InProcessSandbox.creds_dir)
+        self.credentials_file = os.path.join(self.creds_dir, "credentials.json")
+        self._control_token = ""
+
+    @property
+    def source_args(self) -> dict:
+        return {"platform_url": self.url, "credentials_file": self.credentials_file, "client": "mec-eda"}
+
+    async def _headers(self, session) -> dict:
+        """A bearer token of the client mec-control (every scope) for the test's own requests."""
+        if not self._control_token:
+            with open(self.credentials_file) as fh:
+                c = json.load(fh)["clients"]["mec-control"]
+            form = {"grant_type": "client_credentials", "client_id": c["client_id"],
+                    "client_secret": c["client_secret"]}
+            async with session.post(f"{self.url}/oauth/token", data=form) as r:
+                assert r.status == 200, await r.text()
+                self._control_token = (await r.json())["access_token"]
+        return {"Authorization": f"Bearer {self._control_token}"}
 
     async def start(self):
         self.sb = make_sandbox(parse_args(["--speed", "0", "--base-path", BASE, "--start-time", "1700000000",
-                                           "--notify-timeout", "1", "--notify-retries", "1"]))
-        self.runner = web.AppRunner(build_app(self.sb), access_log=None)
+                                           "--notify-timeout", "1", "--notify-retries", "1", *self.extra]))
+        authority = Authority.load(os.path.join(self.creds_dir, "sandbox-auth.json"))
+        self.runner = web.AppRunner(build_app(self.sb, authority), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
         await site.start()
@@ -49,12 +80,13 @@ class InProcessSandbox:
 
     async def advance_to(self, sim_time: float):
         async with aiohttp.ClientSession() as s:
-            async with s.post(f"{self.url}/sandbox-ctrl/v1/clock", json={"simTime": sim_time}) as r:
+            async with s.post(f"{self.url}/sandbox-ctrl/v1/clock", json={"simTime": sim_time},
+                              headers=await self._headers(s)) as r:
                 assert r.status == 200, await r.text()
 
     async def subscriptions(self, kind="zonalTraffic"):
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"{self.url}/location/v2/subscriptions/{kind}") as r:
+            async with s.get(f"{self.url}/location/v2/subscriptions/{kind}", headers=await self._headers(s)) as r:
                 body = await r.json()
         return body["notificationSubscriptionList"].get(f"{kind}Subscription", [])
 
@@ -90,7 +122,7 @@ def test_zone_changes_become_events_with_from_and_to_zone(mec_mobility, tmp_path
         sbx = await InProcessSandbox().start()
         queue: asyncio.Queue = asyncio.Queue()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR], "check_interval": 0.2, "state_dir": str(tmp_path)}), queue)
+            {**sbx.source_args, "ues": [CAR], "check_interval": 0.2, "state_dir": str(tmp_path)}), queue)
         task = asyncio.create_task(src.run())
         try:
             while src.port == 0 or len(src.subs) < 4 or any(s.url is None for s in src.subs.values()):
@@ -133,7 +165,7 @@ def test_user_tracking_subscription_and_initial_event(mec_mobility):
         sbx = await InProcessSandbox().start()
         queue: asyncio.Queue = asyncio.Queue()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR2], "subscription": "user_tracking", "emit_initial": True}), queue)
+            {**sbx.source_args, "ues": [CAR2], "subscription": "user_tracking", "emit_initial": True}), queue)
         await src.start()
         try:
             subs = await sbx.subscriptions("userTracking")
@@ -160,7 +192,7 @@ def test_duplicates_and_bad_callbacks_are_dropped(mec_mobility):
         sbx = await InProcessSandbox().start()
         queue: asyncio.Queue = asyncio.Queue()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR], "check_interval": 60}), queue)
+            {**sbx.source_args, "ues": [CAR], "check_interval": 60}), queue)
         await src.start()
         token = next(iter(src.subs))
         base = f"http://127.0.0.1:{src.port}"
@@ -204,7 +236,7 @@ def test_allowed_networks_refuse_other_peers(mec_mobility):
         sbx = await InProcessSandbox().start()
         queue: asyncio.Queue = asyncio.Queue()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR], "allowed_networks": ["192.0.2.0/24"]}), queue)
+            {**sbx.source_args, "ues": [CAR], "allowed_networks": ["192.0.2.0/24"]}), queue)
         await src.start()
         token = next(iter(src.subs))
         try:
@@ -228,7 +260,7 @@ def test_platform_restart_resubscribes_and_catches_up(mec_mobility):
         port = sbx.port
         queue: asyncio.Queue = asyncio.Queue()
         src = mec_mobility.MobilitySource(mec_mobility.Settings(
-            {"platform_url": sbx.url, "ues": [CAR], "check_interval": 0.2, "request_timeout": 1}), queue)
+            {**sbx.source_args, "ues": [CAR], "check_interval": 0.2, "request_timeout": 1}), queue)
         task = asyncio.create_task(src.run())
         try:
             while len(src.subs) < 4 or any(s.url is None for s in src.subs.values()):
@@ -265,7 +297,7 @@ def test_unknown_ue_stops_with_a_clear_message(mec_mobility):
         sbx = await InProcessSandbox().start()
         try:
             with pytest.raises(mec_mobility.MecMobilityError) as err:
-                await mec_mobility.main(asyncio.Queue(), {"platform_url": sbx.url, "ues": ["10.9.9.9"]})
+                await mec_mobility.main(asyncio.Queue(), {**sbx.source_args, "ues": ["10.9.9.9"]})
             subs = await sbx.subscriptions()
         finally:
             await sbx.stop()

@@ -108,8 +108,7 @@ def test_bad_query_parameters_are_400_problem_details(sandbox, path, params):
     ("GET", "rni/v2/queries/s1_bearer_info"),
 ])
 def test_not_implemented_is_501(sandbox, method, path):
-    import requests
-    problem(requests.request(method, sandbox.url(path), json={}, timeout=5), 501)
+    problem(sandbox.http.request(method, sandbox.url(path), json={}, timeout=5), 501)
 
 
 def test_rni_subscription_types_other_than_cell_change_are_501(sandbox, receiver):

@@ -3,7 +3,6 @@ came through is the one in its links, even from the cache; subscriptions expire;
 queries/adjacent_app_instances and the mobilityStatus filter."""
 
 import pytest
-import requests
 from sandbox_helpers import BASE, START_TIME, mirror, next_host_change
 
 CAR = "10.100.0.1"
@@ -25,7 +24,7 @@ def test_cached_answers_carry_the_host_each_request_came_through(fresh_sandbox, 
     # the same step, the same query, through two gateways, back and forth: each gets its own links
     for _ in range(2):
         for gateway in ("gw-source.lab:8081", "gw-target.lab:8082"):
-            r = requests.get(fresh_sandbox.url(path), params=params, headers={"Host": gateway}, timeout=5)
+            r = fresh_sandbox.http.get(fresh_sandbox.url(path), params=params, headers={"Host": gateway}, timeout=5)
             assert r.status_code == 200
             urls = pick(r.json())
             assert urls and all(u.startswith(f"http://{gateway}{BASE}/location/v2/") for u in urls), (gateway, urls)
@@ -91,7 +90,7 @@ def test_rni_subscription_stops_at_its_expiry_deadline_with_an_expiry_notificati
     assert expiry["_links"]["subscription"]["href"] == sub_url
     assert expiry["expiryDeadline"] == {"seconds": deadline, "nanoSeconds": 0}
     assert expiry["timeStamp"]["seconds"] >= deadline
-    assert requests.get(sub_url, timeout=5).status_code == 404
+    assert fresh_sandbox.http.get(sub_url, timeout=5).status_code == 404
     assert fresh_sandbox.get("rni/v2/subscriptions").json()["_links"].get("subscription", []) == []
     fresh_sandbox.advance(300)
     assert len(receiver.wait_for(lambda it: len(it) > len(notes), timeout=1.5)) == len(notes)
@@ -105,13 +104,13 @@ def test_expiry_without_a_clock_jump_and_a_replaced_deadline(fresh_sandbox, rece
     assert r.status_code == 201, r.text
     url = r.json()["_links"]["self"]["href"]
     body["expiryDeadline"] = {"seconds": int(base) + 60, "nanoSeconds": 0}
-    assert requests.put(url, json=body, timeout=5).status_code == 200  # the new deadline replaces the old
+    assert fresh_sandbox.http.put(url, json=body, timeout=5).status_code == 200  # the new deadline replaces the old
     fresh_sandbox.advance(30)
-    assert requests.get(url, timeout=5).status_code == 200
+    assert fresh_sandbox.http.get(url, timeout=5).status_code == 200
     fresh_sandbox.advance(29.9)
-    assert requests.get(url, timeout=5).status_code == 200
+    assert fresh_sandbox.http.get(url, timeout=5).status_code == 200
     fresh_sandbox.advance(0.1)
-    assert requests.get(url, timeout=5).status_code == 404
+    assert fresh_sandbox.http.get(url, timeout=5).status_code == 404
     items = receiver.wait_for(lambda it: len(it) >= 1)
     assert items[0][1]["notificationType"] == "ExpiryNotification"
     assert items[0][1]["expiryDeadline"] == {"seconds": int(base) + 60, "nanoSeconds": 0}
@@ -138,7 +137,7 @@ def test_location_duration_ends_the_subscription_without_a_notification(fresh_sa
     sub = r.json()["userTrackingSubscription"]
     assert sub["duration"] == 120
     fresh_sandbox.advance(20)
-    assert requests.get(sub["resourceURL"], timeout=5).json()["userTrackingSubscription"]["duration"] == 100
+    assert fresh_sandbox.http.get(sub["resourceURL"], timeout=5).json()["userTrackingSubscription"]["duration"] == 100
     mob = mirror(fresh_sandbox)
     start = mob.time
     changes = [c for c in mob.advance_to(start + 300) if c.ue == CAR and (c.old_poa != c.new_poa)]
@@ -148,7 +147,7 @@ def test_location_duration_ends_the_subscription_without_a_notification(fresh_sa
     items = receiver.wait_for(lambda it: len(it) >= len(within), timeout=5)
     assert all("zonalPresenceNotification" in b for _, b, _ in items)
     assert max(b["zonalPresenceNotification"]["timestamp"]["seconds"] for _, b, _ in items) < START_TIME + start + 100
-    assert requests.get(sub["resourceURL"], timeout=5).status_code == 404
+    assert fresh_sandbox.http.get(sub["resourceURL"], timeout=5).status_code == 404
     listed = fresh_sandbox.get("location/v2/subscriptions/userTracking").json()["notificationSubscriptionList"]
     assert listed["userTrackingSubscription"] == []
 

@@ -6,7 +6,6 @@ unknown parameter names) and checks the service's answer against that document.
 """
 
 import pytest
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mec_sandbox.scenario import load_scenario
@@ -119,7 +118,7 @@ def test_query_parameters_follow_the_document(sandbox, path, entry, data):
                 pool = [a.name for a in SCENARIO.zone_poas(zone)]
             concrete = concrete.replace("{" + p["name"] + "}", data.draw(st.sampled_from(pool)))
     params, valid, unknown, missing = data.draw(query_for(entry))
-    r = requests.get(sandbox.root + concrete, params=params, timeout=5)
+    r = sandbox.http.get(sandbox.root + concrete, params=params, timeout=5)
     declared = set(entry["responses"])
     assert str(r.status_code) in declared, (concrete, params, r.status_code, r.text)
     body = r.json()

@@ -9,6 +9,7 @@ import socket
 import pytest
 import requests
 from mec_sandbox.callbacks import CallbackPolicy, listen_address, parse_networks
+from mec_sandbox.credentials import generate
 from mec_sandbox.problems import MAX_BODY_BYTES, MAX_BODY_DEPTH
 from mec_sandbox.spec import OPERATIONS
 from sandbox_helpers import APPS, BASE, SandboxProcess
@@ -59,14 +60,17 @@ def _non_loopback_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-def test_a_process_listens_on_loopback_only_by_default():
+def test_a_process_listens_on_loopback_only_by_default(tmp_path):
     import os
     import subprocess
     import sys
     import time
     from sandbox_helpers import free_port
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mec_sandbox", "--port", str(port), "--speed", "0"],
+    creds = tmp_path / "creds"
+    generate(str(creds))
+    proc = subprocess.Popen([sys.executable, "-m", "mec_sandbox", "--port", str(port), "--speed", "0",
+                             "--auth-file", str(creds / "sandbox-auth.json")],
                             env=dict(os.environ, PYTHONPATH=APPS), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -75,7 +79,7 @@ def test_a_process_listens_on_loopback_only_by_default():
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.1)
         assert _listening(port) == {"127.0.0.1"}
-        assert requests.get(f"http://127.0.0.1:{port}/sandbox-ctrl/v1/clock", timeout=5).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/sandbox-ctrl/v1/clock", timeout=5).status_code == 401
         other = _non_loopback_address()
         if other:  # this machine's other address does not answer
             with pytest.raises(requests.ConnectionError):
@@ -132,10 +136,10 @@ def test_callbacks_outside_the_allowed_networks_are_refused(sandbox, receiver):
     assert ok.status_code == 201, ok.text
     # replacing a subscription is checked the same way, and a refused PUT leaves it as it was
     url = ok.json()["_links"]["self"]["href"]
-    put = requests.put(url, json={"subscriptionType": "CellChangeSubscription",
+    put = sandbox.http.put(url, json={"subscriptionType": "CellChangeSubscription",
                                   "callbackReference": "http://10.9.9.9/cb"}, timeout=5)
     problem(put)
-    assert requests.get(url, timeout=5).json()["callbackReference"] == f"http://localhost:{receiver.port}/cb"
+    assert sandbox.http.get(url, timeout=5).json()["callbackReference"] == f"http://localhost:{receiver.port}/cb"
     assert sandbox.get("rni/v2/subscriptions").json()["_links"]["subscription"][0]["href"] == url
 
 
@@ -204,7 +208,7 @@ def test_every_body_taking_operation_answers_400_to_bad_bodies(sandbox, op):
     ]
     for data, ctype in cases:
         headers = {"Content-Type": ctype} if ctype else {}
-        r = requests.request(op.method, url, data=data, headers=headers, timeout=30)
+        r = sandbox.http.request(op.method, url, data=data, headers=headers, timeout=30)
         # a resource that does not exist may answer 404 before its body is read; a 500 never
         expected = (400, 404) if "{" in op.path else (400,)
         assert r.status_code in expected, (op.path, data[:40], ctype, r.status_code, r.text)
@@ -215,8 +219,8 @@ def test_bad_bodies_get_a_detail_that_says_what_is_wrong(sandbox):
     path = "rni/v2/subscriptions"
 
     def post(data, ctype="application/json"):
-        return problem(requests.post(sandbox.url(path), data=data, headers={"Content-Type": ctype},
-                                     timeout=30))["detail"]
+        return problem(sandbox.http.post(sandbox.url(path), data=data, headers={"Content-Type": ctype},
+                                         timeout=30))["detail"]
     assert "nested more than 32 levels" in post(b"[" * 30_000 + b"]" * 30_000)
     assert "nested more than 32 levels" in post(('{"a":' * 40 + "1" + "}" * 40).encode())
     assert "larger than 65536 bytes" in post(b" " * (MAX_BODY_BYTES + 1))
@@ -237,12 +241,12 @@ def test_a_chunked_body_over_the_limit_is_refused(sandbox):
     def chunks():
         for _ in range(20):
             yield b" " * 8192
-    r = requests.post(sandbox.url("rni/v2/subscriptions"), data=chunks(),
-                      headers={"Content-Type": "application/json"}, timeout=30)
+    r = sandbox.http.post(sandbox.url("rni/v2/subscriptions"), data=chunks(),
+                          headers={"Content-Type": "application/json"}, timeout=30)
     assert "larger than" in problem(r)["detail"]
 
 
 def test_paths_are_under_the_base(sandbox):
-    assert requests.get(f"{sandbox.root}/location/v2/queries/zones", timeout=5).status_code == 404
+    assert sandbox.http.get(f"{sandbox.root}/location/v2/queries/zones", timeout=5).status_code == 404
     assert sandbox.get("location/v2/queries/zones").json()["zoneList"]["resourceURL"].startswith(
         f"http://127.0.0.1:{sandbox.port}{BASE}/")

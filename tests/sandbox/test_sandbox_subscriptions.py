@@ -62,9 +62,8 @@ def test_user_tracking_follows_one_user_and_can_be_deleted(fresh_sandbox, receiv
     items = receiver.wait_for(lambda it: len(it) >= len(want))
     assert [(b["zonalPresenceNotification"]["userEventType"], b["zonalPresenceNotification"]["zoneId"])
             for _, b, _ in items] == [(e[1], e[2]) for e in want]
-    import requests
-    assert requests.delete(sub_url, timeout=5).status_code == 204
-    assert requests.get(sub_url, timeout=5).status_code == 404
+    assert fresh_sandbox.http.delete(sub_url, timeout=5).status_code == 204
+    assert fresh_sandbox.http.get(sub_url, timeout=5).status_code == 404
 
 
 def test_zone_status_reports_user_counts_over_the_threshold(fresh_sandbox, receiver):
@@ -104,8 +103,7 @@ def test_subscription_bodies_are_validated(fresh_sandbox, receiver):
         r = fresh_sandbox.post(path, body)
         assert r.status_code == 400, (path, body, r.text)
         assert r.json()["status"] == 400
-    import requests
-    r = requests.post(fresh_sandbox.url("rni/v2/subscriptions"), data=b"{not json", timeout=5)
+    r = fresh_sandbox.http.post(fresh_sandbox.url("rni/v2/subscriptions"), data=b"{not json", timeout=5)
     assert r.status_code == 400
 
 

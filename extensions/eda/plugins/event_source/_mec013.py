@@ -11,12 +11,14 @@ Only the Python standard library and aiohttp (a dependency of ansible-rulebook) 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as _dt
 import importlib.util
 import json
 import logging
 import os
 import re
+import ssl
 import sys
 import tempfile
 import time
@@ -139,6 +141,65 @@ def unknown_arguments(args: dict, known: set, problems: list) -> None:
         problems.append(f"unknown argument(s) {unknown}; known: {sorted(known)}.")
 
 
+# The platform's API needs a bearer token (OAuth 2.0 client credentials, ETSI GS MEC 009; the local sandbox
+# refuses every request without one). credentials_file is the sandbox role's credentials.json (client: one of
+# its clients, default mec-eda), or client_id/client_secret are given; the token comes from token_url (default
+# <platform_url>/oauth/token). HTTPS callbacks: tls_cert/tls_key (PEM files) make the listener serve TLS.
+AUTH_ARGS = {"credentials_file", "client", "client_id", "client_secret", "token_url"}
+TLS_ARGS = {"tls_cert", "tls_key"}
+
+
+class Credentials:
+    def __init__(self, token_url: str, client_id: str, client_secret: str):
+        self.token_url, self.client_id, self.client_secret = token_url, client_id, client_secret
+
+
+def credentials(args: dict, problems: list) -> Credentials | None:
+    """The client credentials from the arguments; None when none are given (a platform without OAuth)."""
+    path, cid, secret = args.get("credentials_file"), args.get("client_id"), args.get("client_secret")
+    if not (path or cid or secret):
+        return None
+    if path:
+        name = str(args.get("client") or "mec-eda")
+        try:
+            with open(str(path), encoding="utf-8") as fh:
+                entry = (json.load(fh).get("clients") or {}).get(name) or {}
+            cid, secret = entry.get("client_id"), entry.get("client_secret")
+        except (OSError, ValueError, AttributeError) as exc:
+            problems.append(f"credentials_file={path}: not readable as the sandbox's credentials.json ({exc}).")
+            return None
+        if not (cid and secret):
+            problems.append(f"credentials_file={path}: no client {name!r} in it (client).")
+            return None
+    elif not (cid and secret):
+        problems.append("client_id and client_secret: give both (or credentials_file).")
+        return None
+    platform = str(args.get("platform_url") or "").rstrip("/")
+    token_url = str(args.get("token_url") or (f"{platform}/oauth/token" if platform else ""))
+    if not token_url.startswith(("http://", "https://")):
+        problems.append("token_url: the platform's OAuth token endpoint (http(s) URL) is needed without platform_url.")
+        return None
+    return Credentials(token_url, str(cid), str(secret))
+
+
+def tls_context(args: dict, problems: list) -> ssl.SSLContext | None:
+    """A server TLS context for the callback listener from tls_cert/tls_key; None without them."""
+    cert, key = args.get("tls_cert"), args.get("tls_key")
+    if not (cert or key):
+        return None
+    if not (cert and key):
+        problems.append("tls_cert and tls_key: give both (PEM files) for HTTPS callbacks.")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        problems.append(f"tls_cert={cert} / tls_key={key}: cannot load them as a PEM certificate and key ({exc}).")
+        return None
+    return context
+
+
 # --------------------------------------------------------------------------- values
 def timestamp(ts) -> float | None:
     """ETSI TimeStamp {seconds, nanoSeconds} -> Unix time."""
@@ -193,11 +254,13 @@ class LocationClient:
     """GET/POST/DELETE on one MEC 013 Location API; messages name the source (``who``) and the URL."""
 
     def __init__(self, location_url: str, who: str, error: type[MecSourceError], request_timeout: float,
-                 startup_timeout: float):
+                 startup_timeout: float, creds: Credentials | None = None):
         self.location_url = location_url
         self.who, self.error = who, error
         self.request_timeout, self.startup_timeout = request_timeout, startup_timeout
         self.session: aiohttp.ClientSession | None = None
+        self.creds = creds
+        self._token, self._renew_at = "", 0.0
 
     def open(self) -> None:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
@@ -213,14 +276,47 @@ class LocationClient:
     def url(self, path: str) -> str:
         return f"{self.location_url}/{path.lstrip('/')}"
 
-    async def request(self, method: str, url: str, **kw) -> tuple[int, str, dict]:
-        """(status, body, headers); any transport problem as ConnectionError naming the request."""
+    async def _send(self, method: str, url: str, **kw) -> tuple[int, str, dict]:
         assert self.session is not None
         try:
-            async with self.session.request(method, url, **kw) as resp:
+            async with self.session.request(method, url, allow_redirects=False, **kw) as resp:
                 return resp.status, await resp.text(), dict(resp.headers)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise ConnectionError(f"{method} {url}: {type(exc).__name__}: {exc or 'timed out'}") from exc
+
+    async def token(self, renew: bool = False) -> str:
+        """A bearer token (client credentials grant), renewed 30 s before it expires; refused credentials stop
+        the source with a message."""
+        c = self.creds
+        if self._token and not renew and time.monotonic() < self._renew_at:
+            return self._token
+        basic = base64.b64encode(f"{quote(c.client_id, safe='')}:{quote(c.client_secret, safe='')}".encode()).decode()
+        status, body, _ = await self._send("POST", c.token_url, data={"grant_type": "client_credentials"},
+                                           headers={"Authorization": f"Basic {basic}"})
+        if status in (400, 401, 403):
+            raise self.error(f"{self.who}: the MEC platform's token endpoint {c.token_url} refused client "
+                             f"{c.client_id}: HTTP {status} {body[:200]}: check credentials_file / client "
+                             "(or client_id / client_secret).")
+        try:
+            answer = loads(body) if status == 200 else None
+            token, life = str(answer["access_token"]), float(answer.get("expires_in", 60))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConnectionError(f"POST {c.token_url}: HTTP {status}, no token ({exc or body[:200]})") from None
+        self._token, self._renew_at = token, time.monotonic() + max(life - 30, life / 2)
+        return token
+
+    async def request(self, method: str, url: str, **kw) -> tuple[int, str, dict]:
+        """(status, body, headers) with the bearer token when credentials are given (a 401 gets one new token
+        and one retry); redirects are not followed; any transport problem as ConnectionError naming the request."""
+        if self.creds is None:
+            return await self._send(method, url, **kw)
+        headers = dict(kw.pop("headers", None) or {})
+        headers["Authorization"] = f"Bearer {await self.token()}"
+        answer = await self._send(method, url, headers=headers, **kw)
+        if answer[0] == 401:
+            headers["Authorization"] = f"Bearer {await self.token(renew=True)}"
+            answer = await self._send(method, url, headers=headers, **kw)
+        return answer
 
     async def get_json(self, path: str) -> dict:
         status, body, _ = await self.request("GET", self.url(path))
@@ -247,7 +343,8 @@ class LocationClient:
                 if status in (401, 403, 404):
                     raise self.error(
                         f"{self.who}: the MEC platform's Location API at {self.location_url} answered {last} "
-                        "to GET queries/zones: check platform_url / location_url (and the platform's access).")
+                        "to GET queries/zones: check platform_url / location_url (and the platform's access: "
+                        "credentials_file for a platform that needs a token).")
             except ConnectionError as exc:
                 last = str(exc)
             if time.monotonic() >= deadline:

@@ -29,6 +29,8 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_approach``):
 
 ``platform_url`` / ``location_url`` / ``ues`` (or ``ue``) / ``request_timeout`` / ``startup_timeout``
     As for ``mec.migration.mec_mobility`` (the Location API is ``<platform_url>/location/v2``).
+``credentials_file`` / ``client`` (or ``client_id`` / ``client_secret``; ``token_url``)
+    As for ``mec.migration.mec_mobility``: the bearer token of a platform that needs one (the local sandbox).
 ``poll_interval`` (default 1 s), ``horizon`` (default 40 s), ``window`` (default 3 s), ``step`` (default 1 s)
     How often each UE is read, how far ahead it is extrapolated, over how many seconds of positions its
     velocity is estimated, and the extrapolation's resolution.
@@ -108,8 +110,9 @@ class Settings:
         problems: list[str] = []
         known = {"platform_url", "location_url", "ues", "ue", "poll_interval", "horizon", "window", "step",
                  "min_speed", "coverage_radius", "priority", "margin", "confirm_span", "request_timeout",
-                 "startup_timeout", "state_dir", "enabled", "relocate_lead"}
+                 "startup_timeout", "state_dir", "enabled", "relocate_lead", *mec013.AUTH_ARGS}
         mec013.unknown_arguments(args, known, problems)
+        self.credentials = mec013.credentials(args, problems)
         self.location_url = mec013.location_url(args, problems)
         self.ues = mec013.ues(args, problems)
         self.poll_interval = mec013.number(args, "poll_interval", 1.0, problems, low=0.05)
@@ -256,7 +259,7 @@ class ApproachSource:
         self.s = settings
         self.queue = queue
         self.api = mec013.LocationClient(settings.location_url, "mec_approach", MecApproachError,
-                                         settings.request_timeout, settings.startup_timeout)
+                                         settings.request_timeout, settings.startup_timeout, settings.credentials)
         self.map: Map | None = None
         self.tracks = {ue: Track() for ue in settings.ues}
         self.seq = 0

@@ -29,6 +29,14 @@ Arguments (ansible-rulebook ``sources:`` entry ``mec.migration.mec_mobility``):
     Address and port of the callback receiver (default ``127.0.0.1``, port 0: any free port).
 ``callback_host`` / ``callback_port``
     Host and port the platform must call back to, when not the listening ones (NAT, a container network).
+``credentials_file`` / ``client`` (or ``client_id`` / ``client_secret``; ``token_url``)
+    OAuth 2.0 client credentials for a platform whose API needs a bearer token (the local sandbox does, ETSI GS
+    MEC 009): the sandbox role's ``credentials.json`` (``~/.cache/mec-migration/sandbox/credentials.json`` on the
+    controller) and the client in it (default ``mec-eda``: read and subscribe); the token comes from
+    ``token_url`` (default ``<platform_url>/oauth/token``) and is renewed before it expires.
+``tls_cert`` / ``tls_key``
+    PEM certificate and key: the callback listener serves HTTPS and the subscriptions name ``https://`` callback
+    URLs (the platform verifies the certificate; for the local sandbox, its CA is ``mec_sandbox_callback_ca_file``).
 ``allowed_networks``
     CIDRs the callbacks may come from (default: any); every callback must also carry its subscription's
     token (a random path segment made per subscription): requests without it get 404.
@@ -110,8 +118,11 @@ class Settings:
         problems: list[str] = []
         known = {"platform_url", "location_url", "ues", "ue", "subscription", "zones", "listen_host",
                  "listen_port", "callback_host", "callback_port", "allowed_networks", "check_interval",
-                 "request_timeout", "startup_timeout", "emit_initial", "access_point_changes", "state_dir"}
+                 "request_timeout", "startup_timeout", "emit_initial", "access_point_changes", "state_dir",
+                 *mec013.AUTH_ARGS, *mec013.TLS_ARGS}
         mec013.unknown_arguments(args, known, problems)
+        self.credentials = mec013.credentials(args, problems)
+        self.tls = mec013.tls_context(args, problems)
         self.location_url = mec013.location_url(args, problems)
         self.ues = mec013.ues(args, problems)
         self.subscription = str(args.get("subscription") or "zonal_traffic")
@@ -168,7 +179,7 @@ class MobilitySource:
                       "resubscribed": 0, "bad": 0, "dropped": 0}
         self.known_zones: set[str] = set()  # the platform's zones (queries/zones): a callback's zone must be one
         self.api = mec013.LocationClient(settings.location_url, "mec_mobility", MecMobilityError,
-                                         settings.request_timeout, settings.startup_timeout)
+                                         settings.request_timeout, settings.startup_timeout, settings.credentials)
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.platform_up = True
@@ -213,7 +224,8 @@ class MobilitySource:
     def _callback_url(self, token: str) -> str:
         host = self.s.callback_host
         host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return f"http://{host}:{self.s.callback_port or self.port}{CALLBACK_PREFIX}{token}"
+        scheme = "https" if self.s.tls else "http"
+        return f"{scheme}://{host}:{self.s.callback_port or self.port}{CALLBACK_PREFIX}{token}"
 
     async def _create(self, sub: _Sub) -> None:
         ref = {"notifyURL": self._callback_url(sub.token), "callbackData": f"mec_mobility:{sub.key}"}
@@ -415,14 +427,15 @@ class MobilitySource:
             app.router.add_route("*", "/{tail:.*}", self._refuse)
             self.runner = web.AppRunner(app, access_log=None)
             await self.runner.setup()
-            site = web.TCPSite(self.runner, self.s.listen_host, self.s.listen_port)
+            site = web.TCPSite(self.runner, self.s.listen_host, self.s.listen_port, ssl_context=self.s.tls)
             try:
                 await site.start()
             except OSError as exc:
                 raise MecMobilityError(f"mec_mobility: cannot listen on {self.s.listen_host}:{self.s.listen_port} "
                                        f"for the callbacks: {exc}") from exc
             self.port = site._server.sockets[0].getsockname()[1]  # the port chosen when listen_port is 0
-            LOG.info("mec_mobility: callbacks on %s:%d", self.s.listen_host, self.port)
+            LOG.info("mec_mobility: callbacks on %s:%d%s", self.s.listen_host, self.port,
+                     " (HTTPS)" if self.s.tls else "")
             try:
                 await self.subscribe_all()
             except ConnectionError as exc:
