@@ -102,11 +102,12 @@ def ansible_env() -> dict:
     return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH=f"{venv_bin}:{os.environ['PATH']}")
 
 
-def deploy_a2(lab: ZonesLab, sandbox_url: str, ue: str, log_path: Path) -> None:
-    """playbooks/apps.yml on the zones lab: the gateways of every host pointing at the drive's sandbox, A2 (alone)
-    on the source host counting ``ue``'s zones."""
+def deploy_a2(lab: ZonesLab, sandbox_url: str, ue: str, log_path: Path, token_file: Path) -> None:
+    """playbooks/apps.yml on the zones lab: the gateways of every host pointing at the drive's sandbox with its
+    gateways' token (``token_file``, made for that URL), A2 (alone) on the source host counting ``ue``'s zones."""
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory), "playbooks/apps.yml",
             "-e", json.dumps({"apps_local_sandbox": False, "mec_gateway_upstream_url": sandbox_url,
+                              "mec_gateway_upstream_token_file": str(token_file),
                               "apps_a2_ue_address": ue, "mec_apps_enabled": ["a2"]})]
     with open(log_path, "w", encoding="utf-8") as log:
         p = subprocess.run(argv, cwd=ROOT, env=ansible_env(), stdout=log, stderr=subprocess.STDOUT, timeout=1800)

@@ -9,8 +9,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 
-def _get_json(url: str, timeout: float):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def _get_json(url: str, timeout: float, headers: dict | None = None):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
         return json.loads(r.read().decode("utf-8"))
 
 
@@ -18,8 +18,9 @@ class Probe:
     """One sample: {"t", "sim", "zone", "ap", "up": [hosts whose A2 answered GET /state], "counter": {host: n}}."""
 
     def __init__(self, sandbox_url: str, ue: str, hosts: dict[str, str], app_port: int = 3000,
-                 timeout: float = 0.8):
+                 timeout: float = 0.8, tokens=None):
         self.ues_url = f"{sandbox_url}/sandbox-ctrl/v1/ues?address={ue}"
+        self.tokens = tokens  # mec_sandbox.credentials.TokenClient: the sandbox needs a bearer token
         self.ue = ue
         self.state_urls = {name: f"http://{address}:{app_port}/state" for name, address in hosts.items()}
         self.timeout = timeout
@@ -27,7 +28,7 @@ class Probe:
 
     def _ue(self):
         try:
-            doc = _get_json(self.ues_url, self.timeout)
+            doc = _get_json(self.ues_url, self.timeout, self.tokens.headers() if self.tokens else None)
             ue = next(u for u in doc["ues"] if u["address"] == self.ue)
             return doc["simTime"], ue.get("zoneId"), ue.get("accessPointId")
         except (OSError, ValueError, KeyError, StopIteration, urllib.error.URLError):

@@ -37,8 +37,20 @@ def _free(address: str, port: int) -> bool:
             return False
 
 
-def _get(url: str, timeout: float = 2.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+# The drive's sandbox needs a bearer token (OAuth 2.0 client credentials): its credentials are kept here, so that
+# the gateways deployed by an earlier drive (--skip-deploy) still hold a valid token for the same URL.
+CREDENTIALS_DIR = Path("~/.cache/mec-migration/drive-sandbox").expanduser()
+
+
+def _credentials():
+    if str(ROOT / "apps") not in sys.path:
+        sys.path.insert(0, str(ROOT / "apps"))
+    from mec_sandbox import credentials
+    return credentials
+
+
+def _get(url: str, timeout: float = 2.0, headers: dict | None = None):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
         return json.loads(r.read().decode("utf-8"))
 
 
@@ -53,6 +65,14 @@ class Drive:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.out = Path(out_root) / f"{stamp}-{mode}"
         self.sandbox = self.rulebook = None
+        creds = _credentials()
+        try:
+            creds.generate(str(CREDENTIALS_DIR))
+            creds.gateway_token(str(CREDENTIALS_DIR), self.sandbox_url)
+        except creds.CredentialsError as exc:
+            raise DriveError(f"the drive's sandbox credentials in {CREDENTIALS_DIR}: {exc}") from None
+        self.tokens = creds.TokenClient.from_file(self.sandbox_url, str(CREDENTIALS_DIR / creds.CLIENT_FILE),
+                                                  "mec-control")
 
     # ------------------------------------------------------------------------------------------ set-up
     def _start_sandbox(self) -> float:
@@ -63,14 +83,15 @@ class Drive:
         # callbacks go to the event source on loopback (the rulebook runs on this machine)
         self.sandbox = subprocess.Popen(
             [sys.executable, "-m", "mec_sandbox", "--host", self.sandbox_address, "--port", str(self.sandbox_port),
-             "--base-path", "/sandbox", "--speed", "1", "--step", str(STEP_S), "--placement", "per-zone"],
+             "--base-path", "/sandbox", "--speed", "1", "--step", str(STEP_S), "--placement", "per-zone",
+             "--auth-file", str(CREDENTIALS_DIR / "sandbox-auth.json")],
             env=dict(os.environ, PYTHONPATH=str(ROOT / "apps")), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.sandbox.poll() is not None:
                 raise DriveError(f"the sandbox exited at start ({self.sandbox.returncode}); see {log.name}")
             try:
-                return float(_get(self.sandbox_url + "/sandbox-ctrl/v1/clock", 1)["epoch"])
+                return float(_get(self.sandbox_url + "/sandbox-ctrl/v1/clock", 1, self.tokens.headers())["epoch"])
             except OSError:
                 time.sleep(0.1)
         raise DriveError(f"the sandbox did not answer at {self.sandbox_url} within 30 s; see {log.name}")
@@ -81,6 +102,7 @@ class Drive:
             "follow_platform_url": self.sandbox_url, "follow_ue": self.ue, "follow_app": APP,
             "follow_strategy": self.strategy, "follow_listen_host": "127.0.0.1",
             "follow_state_dir": str(self.out / "state"), "follow_inventory_dir": str(self.lab.inv_dir),
+            "follow_credentials_file": str(CREDENTIALS_DIR / "credentials.json"),
             "follow_results_dir": str(self.out / "follow"), "follow_playbook": "playbooks/follow.yml",
             "follow_mode": self.mode}, **self.rulebook_vars)))
         log = open(self.out / "rulebook.log", "w", encoding="utf-8")
@@ -94,7 +116,8 @@ class Drive:
             if self.rulebook.poll() is not None:
                 raise DriveError(f"ansible-rulebook exited at start ({self.rulebook.returncode}); see {log.name}")
             try:
-                subs = _get(url)["notificationSubscriptionList"].get("zonalTrafficSubscription", [])
+                subs = _get(url, headers=self.tokens.headers())["notificationSubscriptionList"].get(
+                    "zonalTrafficSubscription", [])
                 if subs:
                     return
             except (OSError, KeyError, ValueError):
@@ -167,7 +190,8 @@ class Drive:
         if self.skip_deploy:
             start_from_run_config(self.lab, start_host, APP)
         else:
-            deploy_a2(self.lab, self.sandbox_url, self.ue, self.out / "apps.log")
+            deploy_a2(self.lab, self.sandbox_url, self.ue, self.out / "apps.log",
+                      CREDENTIALS_DIR / "gateway-token.json")
         on = self.lab.running_on(APP)
         if on != [start_host]:
             raise DriveError(f"A2 runs on {on or 'no host'} after playbooks/apps.yml, but the UE starts in "
@@ -215,7 +239,8 @@ class Drive:
 
     def _sample(self, epoch: float, samples: list, stop: threading.Event) -> None:
         """Every SAMPLE_EVERY_S until the drive's end (or ``stop``): appended to ``samples`` and timeline.jsonl."""
-        probe = Probe(self.sandbox_url, self.ue, {n: h.address for n, h in self.lab.hosts.items()}, APP_PORT)
+        probe = Probe(self.sandbox_url, self.ue, {n: h.address for n, h in self.lab.hosts.items()}, APP_PORT,
+                      tokens=self.tokens)
         end, last_print = epoch + self.duration, 0.0
         try:
             with open(self.out / "timeline.jsonl", "w", encoding="utf-8") as fh:

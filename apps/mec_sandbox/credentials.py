@@ -6,7 +6,10 @@ existing DIR must be a real directory of the current user without group or other
 - ``sandbox-auth.json``: what the sandbox needs (``--auth-file``, or the content in ``MEC_SANDBOX_AUTH``):
   the signing key, each client's secret as SHA-256, its scopes and token lifetime;
 - ``credentials.json``: what the clients need: ``{"clients": {"<name>": {"client_id", "client_secret",
-  "scope"}}}``.
+  "scope"}}}``;
+- with ``--gateway-url URL``, ``gateway-token.json``: ``{"url", "token", "expires"}``, a token of the client
+  ``mec-gateway`` for the MEC hosts' API gateways (role mec_gateway), which send it only to that URL; made
+  again when the URL or the keys changed or when less than half its lifetime is left.
 
 Run again with the same clients, it changes nothing (and says so: ``{"changed": false}``); a client
 added, removed or with other scopes or lifetime is rewritten, the others keep their secrets.
@@ -31,10 +34,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .auth import MAX_LIFETIME, SCOPES, TOKEN_PATH, secret_hash
+from .auth import MAX_LIFETIME, SCOPES, TOKEN_PATH, Authority, AuthConfigError, TokenError, secret_hash
 
 SERVER_FILE = "sandbox-auth.json"
 CLIENT_FILE = "credentials.json"
+GATEWAY_FILE = "gateway-token.json"  # {"url", "token", "expires"}: the gateways' token for one sandbox URL
 CREDENTIALS_ENV = "MEC_SANDBOX_CREDENTIALS"
 DEFAULT_DIR = os.path.join("~", ".cache", "mec-migration", "sandbox")
 # name -> (scopes, token lifetime in seconds)
@@ -138,6 +142,32 @@ def generate(folder: str, clients: dict | None = None) -> bool:
     return changed
 
 
+def gateway_token(folder: str, url: str, client: str = "mec-gateway") -> bool:
+    """Write or keep ``folder``/gateway-token.json for ``url``; True when it was (re)made."""
+    private_dir(folder)
+    server = _read(os.path.join(folder, SERVER_FILE))
+    try:
+        authority = Authority.from_config(server, os.path.join(folder, SERVER_FILE))
+    except AuthConfigError as exc:
+        raise CredentialsError(f"{exc}: make the credentials first") from None
+    if client not in authority.clients:
+        raise CredentialsError(f"no client {client!r} in {folder}/{SERVER_FILE}: add it (--client)")
+    path = os.path.join(folder, GATEWAY_FILE)
+    old = _read(path) or {}
+    life = authority.clients[client].token_lifetime
+    if old.get("url") == url and isinstance(old.get("token"), str):
+        try:
+            grant = authority.check(f"Bearer {old['token']}", "read")
+            if grant.client_id == client and grant.expires - time.time() > life / 2:
+                return False
+        except TokenError:
+            pass
+    answer = authority.issue(authority.clients[client], None)
+    _write_private(path, {"url": url, "token": answer["access_token"],
+                          "expires": int(time.time()) + answer["expires_in"]})
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mec_sandbox.credentials",
                                  description="Make (or keep) the sandbox's client credentials in a private folder.")
@@ -145,15 +175,22 @@ def main(argv=None) -> int:
     ap.add_argument("--client", action="append", default=[],
                     help="NAME=SCOPES[@SECONDS], e.g. mec-eda=read,subscribe@3600; repeat; default: "
                          + ", ".join(f"{n}={','.join(s)}@{life}" for n, (s, life) in DEFAULT_CLIENTS.items()))
+    ap.add_argument("--gateway-url", default="",
+                    help=f"also write {GATEWAY_FILE}: a token of mec-gateway for the sandbox at this URL (with its "
+                         "base path), for the MEC hosts' gateways")
     args = ap.parse_args(argv)
+    folder = os.path.expanduser(args.folder)
     try:
         clients = dict(parse_client(c) for c in args.client) if args.client else None
-        changed = generate(args.folder, clients)
+        changed = generate(folder, clients)
+        if args.gateway_url:
+            changed = gateway_token(folder, args.gateway_url.rstrip("/")) or changed
     except (CredentialsError, OSError) as exc:
         print(f"mec_sandbox.credentials: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"changed": changed, "server_file": os.path.join(args.folder, SERVER_FILE),
-                      "credentials_file": os.path.join(args.folder, CLIENT_FILE)}))
+    print(json.dumps({"changed": changed, "server_file": os.path.join(folder, SERVER_FILE),
+                      "credentials_file": os.path.join(folder, CLIENT_FILE),
+                      **({"gateway_token_file": os.path.join(folder, GATEWAY_FILE)} if args.gateway_url else {})}))
     return 0
 
 

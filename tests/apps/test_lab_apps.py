@@ -18,8 +18,12 @@ import urllib.request
 
 import pytest
 
-from apps_helpers import REPO
+from apps_helpers import APPS, REPO
 from labutil import SSH_OPTS
+
+if str(APPS) not in sys.path:
+    sys.path.insert(0, str(APPS))
+from mec_sandbox.credentials import TokenClient  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
@@ -32,9 +36,18 @@ ANSIBLE_PLAYBOOK = os.environ.get("ANSIBLE_PLAYBOOK") or (
     _VENV_PLAYBOOK if os.path.exists(_VENV_PLAYBOOK) else "ansible-playbook")
 
 
+_TOKENS = {}
+
+
 def http_json(url, data=None, timeout=10):
+    """GET (POST with data) JSON; to the lab's sandbox with a bearer token of its client mec-control (the role's
+    credentials file, ~/.cache/mec-migration/sandbox/credentials.json, or $MEC_SANDBOX_CREDENTIALS)."""
+    headers = {"Content-Type": "application/json"}
+    if url.startswith(SANDBOX + "/"):
+        tokens = _TOKENS.get(SANDBOX) or _TOKENS.setdefault(SANDBOX, TokenClient.from_file(SANDBOX))
+        headers.update(tokens.headers())
     body = None if data is None else json.dumps(data).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read().decode())
 

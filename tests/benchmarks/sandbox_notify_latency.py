@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_throughput import free_port, start_sandbox
+from sandbox_throughput import HEADERS, free_port, start_sandbox
 
 
 async def run(args):
@@ -45,7 +45,7 @@ async def run(args):
     proc = start_sandbox(port, args.ues, ["--tick", str(args.tick)])
     load = None
     try:
-        async with ClientSession() as s:
+        async with ClientSession(headers=HEADERS) as s:
             for zone in ("zone01", "zone02", "zone03", "zone04"):
                 async with s.post(f"http://127.0.0.1:{port}/location/v2/subscriptions/zonalTraffic", json={
                         "zonalTrafficSubscription": {"callbackReference": {"notifyURL": f"http://127.0.0.1:{rport}/cb"},
@@ -53,7 +53,9 @@ async def run(args):
                     assert r.status == 201, await r.text()
         if args.with_load and shutil.which("wrk"):
             load = await asyncio.create_subprocess_exec(
-                "wrk", "-t1", "-c16", f"-d{args.duration:.0f}s", f"http://127.0.0.1:{port}/location/v2/queries/users",
+                "wrk", "-t1", "-c16", f"-d{args.duration:.0f}s",
+                *[a for k, v in HEADERS.items() for a in ("-H", f"{k}: {v}")],
+                f"http://127.0.0.1:{port}/location/v2/queries/users",
                 stdout=asyncio.subprocess.PIPE)
         await asyncio.sleep(args.duration)
     finally:

@@ -40,6 +40,9 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 APPS = os.path.join(ROOT, "apps")
 ZONES = ["zone01", "zone02", "zone03", "zone04"]
 APPS_REGISTERED = ["app-1", "app-2", "app-3"]
+# Authorization of every request: a bearer token of the client mec-control, set by start_sandbox for a sandbox
+# that needs one (apps/mec_sandbox/auth.py; an older sandbox given with --apps takes none).
+HEADERS: dict = {}
 WEIGHTS = {"users_zone": 30, "rab_info": 20, "zones": 10, "users_address": 10, "access_points": 10,
            "ams_adjacent": 10, "ams_registrations": 5, "users_all": 5}
 
@@ -81,17 +84,35 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _credentials(apps_dir):
+    """(--auth-file arguments, token client factory) for a sandbox with OAuth; ([], None) for an older one."""
+    if not os.path.exists(os.path.join(apps_dir, "mec_sandbox", "auth.py")):
+        return [], None
+    if apps_dir not in sys.path:
+        sys.path.insert(0, apps_dir)
+    from mec_sandbox.credentials import TokenClient, generate
+    folder = os.path.join(tempfile.mkdtemp(prefix="sbx-bench-"), "creds")
+    generate(folder)
+    return (["--auth-file", os.path.join(folder, "sandbox-auth.json")],
+            lambda root: TokenClient.from_file(root, os.path.join(folder, "credentials.json"), "mec-control"))
+
+
 def start_sandbox(port, ues, extra=(), apps_dir=APPS, log=None, profile=None):
-    """The sandbox as a child process; its log goes to a file or nowhere (a pipe nobody reads would block it)."""
+    """The sandbox as a child process; its log goes to a file or nowhere (a pipe nobody reads would block it).
+    Sets HEADERS to a bearer token's when the sandbox needs one."""
     prefix = [sys.executable] + (["-m", "cProfile", "-o", profile] if profile else [])
+    auth_args, tokens = _credentials(apps_dir)
     proc = subprocess.Popen(prefix + ["-m", "mec_sandbox", "--host", "127.0.0.1", "--port", str(port),
-                                      "--ue-count", str(ues), "--speed", "1", *extra],
+                                      "--ue-count", str(ues), "--speed", "1", *auth_args, *extra],
                             env=dict(os.environ, PYTHONPATH=apps_dir), stdout=log or subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
+                HEADERS.clear()
+                if tokens:
+                    HEADERS.update(tokens(f"http://127.0.0.1:{port}").headers())
                 return proc
         if proc.poll() is not None:
             if log:
@@ -106,7 +127,7 @@ def register_apps(root):
     for app in APPS_REGISTERED:
         req = urllib.request.Request(f"{root}/amsi/v1/app_mobility_services", method="POST",
                                      data=json.dumps({"serviceConsumerId": {"appInstanceId": app}}).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **HEADERS})
         urllib.request.urlopen(req, timeout=5).read()
 
 
@@ -125,8 +146,9 @@ def run_wrk(root, paths, duration, connections):
         f.write(WRK_SCRIPT % ", ".join(json.dumps(p) for p in paths))
         script = f.name
     try:
+        auth = [arg for k, v in HEADERS.items() for arg in ("-H", f"{k}: {v}")]
         out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:.0f}s", "--latency", "-s", script,
-                              root + "/"], capture_output=True, text=True, check=False,
+                              *auth, root + "/"], capture_output=True, text=True, check=False,
                              timeout=duration + 30).stdout
     finally:
         os.unlink(script)
@@ -157,7 +179,7 @@ async def python_load(root, paths, duration, connections):
                     errors += 1
             latencies.append(time.perf_counter() - t0)
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), headers=HEADERS) as session:
         t0 = time.monotonic()
         await asyncio.gather(*(worker(session) for _ in range(connections)))
         elapsed = time.monotonic() - t0
@@ -176,7 +198,12 @@ def build_costs(apps_dir, n_ues, ues, rounds=200):
     from mec_sandbox.server import build_app
 
     sb = make_sandbox(parse_args(["--ue-count", str(n_ues), "--speed", "0"]))
-    app = build_app(sb)
+    if os.path.exists(os.path.join(apps_dir, "mec_sandbox", "auth.py")):  # the handlers are timed, not the check
+        from mec_sandbox.auth import Authority
+        app = build_app(sb, Authority.from_config({"signing_key": "00" * 32, "clients": {
+            "bench": {"secret_sha256": "0" * 64, "scopes": ["read"]}}}))
+    else:
+        app = build_app(sb)
 
     async def one(path):
         req = make_mocked_request("GET", path, headers={"Host": "bench:80"}, app=app)
@@ -221,7 +248,8 @@ def main():
     root = f"http://127.0.0.1:{port}"
     try:
         register_apps(root)
-        users = json.load(urllib.request.urlopen(root + "/location/v2/queries/users", timeout=5))["userList"]["user"]
+        request = urllib.request.Request(root + "/location/v2/queries/users", headers=HEADERS)
+        users = json.load(urllib.request.urlopen(request, timeout=5))["userList"]["user"]
         ues = [u["address"] for u in users]
         client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
         try:

@@ -284,3 +284,17 @@ def test_a_bad_callback_ca_stops_the_start(tmp_path):
                           str(tmp_path / "ca.pem")], env=dict(os.environ, PYTHONPATH=APPS),
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "--callback-ca" in run.stderr and "ca.pem" in run.stderr
+
+
+def test_the_gateways_token_is_made_for_one_url_and_kept(sandbox):
+    from mec_sandbox.credentials import gateway_token
+    url, path = sandbox.root + BASE, os.path.join(sandbox.creds, "gateway-token.json")
+    assert gateway_token(sandbox.creds, url) is True
+    doc = json.load(open(path))
+    assert doc["url"] == url and oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert gateway_token(sandbox.creds, url) is False  # still valid for more than half its 30 days
+    header = {"Authorization": f"Bearer {doc['token']}"}
+    assert requests.get(sandbox.url("location/v2/queries/zones"), headers=header, timeout=5).status_code == 200
+    assert requests.get(sandbox.url("rni/v2/subscriptions"), headers=header, timeout=5).status_code == 403
+    assert gateway_token(sandbox.creds, "http://elsewhere:8080/sandbox") is True  # another URL: a new token
+    assert json.load(open(path))["url"] == "http://elsewhere:8080/sandbox"
