@@ -28,7 +28,7 @@ import pytest
 import requests
 import yaml
 
-pytestmark = pytest.mark.zones_lab
+pytestmark = [pytest.mark.lab, pytest.mark.zones_lab]
 
 ROOT = Path(__file__).resolve().parents[2]
 INV_DIR = ROOT / "inventories" / "zones"
@@ -154,12 +154,24 @@ def test_a_hop_to_a_zone_the_ue_has_left_is_given_up_and_the_app_keeps_serving(z
 
 # ------------------------------------------------------------------------------------------ the rulebook
 class Sandbox:
+    """A sandbox process on loopback with a manual clock and its own client credentials: ``credentials_file`` for
+    the rulebook (follow_credentials_file), a token of mec-control (every scope) for the test's own requests. Listing
+    the subscriptions (where their notifyURL and its secret path are) needs a token with the subscribe scope."""
+
     def __init__(self, port):
+        import tempfile
+        from mec_sandbox.credentials import TokenClient, generate
         self.port = port
+        creds = os.path.join(tempfile.mkdtemp(prefix="zones-sbx-"), "creds")
+        generate(creds)
+        self.credentials_file = os.path.join(creds, "credentials.json")
         self.proc = subprocess.Popen([sys.executable, "-m", "mec_sandbox", "--port", str(port), "--base-path",
-                                      "/sandbox", "--speed", "0"], env=dict(os.environ, PYTHONPATH=str(ROOT / "apps")),
+                                      "/sandbox", "--speed", "0",
+                                      "--auth-file", os.path.join(creds, "sandbox-auth.json")],
+                                     env=dict(os.environ, PYTHONPATH=str(ROOT / "apps")),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}/sandbox"
+        self.tokens = TokenClient.from_file(self.url, self.credentials_file, "mec-control")
         for _ in range(100):
             try:
                 requests.get(self.url + "/sandbox-ctrl/v1/clock", timeout=1)
@@ -169,10 +181,12 @@ class Sandbox:
         raise AssertionError("sandbox did not start")
 
     def to(self, t):
-        requests.post(self.url + "/sandbox-ctrl/v1/clock", json={"simTime": t}, timeout=10).raise_for_status()
+        requests.post(self.url + "/sandbox-ctrl/v1/clock", json={"simTime": t}, headers=self.tokens.headers(),
+                      timeout=10).raise_for_status()
 
     def subscriptions(self):
-        r = requests.get(self.url + "/location/v2/subscriptions/zonalTraffic", timeout=5).json()
+        r = requests.get(self.url + "/location/v2/subscriptions/zonalTraffic", headers=self.tokens.headers(),
+                         timeout=5).json()
         return r["notificationSubscriptionList"].get("zonalTrafficSubscription", [])
 
     def stop(self):
@@ -208,7 +222,8 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
     results, state = tmp_path / "results", tmp_path / "state"
     varsfile = tmp_path / "vars.yml"
     varsfile.write_text(yaml.safe_dump({
-        "follow_platform_url": sbx.url, "follow_ue": CAR, "follow_app": app, "follow_strategy": "m2",
+        "follow_platform_url": sbx.url, "follow_credentials_file": sbx.credentials_file,
+        "follow_ue": CAR, "follow_app": app, "follow_strategy": "m2",
         "follow_listen_host": "127.0.0.1", "follow_state_dir": str(state), "follow_inventory_dir": str(INV_DIR),
         "follow_results_dir": str(results / "follow"), "follow_playbook": "playbooks/follow.yml"}))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
@@ -328,7 +343,8 @@ class FollowRun:
         self.results, self.state = tmp_path / "results", tmp_path / "state"
         varsfile = tmp_path / "vars.yml"
         varsfile.write_text(yaml.safe_dump({
-            "follow_platform_url": sbx.url, "follow_ue": ue, "follow_app": app, "follow_strategy": "m2",
+            "follow_platform_url": sbx.url, "follow_credentials_file": sbx.credentials_file,
+            "follow_ue": ue, "follow_app": app, "follow_strategy": "m2",
             "follow_listen_host": "127.0.0.1", "follow_state_dir": str(self.state),
             "follow_inventory_dir": str(INV_DIR), "follow_results_dir": str(self.results / "follow"),
             "follow_playbook": "playbooks/follow.yml", "follow_mode": mode, **more_vars}))
