@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reactive against ahead, fairly: alternating pairs of drives on the zones lab, then one results file.
 
-    PYTHONPATH=apps .venv/bin/python tests/benchmarks/drive_comparison.py --pairs 3 --minutes 5 --ue 10.100.0.2
+    PYTHONPATH=apps .venv/bin/python tests/benchmarks/drive_comparison.py --pairs 3 --minutes 5 --ue 10.100.0.2 \
+        --inventory inventories/zones-ue2/hosts.yml --deploy
     PYTHONPATH=apps .venv/bin/python tests/benchmarks/drive_comparison.py --aggregate results/drive-fair/*-*
 
 Each pair is one reactive and one ahead drive (``python -m mec_drive``), their order alternating from pair to pair
@@ -64,7 +65,8 @@ def run_drive(mode: str, args, deploy: bool) -> dict:
     out = Path(args.out)
     known = set(out.glob("*-" + mode)) if out.exists() else set()
     cmd = [sys.executable, "-m", "mec_drive", "--minutes", str(args.minutes), "--mode", mode, "--strategy",
-           args.strategy, "--ue", args.ue, "--out", str(out)] + ([] if deploy else ["--skip-deploy"])
+           args.strategy, "--ue", args.ue, "--out", str(out)] + ([] if deploy else ["--skip-deploy"]) + (
+               ["--inventory", str(args.inventory)] if args.inventory else [])
     t0 = time.time()
     p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT / "apps")), check=False,
                        capture_output=True, text=True)
@@ -109,6 +111,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ue", default="10.100.0.2")
     ap.add_argument("--strategy", default="m2", choices=["m1", "m2", "m3"])
     ap.add_argument("--out", default=str(ROOT / "results" / "drive-comparison"))
+    ap.add_argument("--inventory", type=Path,
+                    help="the zones lab's inventory (mec_drive's default); A2 starts on its source host, which must "
+                         "serve the UE's first zone (10.100.0.2 starts in zone02: a copy of inventories/zones/ with "
+                         "zone02's host in the group source)")
     ap.add_argument("--deploy", action="store_true", help="run apps.yml before the first drive (mec_drive's deploy)")
     ap.add_argument("--aggregate", nargs="+", type=Path, metavar="DRIVE_DIR",
                     help="only assemble the results file from finished drives' folders")
