@@ -36,6 +36,8 @@ import tempfile
 import time
 import urllib.request
 
+from results_file import start, summarize, write_results
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 APPS = os.path.join(ROOT, "apps")
 ZONES = ["zone01", "zone02", "zone03", "zone04"]
@@ -188,6 +190,12 @@ async def python_load(root, paths, duration, connections):
             f"{latencies[int(len(latencies) * 0.99)] * 1000:.2f}ms", errors)
 
 
+def _ms(text: str) -> float:
+    """'2.06ms', '850.00us', '1.02s' (wrk's and python_load's latencies) -> milliseconds."""
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
+
+
 def build_costs(apps_dir, n_ues, ues, rounds=200):
     """Microseconds to build each kind's answer from scratch (empty per-step cache and index), in process:
     the work a cache miss costs, once per simulation step and distinct query."""
@@ -241,7 +249,12 @@ def main():
     ap.add_argument("--build-costs", action="store_true",
                     help="also time, in process, how long each kind's answer takes to build on a cache miss")
     ap.add_argument("--profile", metavar="FILE", help="run the sandbox under cProfile and write its stats here")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the mix (default 3; median, min, max)")
+    ap.add_argument("--name", default="sandbox-throughput",
+                    help="results file benchmarks/results/<name>.json (default sandbox-throughput)")
     args = ap.parse_args()
+    start()
+    runs = []
     port = free_port()
     log = tempfile.TemporaryFile()
     proc = start_sandbox(port, args.ues, apps_dir=args.apps, log=log, profile=args.profile)
@@ -269,13 +282,28 @@ def main():
         for kind in kinds:
             rps, p50, p99, errors = measure(paths_of(kind, ues), args.duration)
             print(f"{kind:<20}{WEIGHTS[kind]:>7}{rps:>12.0f}{p50:>10}{p99:>10}{errors:>9}")
-        rps, p50, p99, errors = measure(mix_paths(ues), args.duration * 2)
-        print(f"{'mix':<20}{sum(WEIGHTS.values()):>7}{rps:>12.0f}{p50:>10}{p99:>10}{errors:>9}")
+            runs.append({"kind": kind, "requests_per_s": round(rps, 1), "p50_ms": _ms(p50), "p99_ms": _ms(p99),
+                         "non_2xx": errors, "seconds": args.duration})
+        for _ in range(args.repeat):
+            rps, p50, p99, errors = measure(mix_paths(ues), args.duration * 2)
+            print(f"{'mix':<20}{sum(WEIGHTS.values()):>7}{rps:>12.0f}{p50:>10}{p99:>10}{errors:>9}")
+            runs.append({"kind": "mix", "requests_per_s": round(rps, 1), "p50_ms": _ms(p50), "p99_ms": _ms(p99),
+                         "non_2xx": errors, "seconds": args.duration * 2})
         print("  of which " + ", ".join(f"{k} {rps * w / sum(WEIGHTS.values()):.0f}" for k, w in WEIGHTS.items()))
+        costs = {}
         if args.build_costs:
             costs = build_costs(args.apps, args.ues, ues)
             print("building an answer from scratch (cache miss, once per step and distinct query), median us: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()))
+        summary = {r["kind"]: {"requests_per_s": r["requests_per_s"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                               "non_2xx": r["non_2xx"]} for r in runs if r["kind"] != "mix"}
+        mix = [r for r in runs if r["kind"] == "mix"]
+        summary["mix"] = {key: summarize([r[key] for r in mix]) for key in ("requests_per_s", "p50_ms", "p99_ms")}
+        summary["mix"]["non_2xx"] = sum(r["non_2xx"] for r in mix)
+        summary["build_us"] = {k: round(v, 1) for k, v in costs.items()}
+        print("results:", write_results(args.name, runs, summary, extra={
+            "ues": len(ues), "client": client, "connections": args.connections, "duration_s": args.duration,
+            "apps": os.path.relpath(args.apps, ROOT), "authenticated": bool(HEADERS), "weights": WEIGHTS}))
         try:
             print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         except OSError:
