@@ -162,7 +162,7 @@ def credentials(args: dict, problems: list) -> Credentials | None:
     if path:
         name = str(args.get("client") or "mec-eda")
         try:
-            with open(str(path), encoding="utf-8") as fh:
+            with open(os.path.expanduser(str(path)), encoding="utf-8") as fh:
                 entry = (json.load(fh).get("clients") or {}).get(name) or {}
             cid, secret = entry.get("client_id"), entry.get("client_secret")
         except (OSError, ValueError, AttributeError) as exc:
@@ -193,7 +193,7 @@ def tls_context(args: dict, problems: list) -> ssl.SSLContext | None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(str(cert), str(key))
+        context.load_cert_chain(os.path.expanduser(str(cert)), os.path.expanduser(str(key)))
     except (OSError, ssl.SSLError) as exc:
         problems.append(f"tls_cert={cert} / tls_key={key}: cannot load them as a PEM certificate and key ({exc}).")
         return None
