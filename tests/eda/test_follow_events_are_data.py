@@ -118,3 +118,30 @@ def test_a_state_folder_others_could_write_is_refused(lab):
     os.chmod(lab["state"], 0o777)
     rc, out = follow(lab, event())
     assert rc != 0 and "must be private" in out and "chmod 0700" in out, out[-3000:]
+
+
+def approaching(**over):
+    ev = {"kind": "approaching", "ue": CAR, "from_zone": "zone01", "to_zone": "zone02", "eta": 9.0, "timeout": 28.0,
+          "confidence": 1.0, "seq": 4, "at_epoch": 1700000142.0, "received_at": 1795793698.2,
+          "access_point": "4g-macro-cell-2", "predicted_access_point": "4g-macro-cell-4"}
+    ev.update(over)
+    return ev
+
+
+def test_ahead_a_replaced_prediction_ends_at_once_and_a_template_in_the_approach_file_is_refused(lab):
+    """Ahead: a prediction that a later one replaced (<ue>.approach.json holds a higher seq) ends at once and is
+    recorded (mode ahead, the prediction's checked figures); the approach file holding a template as to_zone is
+    refused, and nothing is rendered either way."""
+    (lab["state"] / f"{CAR}.json").write_text(json.dumps({"ue": CAR, "zone": "zone01", "seq": 2}))
+    approach = lab["state"] / f"{CAR}.approach.json"
+    approach.write_text(json.dumps({"ue": CAR, "seq": 5, "from_zone": "zone01", "to_zone": "zone03"}))
+    rc, out = follow(lab, approaching(predicted_access_point=touch(lab["marker"])), extra={"follow_ahead": True})
+    assert rc == 0, out[-3000:]
+    assert "Prediction 4 (10.100.0.1 zone01 -> zone02) is stale: prediction 5 (to zone03) replaced it" in out
+    line = json.loads((lab["results"] / "a2.jsonl").read_text().splitlines()[-1])
+    assert (line["mode"], line["coalesced"], line["moved"], line["handover_seq"]) == ("ahead", True, False, None)
+    assert line["prediction"] == {"eta": 9.0, "timeout": 28.0, "confidence": 1.0, "from_zone": "zone01"}
+    approach.write_text(json.dumps({"ue": CAR, "seq": 5, "from_zone": "zone01", "to_zone": touch(lab["marker"])}))
+    rc, out = follow(lab, approaching(), extra={"follow_ahead": True})
+    assert rc != 0 and f"to_zone in {approach}" in out and "is no identifier" in out, out[-3000:]
+    assert not lab["marker"].exists(), out[-3000:]
