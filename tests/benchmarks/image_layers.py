@@ -10,7 +10,8 @@ the migration record counts them, not Ansible's overhead around them. Variants, 
 * ``trimmed``: mec.migration.image_layers_info on the target first (its duration is reported apart: in a migration
   it is part of the target's preflight), then image_save with skip_chain_ids (method auto: layerdb).
 
-The target holds A2's image (loaded from the source when it lacks it), as after a first migration: "the target
+The container runs on the lab's source (or on its target, after a migration: then the hosts swap roles). The target
+holds A2's image (loaded from the source when it lacks it), as after a first migration: "the target
 holds the base layers". Each run's image is removed from both hosts afterwards. Prints per run and the medians,
 min and max; writes the raw runs to benchmarks/results/<name>.json (tests/benchmarks/results_file.py).
 
@@ -90,9 +91,11 @@ def main():
     args = ap.parse_args()
     names = lab_hosts()
     src, dst = Host(names["source"]), Host(names["target"])
+    if not src.running(args.container) and dst.running(args.container):  # a migration left it on the target
+        names = {"source": names["target"], "target": names["source"]}
+        src, dst = dst, src
     if not src.running(args.container):
-        sys.exit("%s is not running on the source %s: bring the apps up (playbooks/apps.yml)"
-                 % (args.container, names["source"].name))
+        sys.exit("%s runs on neither lab host: bring the apps up (playbooks/apps.yml)" % args.container)
     loaded_base = ensure_image_on_target(src, dst, args.image)
     image_size = int(src.docker("image", "inspect", "-f", "{{.Size}}", args.image))
     hosts = (names["source"].name, names["target"].name, src, dst, names["target"].address)

@@ -28,7 +28,7 @@ if not os.path.exists(ANSIBLE):
 WORK = "/var/lib/mec-migration/work"
 
 
-def module(host, name, **args):
+def module(host, name, /, **args):
     """Run mec.migration.<name> on the lab host ``host`` (its inventory name) with ad-hoc ``ansible``; returns its
     result (the JSON the ad-hoc output prints after "<host> | SUCCESS =>" or "| FAILED! =>")."""
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="minimal")
