@@ -11,8 +11,11 @@ short_description: Copy a file or directory from this MEC host to another one wi
 description:
   - Runs on the source host and copies straight to the target host (never through the controller).
   - V(rsync) sends only what changed (the seed's checkpoint delta) and reports the figures of C(rsync --stats).
-  - SSH runs with C(BatchMode) and a shared master connection (C(ControlPersist)) under
-    C(/var/tmp/mec-migration/), so later transfers of the same run skip the handshake.
+  - SSH runs with C(BatchMode), checks the peer's host key (C(StrictHostKeyChecking=yes)) and shares a master
+    connection (C(ControlPersist)), so later transfers of the same run skip the handshake. Its control sockets
+    live in C(/run/mec-migration/ssh), made with mode 0700 and checked before every use (a real directory owned
+    by the user the module runs as, no group or other access, parents not someone else's); a folder that fails
+    the check stops the module before ssh runs.
 version_added: 0.1.0
 author: mec.migration developers (@mec-migration)
 attributes:
@@ -48,7 +51,10 @@ options:
     type: str
     default: root
   ssh_options:
-    description: Options for ssh, as a list of arguments; default is batch mode with a shared master connection.
+    description: >-
+      Options for ssh, as a list of arguments; default is batch mode, strict host key checking and a shared master
+      connection. The folder of a C(ControlPath) given here must be a fixed absolute path (C(%) tokens only in the
+      socket's name); it is checked like the default one.
     type: list
     elements: str
   delete:
@@ -62,9 +68,9 @@ requirements:
 EXAMPLES = r"""
 - name: Copy the image tarball to the target
   mec.migration.file_transfer:
-    src: /var/tmp/mec-migration/run1/image.tar
+    src: /var/lib/mec-migration/work/run1/image.tar
     dest_host: 172.30.77.12
-    dest: /var/tmp/mec-migration/run1/image.tar
+    dest: /var/lib/mec-migration/work/run1/image.tar
 """
 
 RETURN = r"""
