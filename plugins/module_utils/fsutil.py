@@ -71,8 +71,9 @@ def private_dir(path, create=True):
     ``lstat`` (never following a link), the final directory must be a real directory (no symlink), owned by the
     current user, with no group/other permission bits; its existing parents must be owned by root or the current
     user and not writable by others (unless sticky, like /tmp), both as written and once links are resolved.
-    Anything else raises ``PrivateDirError`` naming the path, what was found and what to do. Nothing that exists is
-    changed: a folder someone else made is reported, never chmod-ed or chown-ed into shape.
+    Anything else raises ``PrivateDirError`` naming the path, what was found and what to do. A folder someone else
+    made, or that group/other may write to, is reported, never chmod-ed or chown-ed into shape; only a folder of
+    ours that nobody else could write into (e.g. 0755, as earlier versions made them) is tightened to 0700.
     """
     if not path:
         raise PrivateDirError(path, "a private folder was asked for with an empty path")
@@ -109,10 +110,21 @@ def private_dir(path, create=True):
             "%s must be a private directory owned by %s but is %s; someone else may have created it before the "
             "first run: remove it (check its content first) or fix its owner (chown %d %s; chmod 0700 %s), and run "
             "again") % (path, _owner_name(me), _describe(st), me, path, path))
-    if st.st_mode & 0o077:
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise PrivateDirError(path, (
-            "%s must be private (no group/other permissions) but is %s; fix its mode (chmod 0700 %s) after checking "
-            "nobody else put anything in it, and run again") % (path, _describe(st), path))
+            "%s must be private (no group/other permissions) but is %s, writable by others; fix its mode (chmod 0700 "
+            "%s) after checking nobody else put anything in it, and run again") % (path, _describe(st), path))
+    if st.st_mode & 0o077:
+        # ours, and nobody else could ever write into it (an earlier version made it 0755): tightened, through a
+        # descriptor of the very directory checked above
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                raise PrivateDirError(path, "%s was replaced while it was checked; run again" % path)
+            os.fchmod(fd, stat.S_IMODE(fst.st_mode) & 0o7700)
+        finally:
+            os.close(fd)
     parent = os.path.dirname(path)
     seen = set()
     for ancestor_of in (parent, os.path.realpath(parent)):

@@ -16,8 +16,10 @@ description:
     group or other permission bits, and that its existing parents belong to root or that user and are not
     writable by others (unless sticky, like C(/tmp)), as written and once links are resolved.
   - A folder that fails the check stops the play with a message naming the path, the owner and mode found and
-    what to do (remove it or fix its owner or mode). An existing folder is never chmod-ed or chown-ed into shape,
-    since someone else may have put something in it.
+    what to do (remove it or fix its owner or mode). A folder someone else owns, or that group or others may
+    write to, is never chmod-ed or chown-ed into shape, since someone else may have put something in it; a folder
+    of the user's own that nobody else could write into (for example 0755, as earlier versions made them) is
+    tightened to 0700 (reported as a change).
   - Used for the folders the collection works in as root (the CRIU build folder and the role's state folder, the
     migration's work root, the SSH control sockets); a folder that someone else created first must not receive
     root's files or be trusted for what is in it.
@@ -26,13 +28,14 @@ author: mec.migration developers (@mec-migration)
 attributes:
   check_mode:
     support: full
-    description: Nothing is made; an existing O(path) is checked, a missing one is reported as a change.
+    description: Nothing is made or tightened; an existing O(path) is checked, a missing one (or one that would be
+      tightened to 0700) is reported as a change.
   diff_mode:
     support: none
     description: No diff.
   idempotent:
     support: full
-    description: A folder that passes the check is left as it is.
+    description: A folder that passes the check is left as it is; one tightened to 0700 is left as it is next time.
 options:
   path:
     description: The folder.
@@ -78,13 +81,17 @@ def main():
                            supports_check_mode=True)
     path = os.path.abspath(module.params["path"])
     existed = os.path.lexists(path)
+    before = stat.S_IMODE(os.lstat(path).st_mode) if existed else None
     try:
         if module.check_mode and not existed:
             module.exit_json(changed=True, path=path, mode=None)
+        if module.check_mode and before is not None and before & 0o077 and not before & 0o022:
+            module.exit_json(changed=True, path=path, mode="%04o" % before)  # would be tightened to 0700
         private_dir(path, create=module.params["create"])
     except PrivateDirError as exc:
         module.fail_json(msg="%s (host %s)" % (exc, socket.gethostname()), path=exc.path or path)
-    module.exit_json(changed=not existed, path=path, mode="%04o" % stat.S_IMODE(os.lstat(path).st_mode))
+    mode = stat.S_IMODE(os.lstat(path).st_mode)
+    module.exit_json(changed=not existed or mode != before, path=path, mode="%04o" % mode)
 
 
 if __name__ == "__main__":

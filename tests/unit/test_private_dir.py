@@ -78,13 +78,25 @@ def test_mode_0777_is_refused_and_left_alone(tmp_path):
     assert _mode(target) == 0o777
 
 
-@pytest.mark.parametrize("mode", [0o750, 0o701, 0o710, 0o704])
-def test_any_group_or_other_bit_is_refused(tmp_path, mode):
+@pytest.mark.parametrize("mode", [0o770, 0o720, 0o707, 0o702, 0o1777])
+def test_a_folder_others_may_write_to_is_refused(tmp_path, mode):
     target = tmp_path / "work"
     target.mkdir()
     os.chmod(target, mode)
-    with pytest.raises(PrivateDirError):
+    with pytest.raises(PrivateDirError) as err:
         private_dir(str(target))
+    assert "writable by others" in str(err.value)
+    assert _mode(target) == mode
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o701, 0o704, 0o711])
+def test_a_folder_of_ours_nobody_else_could_write_is_tightened(tmp_path, mode):
+    # an earlier version made its folders 0755: nobody else could have put anything in them
+    target = tmp_path / "work"
+    target.mkdir()
+    os.chmod(target, mode)
+    assert private_dir(str(target)) == str(target)
+    assert _mode(target) == 0o700
 
 
 def test_a_regular_file_in_the_place_is_refused(tmp_path):

@@ -42,3 +42,12 @@ def test_fails_on_a_folder_someone_else_made(tmp_path):
         _run({"path": str(target)})
     msg = res.value.result["msg"]
     assert str(target) in msg and "nobody" in msg and "(host " in msg
+
+
+def test_a_0755_folder_of_ours_is_tightened_and_reported(tmp_path):
+    target = tmp_path / "cache"
+    target.mkdir()
+    os.chmod(target, 0o755)
+    with pytest.raises(AnsibleExitJson) as res:
+        _run({"path": str(target)})
+    assert res.value.result["changed"] is True and res.value.result["mode"] == "0700"
