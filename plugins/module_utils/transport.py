@@ -26,7 +26,7 @@ from ansible_collections.mec.migration.plugins.module_utils.module_glue import M
 
 try:
     from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.hashes import SHA256
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 except ImportError as _exc:  # the stream refuses to start without it (require_stream_crypto)
@@ -330,18 +330,34 @@ def _recv_exact(sock, n, what, deadline=None):
     return buf
 
 
+def _nonce(seq):
+    return b"\0\0\0\0" + struct.pack(">Q", seq)
+
+
 class _Channel:
-    """One direction's frame sealer or opener: its own AES-256-GCM key and sequence numbers."""
+    """One direction's frame sealer or opener: its own AES-256-GCM key and sequence numbers.
+
+    AES-GCM through ``cryptography``'s Cipher interface (``modes.GCM``) with ``update_into`` a buffer made for the
+    frame: the same algorithm as its ``AESGCM`` class, which on Debian 12's cryptography 38 copies and allocates
+    so much that it encrypts 1 MiB frames at a tenth of the speed. A frame's plain text is handed on only after
+    ``finalize()`` verified its tag."""
 
     def __init__(self, key):
-        self._aead = AESGCM(key)
+        self._key = key
         self.seq = 0
 
     def seal(self, ftype, payload):
-        header = _FRAME_HEADER.pack(ftype, self.seq, len(payload))
-        sealed = self._aead.encrypt(b"\0\0\0\0" + struct.pack(">Q", self.seq), bytes(payload), header)
+        n = len(payload)
+        frame = bytearray(_FRAME_HEADER.size + n + STREAM_TAG_SIZE + 15)  # update_into wants a block - 1 spare
+        _FRAME_HEADER.pack_into(frame, 0, ftype, self.seq, n)
+        enc = Cipher(algorithms.AES(self._key), modes.GCM(_nonce(self.seq))).encryptor()
+        enc.authenticate_additional_data(bytes(frame[:_FRAME_HEADER.size]))
+        end = _FRAME_HEADER.size + (enc.update_into(payload, memoryview(frame)[_FRAME_HEADER.size:]) if n else 0)
+        enc.finalize()
+        frame[end:end + STREAM_TAG_SIZE] = enc.tag
+        del frame[end + STREAM_TAG_SIZE:]
         self.seq += 1
-        return b"".join((header, sealed))
+        return frame
 
     def open(self, sock, what, max_payload=STREAM_MAX_PAYLOAD, deadline=None):
         """Read one frame; return ``(type, payload)`` only once it opened (verified, decrypted) under the
@@ -352,9 +368,14 @@ class _Channel:
             raise StreamError("Refused a frame of %d bytes in %s (at most %d): not a valid stream." % (
                 length, what, max_payload))
         sealed = _recv_exact(sock, length + STREAM_TAG_SIZE, what, deadline)
+        view = memoryview(sealed)
+        payload = bytearray(length + 15)
+        dec = Cipher(algorithms.AES(self._key),
+                     modes.GCM(_nonce(self.seq), bytes(view[length:]), min_tag_length=STREAM_TAG_SIZE)).decryptor()
+        dec.authenticate_additional_data(_FRAME_HEADER.pack(ftype, self.seq, length))
+        got = dec.update_into(view[:length], payload) if length else 0
         try:
-            payload = self._aead.decrypt(b"\0\0\0\0" + struct.pack(">Q", self.seq), bytes(sealed),
-                                         _FRAME_HEADER.pack(ftype, self.seq, length))
+            dec.finalize()
         except InvalidTag:
             if seq != self.seq:
                 raise StreamError("Frame %d of %s came with number %d (replayed, reordered or dropped frames): "
@@ -363,6 +384,7 @@ class _Channel:
                               "was used." % (self.seq, what)) from None
         if seq != self.seq:  # the tag covers the expected number; the one on the wire was changed
             raise StreamError("Frame %d of %s carries number %d." % (self.seq, what, seq))
+        del payload[got:]
         self.seq += 1
         return ftype, payload
 

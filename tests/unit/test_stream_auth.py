@@ -638,3 +638,21 @@ def test_the_source_may_be_named_by_host_name():
     assert recv.is_expected("127.0.0.1")
     with pytest.raises(MigrationError, match="neither an IP address nor a name"):
         StreamReceiver(new_stream_secret(), RUN, TARGET, 1, "no-such-host.invalid")
+
+
+def test_frames_are_standard_aes_256_gcm():
+    # what the channel seals, cryptography's AESGCM class opens with the frame's header as associated data (and
+    # the other way round): the stream is plain AES-256-GCM, nothing home-made
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    key, payload = os.urandom(32), os.urandom(5000)
+    channel = transport._Channel(key)
+    channel.seal(transport._FRAME_DATA, b"first")
+    frame = bytes(channel.seal(transport._FRAME_DATA, payload))
+    header, sealed = frame[:13], frame[13:]
+    assert struct.unpack(">BQI", header) == (transport._FRAME_DATA, 1, len(payload))
+    assert AESGCM(key).decrypt(b"\0" * 4 + struct.pack(">Q", 1), sealed, header) == payload
+    forged = AESGCM(key).encrypt(b"\0" * 4 + struct.pack(">Q", 0), b"from AESGCM", struct.pack(">BQI", 2, 0, 11))
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(struct.pack(">BQI", 2, 0, 11) + forged)
+        assert transport._Channel(key).open(b, "a test frame") == (2, b"from AESGCM")
