@@ -210,8 +210,10 @@ class ActionModule(ActionBase):
                 if not isinstance(before, dict) or "target_zone" not in before:
                     raise _Refused("step=%s needs the result of step=event registered as %s" % (step, name))
                 before = _plain(before)
-                decision = self.decide_hop(before, task_vars) if step == "hop" else self.record(before, args,
-                                                                                               task_vars)
+                if step == "hop":
+                    decision = self.decide_hop(before, task_vars)
+                else:
+                    decision = self.record(before, args, task_vars)
             else:
                 raise _Refused("step=%s: event, hop or record" % _shown(step))
         except _Refused as exc:
