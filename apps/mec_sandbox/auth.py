@@ -44,6 +44,7 @@ TOKEN_PATH = "oauth/token"
 TOKEN_PREFIX = "mst1"
 REALM = "mec_sandbox"
 MAX_LIFETIME = 366 * 86400
+VERIFIED_LIMIT = 4096
 AUTH_ENV = "MEC_SANDBOX_AUTH"  # the configuration's JSON text, e.g. passed to a container
 
 
@@ -105,6 +106,10 @@ class Authority:
         self.clients = clients
         self.clock = clock
         self._dummy = secret_hash(secrets.token_hex(16))  # compared against for an unknown client id
+        # tokens already verified (signature and claims) -> (client id, scopes, expiry): a client sends the same
+        # token for an hour, and verifying it costs more than serving a cached answer. Only tokens this sandbox
+        # signed get in, so its size is bounded by the tokens issued; it is emptied beyond VERIFIED_LIMIT anyway.
+        self._verified: dict[str, tuple[str, frozenset, int]] = {}
 
     # ------------------------------------------------------------ configuration
     @classmethod
@@ -189,9 +194,13 @@ class Authority:
         if not authorization:
             raise TokenError(401, "", "")  # no credentials: a bare challenge (RFC 6750 section 3.1)
         kind, _, token = authorization.strip().partition(" ")
-        if kind.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if kind.lower() != "bearer" or not token:
             raise TokenError(401, "invalid_request", "use Authorization: Bearer <token>")
-        parts = token.strip().split(".")
+        known = self._verified.get(token)
+        if known is not None:
+            return self._grant(*known, scope)
+        parts = token.split(".")
         if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
             raise TokenError(401, "invalid_token", "malformed token")
         body = f"{parts[0]}.{parts[1]}"
@@ -204,13 +213,24 @@ class Authority:
             valid, payload = False, None
         if not valid or not isinstance(payload, dict):
             raise TokenError(401, "invalid_token", "the token was not issued by this sandbox")
-        client = self.clients.get(payload.get("sub"))
-        exp = payload.get("exp")
-        if client is None or not isinstance(exp, int):
+        client_id, exp = payload.get("sub"), payload.get("exp")
+        if not isinstance(client_id, str) or not isinstance(exp, int):
+            raise TokenError(401, "invalid_token", "malformed token claims")
+        scopes = frozenset(str(payload.get("scope", "")).split())
+        grant = self._grant(client_id, scopes, exp, scope)  # raises before a bad token is remembered
+        if len(self._verified) >= VERIFIED_LIMIT:
+            self._verified.clear()
+        self._verified[token] = (client_id, scopes, exp)
+        return grant
+
+    def _grant(self, client_id: str, scopes: frozenset, exp: int, scope: str | None) -> Grant:
+        """The checks made on every use of a token: its client still configured, not expired, the scope."""
+        client = self.clients.get(client_id)
+        if client is None:
             raise TokenError(401, "invalid_token", "the token's client is no longer known")
         if self.clock() >= exp:
             raise TokenError(401, "invalid_token", "the token has expired; get a new one")
-        granted = frozenset(str(payload.get("scope", "")).split()) & client.scopes
+        granted = scopes & client.scopes
         if scope is not None and scope not in granted:
             raise TokenError(403, "insufficient_scope", f"this operation needs the scope '{scope}'", scope)
         return Grant(client.client_id, granted, exp)
