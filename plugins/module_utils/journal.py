@@ -22,6 +22,8 @@ import os
 import re
 import time
 
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import PrivateDirError, private_dir
+
 SCHEMA = "mec.migration/journal/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FINAL_PHASES = ("done", "rolled_back", "failed")
@@ -47,6 +49,18 @@ def locks_dir(root):
     return os.path.join(root, "locks")
 
 
+def checked_dir(path, create=False):
+    """``path`` (a journals' or locks' folder) after fsutil.private_dir's check (root-only, 0700, its parents not
+    someone else's), made when ``create``; None when it does not exist and is not to be made. Checked on every use:
+    whoever owns these folders decides what a recovery removes."""
+    if not create and not os.path.lexists(path):
+        return None
+    try:
+        return private_dir(path, create=create)
+    except PrivateDirError as exc:
+        raise JournalError("The migration's state folder is not safe to use: %s" % exc) from exc
+
+
 def journal_path(root, run_id):
     return os.path.join(runs_dir(root), check_name("run_id", run_id) + ".json")
 
@@ -66,9 +80,10 @@ def _fsync_dir(path):
 def write_json_atomic(path, data):
     """Write ``data`` to ``path`` so that a reader sees the old or the new content, never a part."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    checked_dir(directory, create=True)
     tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
         fh.write("\n")
         fh.flush()
@@ -89,11 +104,15 @@ def read_json(path):
 
 
 def read_lock(root, app):
-    return read_json(lock_path(root, app))
+    path = lock_path(root, app)
+    checked_dir(locks_dir(root))  # a missing folder: no lock (read_json says None)
+    return read_json(path)
 
 
 def read_journal(root, run_id):
-    return read_json(journal_path(root, run_id))
+    path = journal_path(root, run_id)
+    checked_dir(runs_dir(root))
+    return read_json(path)
 
 
 def _names_app(path, app, lock):
@@ -119,8 +138,8 @@ def app_journals(root, app, unreadable=None):
     path appended to ``unreadable`` (when a list is given), so that another app's corrupt journal never blocks
     the listing or the recovery of this one."""
     out = []
-    directory = runs_dir(root)
-    if not os.path.isdir(directory):
+    directory = checked_dir(runs_dir(root))
+    if directory is None:
         return out
     lock = None
     for name in sorted(os.listdir(directory)):
@@ -257,8 +276,8 @@ def begin(root, run_id, app, data, artifacts, host, now=None, changes=None):
     """
     now = time.time() if now is None else now
     jpath, lpath = journal_path(root, run_id), lock_path(root, app)
-    lock = read_json(lpath)
-    journal = read_json(jpath)
+    lock = read_lock(root, app)
+    journal = read_journal(root, run_id)
     if lock is not None and lock.get("run_id") == run_id and journal is not None:
         return False, journal, lock  # taken by this very run already
     if lock is not None:
@@ -271,7 +290,7 @@ def begin(root, run_id, app, data, artifacts, host, now=None, changes=None):
             raise JournalError("The run id %s was used before on host %s: %s exists. Give another run_id (or "
                                "remove %s)." % (run_id, host, path, path))
     lock = dict(run_id=run_id, app=app, started_at=now, host=host, controller=(data or {}).get("controller"))
-    os.makedirs(locks_dir(root), mode=0o700, exist_ok=True)
+    checked_dir(locks_dir(root), create=True)
     try:
         fd = os.open(lpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -315,7 +334,7 @@ def update(root, run_id, phase=None, step=None, changes=None, data=None, now=Non
     """Record a phase (or a step of it), what may change, and data. Returns the journal."""
     now = time.time() if now is None else now
     path = journal_path(root, run_id)
-    journal = read_json(path)
+    journal = read_journal(root, run_id)
     if journal is None:
         raise JournalError("Run %s has no journal here (%s): it did not begin on this host." % (run_id, path))
     if journal.get("phase") in FINAL_PHASES and phase not in FINAL_PHASES:
@@ -332,7 +351,7 @@ def update(root, run_id, phase=None, step=None, changes=None, data=None, now=Non
 def release(root, app, run_id):
     """Remove the app's lock if ``run_id`` holds it. Returns whether it was removed."""
     path = lock_path(root, app)
-    lock = read_json(path)
+    lock = read_lock(root, app)
     if lock is None or lock.get("run_id") != run_id:
         return False
     os.unlink(path)
@@ -349,7 +368,7 @@ def finish(root, run_id, app, outcome, data=None, now=None):
         raise JournalError("outcome must be one of %s, not %r." % (", ".join(FINAL_PHASES), outcome))
     now = time.time() if now is None else now
     path = journal_path(root, run_id)
-    journal = read_json(path)
+    journal = read_journal(root, run_id)
     changed = False
     if journal is not None and (journal.get("phase") != outcome or data):
         journal = _merge(journal, outcome, None, None, data, now)

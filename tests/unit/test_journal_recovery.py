@@ -129,3 +129,32 @@ def test_begin_records_the_start(tmp_path):
     journal = _begin(tmp_path)
     on_disk = json.loads((tmp_path / "runs" / (RUN + ".json")).read_text())
     assert on_disk["start_changes"]["volumes"] == ["app1-data"] == journal["changes"]["volumes"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.parametrize("sub, calls", [
+    ("runs", ["app_journals", "read_journal", "update", "begin"]),
+    ("locks", ["read_lock", "begin", "release"]),
+])
+def test_a_state_folder_someone_else_owns_is_refused_on_every_use(tmp_path, sub, calls):
+    _begin(tmp_path, run_id="r1")
+    os.chown(tmp_path / sub, 65534, -1)  # as if another user had made it before the first run
+    root = str(tmp_path)
+    do = dict(app_journals=lambda: jr.app_journals(root, "app1"), read_journal=lambda: jr.read_journal(root, "r1"),
+              read_lock=lambda: jr.read_lock(root, "app1"), update=lambda: jr.update(root, "r1", phase="relocation"),
+              begin=lambda: jr.begin(root, "r2", "app2", {}, [], "host1"),
+              release=lambda: jr.release(root, "app1", "r1"))
+    for name in calls:
+        with pytest.raises(jr.JournalError) as err:
+            do[name]()
+        assert "state folder is not safe" in str(err.value) and str(tmp_path / sub) in str(err.value), name
+
+
+def test_a_planted_link_at_the_temporary_name_is_not_written_through(tmp_path):
+    _begin(tmp_path, run_id="r1")
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.symlink(victim, tmp_path / "runs" / ("r1.json.tmp.%d" % os.getpid()))
+    with pytest.raises(OSError):
+        jr.update(str(tmp_path), "r1", phase="relocation")
+    assert victim.read_text() == "keep"
