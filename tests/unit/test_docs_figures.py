@@ -103,7 +103,11 @@ def check_doc(text, root=ROOT):
             problems.append("%s: no such results file in benchmarks/results/" % where)
             continue
         doc = json.loads(path.read_text())
-        end = markers[i + 1].start() if i + 1 < len(markers) else len(text)
+        # markers stacked right before one table share the text after the last of them
+        j = i + 1
+        while j < len(markers) and not text[markers[j - 1].end():markers[j].start()].strip():
+            j += 1
+        end = markers[j].start() if j < len(markers) else len(text)
         heading = re.search(r"^#", text[m.end():end], re.M)
         block = text[m.end():m.end() + heading.start()] if heading else text[m.end():end]
         lines = [ln for ln in m.group("body").splitlines() if ln.strip()]
@@ -214,6 +218,18 @@ def test_checker_finds_drift(demo_root, old, new, expected):
     assert doc != GOOD
     problems = check_doc(doc, demo_root)
     assert any(expected in p for p in problems), problems
+
+
+def test_stacked_markers_share_the_table_after_them(demo_root):
+    (demo_root / "benchmarks" / "results" / "other.json").write_text(json.dumps(dict(FIXTURE, name="other",
+                                                                                     summary={"x": 7.5})))
+    doc = GOOD.replace("-->\n|", "-->\n<!-- figures: benchmarks/results/other.json\nsummary.x: 7.5\n-->\n|", 1)
+    doc = doc.replace("| 3 |\n", "| 3 | 7.5 |\n")
+    assert check_doc(doc, demo_root) == []
+    # a marker followed by text before the next marker does not reach past it
+    separated = doc.replace("-->\n<!-- figures: benchmarks/results/other.json", "-->\nsome text\n"
+                            "<!-- figures: benchmarks/results/other.json")
+    assert any("does not appear" in p for p in check_doc(separated, demo_root))
 
 
 def test_checker_finds_changed_data(demo_root):
