@@ -39,7 +39,8 @@ FIELDS = {
     "sizes": {"source_image": "num", "image": "num", "container_rw": "num", "tarball": "num",
               "checkpoint_full": "num", "checkpoint_final": "num", "checkpoint_delta": "num",
               "rsync_transferred_bytes": "num", "checkpoint_pre_transferred_bytes": "num", "volume": "num",
-              "volume_tarball": "num", "stream": "num"},
+              "volume_tarball": "num", "stream": "num", "image_bytes_skipped": "num", "image_layers_sent": "num",
+              "image_layers_skipped": "num"},
     "durations": {
         "pre_relocation": {
             "source": {"export": "num", "commit": "num", "save": "num", "checkpoint": "num"},
@@ -258,6 +259,10 @@ def build_record(inputs, finished_at=None):
             "volume": number(rs_sizes.get("volume")),
             "volume_tarball": number(rs_sizes.get("volume_tarball")),
             "stream": number(rs_sizes.get("stream")),
+            # m2/m3: the image's layers that the target held already stay out of the tarball (image_save)
+            "image_bytes_skipped": number(steps.get("save", {}).get("bytes_skipped")),
+            "image_layers_sent": number(steps.get("save", {}).get("layers_sent")),
+            "image_layers_skipped": number(steps.get("save", {}).get("layers_skipped")),
         },
         "durations": {
             "pre_relocation": {

@@ -55,6 +55,13 @@ options:
     description: Remove an existing container of that name first.
     type: bool
     default: false
+  load_archive:
+    description:
+      - An image archive on this host (C(mec.migration.image_save)'s, possibly without the layers this engine holds)
+        to load first, in the same call, as C(mec.migration.image_load) does - the layers it leaves out must be held
+        here (else it fails naming them, nothing loaded), the loaded image must have the archive's ID and layers,
+        and O(image) must then name it. RV(load) returns the load's figures.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -86,6 +93,11 @@ duration:
   description: Seconds the creation took.
   returned: always
   type: float
+load:
+  description: The figures of the load (O(load_archive)) - C(images), C(image_id), C(size), C(layers_loaded),
+    C(layers_present), C(duration).
+  returned: with O(load_archive)
+  type: dict
 """
 
 import time
@@ -94,7 +106,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
 from ansible_collections.mec.migration.plugins.module_utils.checkpoints import container_checkpoint_dir
-from ansible_collections.mec.migration.plugins.module_utils.images import find_image
+from ansible_collections.mec.migration.plugins.module_utils.images import find_image, load_image_archive
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import (
     create_container_from_config, find_container)
@@ -108,16 +120,20 @@ def main():
         start_command=dict(type="list", elements="str"),
         start=dict(type="bool", default=False),
         recreate=dict(type="bool", default=False),
+        load_archive=dict(type="path"),
         **DOCKER_COMMON_ARGS), supports_check_mode=True)
     p = module.params
     name = p["name"] or p["run_config"].get("name")
     if not name:
         module.fail_json(msg="No container name: set name or give a run_config with one.")
     client = get_client(module)
+    loaded = {}
+    if p["load_archive"] and not module.check_mode:
+        loaded = {"load": run_guarded(module, load_image_archive, client, p["load_archive"], p["image"])}
     existing = run_guarded(module, find_container, client, name)
     if existing and not p["recreate"]:
-        module.exit_json(changed=False, id=existing["Id"], name=name, duration=0.0,
-                         checkpoint_dir=run_guarded(module, container_checkpoint_dir, client, existing["Id"]))
+        module.exit_json(changed=bool(loaded), id=existing["Id"], name=name, duration=0.0,
+                         checkpoint_dir=run_guarded(module, container_checkpoint_dir, client, existing["Id"]), **loaded)
     if run_guarded(module, find_image, client, p["image"]) is None:
         run_guarded(module, _raise, "Image %s does not exist on this host: load or import it first." % p["image"])
     if module.check_mode:
@@ -129,7 +145,7 @@ def main():
                             start_command=p["start_command"], start=p["start"])
     module.exit_json(changed=True, id=cid, name=name, created_networks=nets,
                      duration=round(time.monotonic() - t0, 6),
-                     checkpoint_dir=run_guarded(module, container_checkpoint_dir, client, cid))
+                     checkpoint_dir=run_guarded(module, container_checkpoint_dir, client, cid), **loaded)
 
 
 def _raise(msg):

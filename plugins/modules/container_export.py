@@ -43,7 +43,7 @@ EXAMPLES = r"""
 - name: Export the app's file system
   mec.migration.container_export:
     name: v2x-app
-    dest: /var/tmp/mec-migration/run1/image.tar
+    dest: /var/lib/mec-migration/work/run1/image.tar
 """
 
 RETURN = r"""

@@ -35,9 +35,26 @@ options:
     description: Also measure the container's and its volumes' sizes (slower on big containers).
     type: bool
     default: true
+  journal_root:
+    description:
+      - Also read, in the same call, the app's (O(name)) lock and its runs' journals under this state root (as
+        C(mec.migration.migration_journal) C(action=read)); the migration's preflight reads both hosts this way.
+    type: path
+  chain_ids:
+    description: Also list the chain IDs of the image layers the engine holds (the target's, so that the source
+      leaves those layers out of the image it sends with C(mec.migration.image_save)'s C(skip_chain_ids)).
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
+- name: Read the container, the app's lock and journals, and the layers the engine holds, one call
+  mec.migration.container_info:
+    name: v2x-app
+    journal_root: /var/lib/mec-migration
+    chain_ids: true
+  register: host_state
+
 - name: Capture the source container's run configuration
   mec.migration.container_info:
     name: v2x-app
@@ -45,6 +62,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+lock:
+  description: The app's lock (O(journal_root)), or null.
+  returned: with O(journal_root)
+  type: dict
+journals:
+  description: The app's runs' journals on this host (O(journal_root)).
+  returned: with O(journal_root)
+  type: list
+  elements: dict
+unfinished:
+  description: The journals of the app's runs that did not finish (O(journal_root)).
+  returned: with O(journal_root)
+  type: list
+  elements: dict
+chain_ids:
+  description: The chain IDs (C(sha256:...)) of every layer of every image the engine holds (O(chain_ids)).
+  returned: with O(chain_ids)
+  type: list
+  elements: str
+
 exists:
   description: Whether the container exists.
   returned: always
@@ -65,8 +102,10 @@ engine:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mec.migration.plugins.module_utils import journal as jr
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils.images import present_chain_ids
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import container_info
 
 
@@ -76,14 +115,32 @@ def engine_facts(client):
                 docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"), hostname=info.get("Name"))
 
 
+def read_journals(root, app):
+    """The app's lock and its runs' journals on this host (migration_journal action=read)."""
+    try:
+        jr.check_name("app", app)
+        journals = jr.app_journals(root, app)
+        return dict(lock=jr.read_lock(root, app), journals=journals, unfinished=jr.unfinished(journals))
+    except jr.JournalError as exc:
+        raise MigrationError(str(exc)) from exc
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
-                                              sizes=dict(type="bool", default=True), **DOCKER_COMMON_ARGS),
+                                              sizes=dict(type="bool", default=True),
+                                              journal_root=dict(type="path"),
+                                              chain_ids=dict(type="bool", default=False), **DOCKER_COMMON_ARGS),
                            supports_check_mode=True)
+    p = module.params
+    extra = {}
+    if p["journal_root"]:
+        extra = run_guarded(module, read_journals, p["journal_root"], p["name"])
     client = get_client(module)
-    cfg = run_guarded(module, container_info, client, module.params["name"], module.params["sizes"])
+    cfg = run_guarded(module, container_info, client, p["name"], p["sizes"])
     engine = run_guarded(module, engine_facts, client)
-    module.exit_json(changed=False, exists=cfg is not None, container=cfg or {}, engine=engine)
+    if p["chain_ids"]:
+        extra["chain_ids"] = run_guarded(module, present_chain_ids, client)
+    module.exit_json(changed=False, exists=cfg is not None, container=cfg or {}, engine=engine, **extra)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ EXAMPLES = r"""
   mec.migration.container_restore:
     name: v2x-app
     checkpoint: run1-final
-    src: /var/tmp/mec-migration/run1/checkpoint
+    src: /var/lib/mec-migration/work/run1/checkpoint
 """
 
 RETURN = r"""

@@ -48,7 +48,8 @@ options:
     description: The run; required except for O(action=read).
     type: str
   phase:
-    description: Phase reached (O(action=update)), for example C(pre_relocation), C(relocation), C(target_running).
+    description: Phase reached (O(action=update); with O(action=begin), the phase recorded right after the first
+      entry, in the same call), for example C(pre_relocation), C(relocation), C(target_running).
     type: str
   step:
     description: Step within the phase (O(action=update)).
@@ -73,6 +74,14 @@ options:
     description: Directory of the journals and locks.
     type: path
     default: /var/lib/mec-migration
+  workdir:
+    description:
+      - O(action=begin) - the run's work directory, made right after the lock is taken, in the same call, as a private
+        folder (mode 0700, owned by the user the module runs as, no link; its missing parents made 0700 too). A
+        folder that exists already, or cannot be made private, makes the begin fail; the lock it took is released
+        and the journal closed (C(failed)).
+      - Give it in O(artifacts) too, so that a reused run id is refused before anything is made.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -82,7 +91,9 @@ EXAMPLES = r"""
     app: v2x-app
     run_id: 20261126T130330Z-3f9a1c2e
     data: {strategy: m2, role: source}
-    artifacts: [/var/tmp/mec-migration/20261126T130330Z-3f9a1c2e]
+    artifacts: [/var/lib/mec-migration/work/20261126T130330Z-3f9a1c2e]
+    workdir: /var/lib/mec-migration/work/20261126T130330Z-3f9a1c2e
+    phase: pre_relocation
 
 - name: Close the run and release the lock
   mec.migration.migration_journal:
@@ -122,6 +133,7 @@ import socket
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import PrivateDirError, private_dir
 
 
 def _host():
@@ -150,6 +162,15 @@ def run(module, p):
             return dict(changed=True, journal=journal, lock=lock)
         changed, journal, lock = jr.begin(root, run_id, app, p["data"], p["artifacts"], _host(),
                                           changes=p["changes"])
+        if changed and p["workdir"]:
+            try:
+                private_dir(p["workdir"])
+            except (PrivateDirError, OSError) as exc:
+                jr.finish(root, run_id, app, "failed", data=dict(error="work directory: %s" % exc))
+                raise jr.JournalError("Cannot make the run's work directory on host %s: %s. The lock this run took "
+                                      "was released; nothing else was changed." % (_host(), exc)) from exc
+        if changed and p["phase"]:
+            journal = jr.update(root, run_id, phase=p["phase"])
         return dict(changed=changed, journal=journal, lock=lock)
     if p["action"] == "update":
         if module.check_mode:
@@ -183,6 +204,7 @@ def main():
         data=dict(type="dict"),
         artifacts=dict(type="list", elements="path", default=[]),
         root=dict(type="path", default="/var/lib/mec-migration"),
+        workdir=dict(type="path"),
     ), supports_check_mode=True)
     try:
         res = run(module, module.params)

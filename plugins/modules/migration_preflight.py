@@ -70,7 +70,7 @@ options:
   work_root:
     description: The directory the run's work directory is made in (its file system's free space is checked).
     type: path
-    default: /var/tmp/mec-migration
+    default: /var/lib/mec-migration/work
   port:
     description: TCP port of the stream receiver (target role, O(transfer=stream)).
     type: int
@@ -87,6 +87,39 @@ options:
     type: list
     elements: str
     default: []
+  begin:
+    description:
+      - When every check passes, take the app's lock, begin the run's journal and make its work directory, in the same
+        call (as C(mec.migration.migration_journal) C(action=begin) with its C(workdir) and C(phase)). A host whose
+        checks fail takes nothing. A begin that is refused (another run holds the lock, a reused run id) fails like a
+        failed check, naming the cause.
+    type: dict
+    suboptions:
+      root:
+        description: Directory of the journals and locks.
+        type: path
+        default: /var/lib/mec-migration
+      run_id:
+        description: The run.
+        type: str
+        required: true
+      data:
+        description: Fields of the journal (strategy, role, restart policy, ...).
+        type: dict
+      changes:
+        description: What the run may change on this host.
+        type: dict
+      artifacts:
+        description: Paths the run will make; the begin is refused if one exists (a reused run id).
+        type: list
+        elements: path
+        default: []
+      workdir:
+        description: The run's work directory, made private (mode 0700) once the lock is taken.
+        type: path
+      phase:
+        description: The phase recorded right after the journal's first entry.
+        type: str
 """
 
 EXAMPLES = r"""
@@ -100,6 +133,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+journal:
+  description: The run's journal as begun (O(begin)).
+  returned: with O(begin), when the checks passed
+  type: dict
+lock:
+  description: The app's lock this run took (O(begin)).
+  returned: with O(begin), when the checks passed
+  type: dict
+began:
+  description: Whether this call took the lock (false when the run held it already).
+  returned: with O(begin), when the checks passed
+  type: bool
+
 problems:
   description: What is wrong (empty when the host is ready).
   returned: always
@@ -137,8 +183,9 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
     CAP_SYS_RESOURCE, RUNC_CRIU_CONFIG, bounding_set, dump_obstacles, has_capability, namespace_pids,
     policy_of_config, read_text, tcp_connections)
-from ansible_collections.mec.migration.plugins.module_utils.fsutil import free_bytes
-from ansible_collections.mec.migration.plugins.module_utils.module_glue import run_guarded
+from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import PrivateDirError, free_bytes, private_dir
+from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import find_container
 
 
@@ -255,6 +302,28 @@ def check(module, client, p):
     return res
 
 
+def begin_run(app, b):
+    """Take the app's lock, begin the run's journal, make the work directory, record the phase (preflight passed)."""
+    host = hostname()
+    try:
+        jr.check_name("app", app)
+        jr.check_name("run_id", b["run_id"])
+        began, journal, lock = jr.begin(b["root"], b["run_id"], app, b["data"], b["artifacts"], host,
+                                        changes=b["changes"])
+    except jr.JournalError as exc:
+        raise MigrationError("%s" % exc if host in str(exc) else "%s (host %s)" % (exc, host)) from exc
+    if began and b["workdir"]:
+        try:
+            private_dir(b["workdir"])
+        except (PrivateDirError, OSError) as exc:
+            jr.finish(b["root"], b["run_id"], app, "failed", data=dict(error="work directory: %s" % exc))
+            raise MigrationError("Cannot make the run's work directory on host %s: %s. The lock this run took was "
+                                 "released; nothing else was changed." % (host, exc)) from exc
+    if began and b["phase"]:
+        journal = jr.update(b["root"], b["run_id"], phase=b["phase"])
+    return dict(began=began, journal=journal, lock=lock)
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(
         role=dict(type="str", choices=["source", "target"], required=True),
@@ -264,16 +333,27 @@ def main():
         peer_address=dict(type="str"),
         expected_size=dict(type="int", default=0),
         volumes=dict(type="list", elements="str", default=[]),
-        work_root=dict(type="path", default="/var/tmp/mec-migration"),
+        work_root=dict(type="path", default="/var/lib/mec-migration/work"),
         port=dict(type="int", default=47777),
         tcp_policy=dict(type="str", choices=["close", "established", "refuse"], default="close"),
         tools=dict(type="list", elements="str", default=[]),
+        begin=dict(type="dict", options=dict(
+            root=dict(type="path", default="/var/lib/mec-migration"),
+            run_id=dict(type="str", required=True),
+            data=dict(type="dict"),
+            changes=dict(type="dict"),
+            artifacts=dict(type="list", elements="path", default=[]),
+            workdir=dict(type="path"),
+            phase=dict(type="str"))),
         **DOCKER_COMMON_ARGS), supports_check_mode=True)
     client = get_client(module)
     res = run_guarded(module, check, module, client, module.params)
     if res["problems"]:
         module.fail_json(msg="Preflight failed on %s host %s: %s" % (module.params["role"], hostname(),
                                                                      " ".join(res["problems"])), **res)
+    if module.params["begin"] and not module.check_mode:
+        res.update(run_guarded(module, begin_run, module.params["name"], module.params["begin"], fail_extra=res))
+        module.exit_json(changed=res["began"], **res)
     module.exit_json(changed=False, **res)
 
 

@@ -15,7 +15,8 @@ description:
     renamed, so a reader never sees half a record).
   - The schema (fields, types) lives in C(plugins/module_utils/records.py); docs/migration.md describes it.
   - Runs on the controller (the task delegated to localhost); playbooks/migrate.yml and playbooks/recover.yml call it
-    through playbooks/tasks/migration_record.yml.
+    through the role mec.migration.migration (roles/migration/tasks/record.yml); an action plugin of the same name
+    (plugins/action/migration_record.py) runs it in the controller's process.
 version_added: 0.1.0
 author: mec.migration developers (@mec-migration)
 attributes:
@@ -66,7 +67,7 @@ options:
     type: str
     required: true
   strategy_title:
-    description: The strategy's title (playbooks/vars/strategies.yml).
+    description: The strategy's title (roles/migration/vars/main/strategies.yml).
     type: str
   transfer:
     description: How the relocation sent the volumes (C(stream) or C(ssh)).

@@ -14,15 +14,16 @@ description:
   - O(role=source) stops the container (or, with O(checkpoint), takes the final CRIU checkpoint, which
     stops it; through the runtime, runc, into O(workdir) when runc holds the container's state, else through
     the engine's API), sends the state and waits for the target's confirmation.
-  - With O(transfer=stream) (the default) one authenticated, integrity-checked TCP stream carries everything;
+  - With O(transfer=stream) (the default) one authenticated and encrypted TCP stream carries everything;
     the source opens it before it stops the app (mutual challenge-response with the run's O(secret), bound to
     O(run_id)); after the stop it sends the final checkpoint's delta against O(base_checkpoint_dir) (the
     pre-relocation checkpoint that the target already holds in its container's C(checkpoints/<checkpoint>/),
     compared page by page on the source, every file's SHA-256 checked on the target) and then the named
-    volumes as a tar, in HMAC-SHA256 frames with an authenticated end. The target's receiver binds
-    O(listen_address) only and drops every peer but O(peer_address) and every peer that fails the challenge;
-    it extracts nothing unauthenticated and extracts safely (no path or link out of a volume, no devices).
-    V(nc) is the deprecated old name of V(stream).
+    volumes as a tar, every frame encrypted and authenticated with AES-256-GCM (keys derived per connection
+    from the run's secret), with an authenticated end; it needs python3-cryptography on both hosts. The
+    target's receiver binds O(listen_address) only and drops every peer but O(peer_address) and every peer
+    that fails the challenge; it extracts nothing unauthenticated and extracts safely (no path or link out of
+    a volume, no devices). V(nc) is the deprecated old name of V(stream).
   - With O(transfer=ssh) the checkpoint goes with rsync over ssh into the target container's checkpoint
     directory, the volumes as a tarball with scp, and a marker file written over ssh is the signal.
   - O(role=target) receives the state into the container created during pre-relocation, waits (at most
@@ -113,6 +114,16 @@ options:
     description: Options for ssh; default is batch mode with the run's shared master connection.
     type: list
     elements: str
+  journal_root:
+    description:
+      - The state root of the run's journal on this host (C(mec.migration.migration_journal)). When given, the
+        relocation journals itself in the same call - phase C(relocation) (with O(journal_changes)) before it
+        touches the app, and on the target C(target_running) once the app runs there.
+    type: path
+  journal_changes:
+    description: What the relocation may change on this host, merged into the journal's C(changes) with the phase
+      C(relocation) (for example the target container's C(container_id)).
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -126,7 +137,7 @@ EXAMPLES = r"""
     peer_address: >-
       {{ hostvars[groups['target' if inventory_hostname in groups['source'] else 'source'][0]].ansible_host }}
     listen_address: "{{ hostvars[groups['target'][0]].ansible_host }}"
-    workdir: /var/tmp/mec-migration/run1
+    workdir: /var/lib/mec-migration/work/run1
 """
 
 RETURN = r"""
@@ -186,17 +197,32 @@ source_stopped:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mec.migration.plugins.module_utils import journal as jr
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import (
-    DOCKER_COMMON_ARGS, get_client)
+    DOCKER_COMMON_ARGS, get_client, hostname)
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.relocation import relocate_source, relocate_target
-from ansible_collections.mec.migration.plugins.module_utils.transport import decode_stream_secret, normalize_transfer
+from ansible_collections.mec.migration.plugins.module_utils.transport import (
+    decode_stream_secret, normalize_transfer, require_stream_crypto)
+
+
+def _fail(msg):
+    raise MigrationError(msg)
+
+
+def _journal(root, run_id, phase, changes=None):
+    """The relocation's own journal entry (phase, changes) on this host."""
+    try:
+        return jr.update(root, run_id, phase=phase, changes=changes)
+    except jr.JournalError as exc:
+        raise MigrationError("%s (host %s)" % (exc, hostname())) from exc
 
 
 def _check(p):
     if p["role"] == "source" and not p["peer_address"]:
         raise MigrationError("role=source needs peer_address (the target's address).")
     if p["transfer"] == "stream":
+        require_stream_crypto()
         decode_stream_secret(p["secret"])
         if not p["run_id"]:
             raise MigrationError("transfer=stream needs run_id (the run's id, bound into the stream's authentication).")
@@ -232,12 +258,18 @@ def main():
         wait_timeout=dict(type="int", default=120),
         ssh_user=dict(type="str", default="root"),
         ssh_options=dict(type="list", elements="str"),
+        journal_root=dict(type="path"),
+        journal_changes=dict(type="dict"),
         **DOCKER_COMMON_ARGS), supports_check_mode=False)
     p = module.params
     p["transfer"], deprecation = run_guarded(module, normalize_transfer, p["transfer"])
     if deprecation:
         module.deprecate(deprecation, version="1.0.0", collection_name="mec.migration")
     run_guarded(module, _check, p)
+    if p["journal_root"]:
+        if not p["run_id"]:
+            run_guarded(module, _fail, "journal_root needs run_id (the run whose journal this is).")
+        run_guarded(module, _journal, p["journal_root"], p["run_id"], "relocation", p["journal_changes"])
     client = get_client(module)
     partial = dict(role=p["role"], transfer=p["transfer"])
     if p["role"] == "source":
@@ -252,6 +284,9 @@ def main():
                     checkpoint=p["checkpoint"], port=p["port"], workdir=p["workdir"], timeout=p["wait_timeout"],
                     listen_address=p["listen_address"], source_address=p["peer_address"], secret=p["secret"],
                     run_id=p["run_id"], result=partial, fail_extra=partial)
+        if p["journal_root"]:
+            partial["journal"] = run_guarded(module, _journal, p["journal_root"], p["run_id"], "target_running",
+                                             fail_extra=partial)
     module.exit_json(changed=True, **partial)
 
 

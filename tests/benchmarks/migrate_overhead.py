@@ -6,7 +6,10 @@ away from the host it runs on now; each next one brings it back, with migration_
 come back) and prints per run: the wall time of ansible-playbook, the play's span in the record (started_at ->
 finished_at), the sum of the record's operations (pre-relocation: commit, save, copy, load, create...;
 relocation: the downtime's operations_sum) and the overhead (wall - operations), then their medians, min and
-max, and the load average before and after.
+max, and the load average before and after; also, counted by callback_plugins/mec_task_count.py, the tasks the
+play evaluated (skipped ones included) and its remote round trips (tasks that ran a module on a lab host), and the
+time from the command's start to the app running on the target (the record's target_running_at). --name writes the
+raw runs and the summary to benchmarks/results/<name>.json (tests/benchmarks/results_file.py).
 
     .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4
     .venv/bin/python tests/benchmarks/migrate_overhead.py --runs 4 --profile   # + per-task times, per phase
@@ -40,9 +43,11 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+import results_file  # noqa: E402
 from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts  # noqa: E402
 
 PLAYBOOK = os.path.join(ROOT, "playbooks", "migrate.yml")
+COUNT_CALLBACK_DIR = os.path.join(HERE, "callback_plugins")
 FOLLOW = os.path.join(ROOT, "playbooks", "follow.yml")
 
 
@@ -83,8 +88,11 @@ def phase_bounds():
 
 
 def phase_of(path, bounds):
-    """The phase of a task from its path (file:line) as the junit callback reports it."""
+    """The phase of a task from its path (file:line) as the junit callback reports it: the role's task file
+    (roles/migration/tasks/<phase>.yml), else the part of migrate.yml it lies in."""
     file_name, _, line = path.rpartition(":")
+    if os.sep + os.path.join("migration", "tasks") + os.sep in file_name:
+        return os.path.splitext(os.path.basename(file_name))[0]
     if not file_name.endswith("migrate.yml"):
         return "record" if "migration_record" in file_name else os.path.basename(file_name)
     phase = bounds[0][1]
@@ -138,10 +146,16 @@ def one_run(args, source, target, env, workdir):
                  "migration_source_host": source, "migration_target_host": target}
     extra.update(json.loads(args.extra))
     env = dict(env)
+    counts_file = os.path.join(workdir, "task_count.json")
+    # the tasks evaluated and the remote round trips, counted by callback_plugins/mec_task_count.py
+    callbacks = ["mec_task_count"] + (["ansible.builtin.junit"] if args.profile else [])
+    plugin_dirs = [COUNT_CALLBACK_DIR] + [d for d in env.get("ANSIBLE_CALLBACK_PLUGINS", "").split(os.pathsep) if d]
+    env.update(ANSIBLE_CALLBACKS_ENABLED=",".join(callbacks), ANSIBLE_CALLBACK_PLUGINS=os.pathsep.join(plugin_dirs),
+               MEC_TASK_COUNT_FILE=counts_file)
     if args.profile:
-        env.update(ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=junit,
-                   JUNIT_HIDE_TASK_ARGUMENTS="true")
+        env.update(JUNIT_OUTPUT_DIR=junit, JUNIT_HIDE_TASK_ARGUMENTS="true")
     started, cpu_before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started_at = time.time()
     p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", inventory, playbook, "-e", json.dumps(extra)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     wall, cpu_after, ended_at = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
@@ -162,8 +176,19 @@ def one_run(args, source, target, env, workdir):
                     args.app))
     pre, relocation = operations(record)
     span = record["timestamps"]["finished_at"] - record["timestamps"]["started_at"]
+    with open(counts_file) as fh:
+        counts = json.load(fh)
+    # command start -> the app running on the target (the target's relocation half reports when its container
+    # runs; the lab's hosts share the controller's clock)
+    running_at = record["timestamps"].get("target_running_at")
     run = {"wall": wall, "cpu": cpu, "span": span, "pre_ops": pre, "relocation_ops": relocation,
            "ops": pre + relocation, "overhead": wall - pre - relocation,
+           "to_serving": (running_at - started_at) if running_at else None,
+           "tasks_evaluated": counts["tasks"], "tasks_skipped": counts["skipped"],
+           "remote_round_trips": counts["remote_round_trips"], "source": source, "target": target,
+           "run_id": record.get("run_id"), "record_timestamps": record["timestamps"],
+           "per_task": [[t["name"], t["action"], t["remote"], sorted(set(t["hosts"].values()))]
+                        for t in counts["per_task"]],
            "tasks": read_junit(junit) if args.profile else []}
     if hop:
         # follow.yml's own plays around migrate.yml: its start -> the run's id, the record -> the end
@@ -229,6 +254,9 @@ def main():
                     "the lab's own); its key and known_hosts paths must hold where it lies")
     ap.add_argument("--config", help="run with this ansible.cfg instead of the checkout's (ANSIBLE_CONFIG)")
     ap.add_argument("--json", help="also write the runs' figures to this file")
+    ap.add_argument("--name", help="write the raw runs and the summary to benchmarks/results/<NAME>.json "
+                                   "(tests/benchmarks/results_file.py)")
+    ap.add_argument("--note", default="", help="a note kept with the results (what was measured)")
     args = ap.parse_args()
     if not os.path.exists(INVENTORY):
         sys.exit("the local lab is not up (%s missing): run playbooks/lab.yml first" % INVENTORY)
@@ -255,25 +283,40 @@ def main():
         args.app, args.strategy, args.runs, source, " ".join(settings) or "ansible.cfg",
         open("/proc/loadavg").read().split(" ", 3)[:3]), flush=True)
     runs = []
+    results_file.start()
     with tempfile.TemporaryDirectory(prefix="mec-overhead-") as tmp:
         for i in range(args.runs):
             run = one_run(args, source, target, env, os.path.join(tmp, str(i)))
             runs.append(run)
             print("run %d %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
-                  "  overhead %6.2f s  controller CPU %5.2f s%s" % (
+                  "  overhead %6.2f s  start->running on target %s s  tasks %d (%d skipped), remote round trips %d"
+                  "  controller CPU %5.2f s%s" % (
                       i + 1, source, target, run["wall"], run["span"], run["ops"], run["pre_ops"],
-                      run["relocation_ops"], run["overhead"], run["cpu"],
+                      run["relocation_ops"], run["overhead"],
+                      "%5.2f" % run["to_serving"] if run["to_serving"] is not None else "  ?",
+                      run["tasks_evaluated"], run["tasks_skipped"], run["remote_round_trips"], run["cpu"],
                       "  follow.yml deciding %5.2f s, recording %5.2f s" % (run["deciding"], run["recording"])
                       if "deciding" in run else ""), flush=True)
             source, target = target, source
     print("\n%d runs, load average after %s" % (len(runs), open("/proc/loadavg").read().split(" ", 3)[:3]))
+    summary = {}
     for key, label in (("wall", "wall"), ("span", "play (record)"), ("ops", "operations"),
-                       ("overhead", "overhead"), ("cpu", "controller CPU"), ("deciding", "follow deciding"),
+                       ("overhead", "overhead"), ("to_serving", "start->running"),
+                       ("tasks_evaluated", "tasks evaluated"), ("remote_round_trips", "remote trips"),
+                       ("cpu", "controller CPU"), ("deciding", "follow deciding"),
                        ("recording", "follow recording")):
-        if key in runs[0]:
-            print("%-14s %s" % (label, stats([r[key] for r in runs])))
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            print("%-16s %s" % (label, stats(values)))
+            summary[key] = results_file.summarize(values)
     if args.profile:
         print_profile(runs)
+    if args.name:
+        raw = [dict(r, tasks=[list(t) for t in r["tasks"]]) for r in runs]
+        path = results_file.write_results(args.name, raw, summary,
+                                          extra={"app": args.app, "strategy": args.strategy, "follow": args.follow,
+                                                 "settings": settings, "note": args.note})
+        print("raw results: %s" % path)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([dict(r, tasks=[list(t) for t in r["tasks"]]) for r in runs], fh, indent=1)

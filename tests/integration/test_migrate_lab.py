@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from labtools import INVENTORY, Host, lab_hosts, load_image, migrate
+from labtools import INVENTORY, WORK_ROOT, Host, lab_hosts, load_image, migrate
 
 pytestmark = pytest.mark.lab
 
@@ -73,7 +73,7 @@ class App(object):
                   "docker images -q 'mec-migration/%s' | xargs -r docker rmi -f"
                   % (self.name, self.volume, self.name), check=False)
             for rid in self.run_ids:
-                h.run(["rm", "-rf", "/var/tmp/mec-migration/" + rid], check=False)
+                h.run(["rm", "-rf", "%s/%s" % (WORK_ROOT, rid)], check=False)
 
 
 @pytest.fixture

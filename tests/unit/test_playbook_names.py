@@ -1,6 +1,6 @@
-"""One name per thing in the migration's playbooks (docs/migration.md, "Variables"): every input is
-migration_<thing>; the short command-line forms (app, strategy, ...) are read only where the input is defined
-from them, and the source container has one name. Reads the playbooks' Jinja (expressions in {{ }}, {% %} and
+"""One name per thing in the migration's playbooks and its role roles/migration (docs/migration.md, "Variables"):
+every input is migration_<thing>; the short command-line forms (app, strategy, ...) are read only where the input
+is defined from them, and the source container has one name. Reads the playbooks' Jinja (expressions in {{ }}, {% %} and
 the bare conditions of when/that/failed_when/changed_when/until), not their keys, strings or comments."""
 
 import os
@@ -9,8 +9,10 @@ import re
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLAYBOOKS = ["playbooks/migrate.yml", "playbooks/recover.yml", "playbooks/tasks/recover_run.yml",
-             "playbooks/tasks/migration_record.yml"]
+ROLE = "roles/migration"
+ROLE_DIRS = (os.path.join(ROOT, ROLE, "tasks"), os.path.join(ROOT, ROLE, "vars", "main"))
+PLAYBOOKS = ["playbooks/migrate.yml", "playbooks/recover.yml", ROLE + "/defaults/main.yml"] + sorted(
+    os.path.join(d, f)[len(ROOT) + 1:] for d in ROLE_DIRS for f in os.listdir(d) if f.endswith(".yml"))
 SHORT = {"app", "strategy", "transfer", "network_label", "results_dir", "run_id", "start_command", "import_changes",
          "app_phase_url", "state_check_command", "state_check_url"}
 OLD_NAMES = {"_source", "_src", "_src_info", "_src_app", "migration_state_check_cmd"}
@@ -74,9 +76,10 @@ def test_playbooks_use_one_name_per_thing(path):
 
 
 def test_every_short_form_defines_its_input():
-    with open(os.path.join(ROOT, "playbooks/migrate.yml"), encoding="utf-8") as handle:
+    """The role's defaults define each input from its short form (the run id too: migration_input fixes it)."""
+    with open(os.path.join(ROOT, ROLE, "defaults", "main.yml"), encoding="utf-8") as handle:
         defined = {m.group(2) for m in map(DEFINES.match, handle.read().split("\n")) if m and m.group(1) == m.group(2)}
-    assert defined == SHORT - {"run_id"}
+    assert defined == SHORT
 
 
 @pytest.mark.parametrize("text, expected", [

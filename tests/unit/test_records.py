@@ -86,7 +86,8 @@ def test_m2_record_has_the_figures_of_a_real_run():
     assert rec["sizes"] == {"source_image": 207160091, "image": 207160091, "container_rw": 0, "tarball": 213366784,
                             "checkpoint_full": None, "checkpoint_final": None, "checkpoint_delta": None,
                             "rsync_transferred_bytes": None, "checkpoint_pre_transferred_bytes": None,
-                            "volume": 90805, "volume_tarball": None, "stream": 102400}
+                            "volume": 90805, "volume_tarball": None, "stream": 102400, "image_bytes_skipped": None,
+                            "image_layers_sent": None, "image_layers_skipped": None}
     assert rec["durations"]["pre_relocation"] == {
         "source": {"export": None, "commit": 0.077823, "save": 2.049947, "checkpoint": None},
         "transfer": {"image": 0.888202, "checkpoint": None},
@@ -289,3 +290,13 @@ def test_write_record_into_a_file_fails(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError):
         records.write_record(str(blocker), records.build_record(m2_inputs()))
+
+
+def test_the_record_says_how_much_of_the_image_moved_and_what_was_skipped():
+    inputs = m2_inputs()
+    inputs["steps"]["save"] = dict(inputs["steps"]["save"], size=20480, bytes_written=20480,
+                                   bytes_skipped=207139611, layers_sent=1, layers_skipped=7)
+    rec = records.build_record(inputs, finished_at=1795802807.839084)
+    assert records.problems(rec) == []
+    assert (rec["sizes"]["tarball"], rec["sizes"]["image_bytes_skipped"]) == (20480, 207139611)
+    assert (rec["sizes"]["image_layers_sent"], rec["sizes"]["image_layers_skipped"]) == (1, 7)

@@ -1,4 +1,5 @@
 from docker.errors import NotFound
+import pytest
 
 from ansible_collections.mec.migration.plugins.modules import container_create
 from .conftest import inspect_container, inspect_image
@@ -61,3 +62,23 @@ def test_existing_container_unchanged(run_module, client):
     res = run_module(container_create, {"run_config": RUN_CONFIG, "image": "mec-migration/app:run1"})
     client.api.create_container.assert_not_called()
     assert (res["changed"], res["id"]) == (False, "e" * 64)
+
+
+def test_load_archive_with_missing_layers_fails_before_anything_is_created(run_module, client, tmp_path):
+    """load_archive: the target's load and create in one call; an archive whose left-out layers this engine does not
+    hold fails naming them, nothing loaded, no container created."""
+    from ansible_collections.mec.migration.plugins.module_utils import images
+    from .conftest import AnsibleFailJson
+    from .test_image_layers import Store, base_layer, commit_layer, loaded_client, trimmed_archive
+    store = Store(tmp_path / "docker")
+    store.add_image("mec-lab/base:bookworm", [base_layer()])
+    store.add_image("app:run1", [base_layer(), commit_layer()])
+    src = trimmed_archive(store, tmp_path)
+    target = loaded_client(store, [], "app:run1")
+    for name in ("images", "inspect_image", "load_image"):
+        setattr(client.api, name, getattr(target.api, name))
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(container_create, {"run_config": {"name": "app"}, "image": "app:run1", "load_archive": src})
+    base = images.chain_ids(store.images["mec-lab/base:bookworm"]["RootFS"]["Layers"])
+    assert exc.value.result["missing_chain_ids"] == base and "Nothing was loaded" in exc.value.result["msg"]
+    client.api.create_container.assert_not_called()

@@ -56,3 +56,14 @@ def test_engine_unreachable_names_host(monkeypatch):
     assert "not reachable" in msg and docker_client.hostname() in msg and "mec-dockerd-supervisor" in msg
     assert "Traceback" not in msg
     assert "Traceback" in exc.value.result["exception"]
+
+
+def test_reads_the_journals_and_the_layers_in_the_same_call(run_module, client, tmp_path):
+    from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+    jr.begin(str(tmp_path), "r0", "app", {}, [], "h")
+    client.api.inspect_container.side_effect = NotFound("none")
+    client.api.images.return_value = ["sha256:" + "1" * 64]
+    client.api.inspect_image.return_value = {"RootFS": {"Layers": ["sha256:" + "a" * 64, "sha256:" + "b" * 64]}}
+    result = run_module(container_info, {"name": "app", "journal_root": str(tmp_path), "chain_ids": True})
+    assert result["lock"]["run_id"] == "r0" and [j["run_id"] for j in result["unfinished"]] == ["r0"]
+    assert len(result["chain_ids"]) == 2 and "sha256:" + "a" * 64 in result["chain_ids"]

@@ -49,3 +49,28 @@ def test_paths_only_need_no_engine(run_module, client, tmp_path):
     res = run_module(migration_cleanup, {"paths": [str(work)]})
     assert res["changed"] is True and res["removed"]["paths"] == [str(work)]
     client.api.remove_image.assert_not_called()
+
+
+def test_finish_journal_closes_the_run_after_the_cleanup(run_module, client, tmp_path):
+    import json
+    from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+    root, work = tmp_path / "state", tmp_path / "run1"
+    work.mkdir()
+    jr.begin(str(root), "run1", "app", {}, [], "h")
+    res = run_module(migration_cleanup, {"paths": [str(work)], "finish_journal": {
+        "root": str(root), "app": "app", "run_id": "run1", "outcome": "done"}})
+    assert res["changed"] is True and res["released"] is True and not work.exists()
+    journal = json.loads((root / "runs" / "run1.json").read_text())
+    assert journal["outcome"] == "done" and not (root / "locks" / "app.lock").exists()
+
+
+def test_a_failed_cleanup_leaves_the_journal_open(run_module, client, tmp_path):
+    from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+    from .conftest import AnsibleFailJson
+    root = tmp_path / "state"
+    jr.begin(str(root), "run1", "app", {}, [], "h")
+    client.api.inspect_image.side_effect = ConnectionError("engine socket closed")
+    with pytest.raises(AnsibleFailJson):
+        run_module(migration_cleanup, {"images": ["mec-migration/app:run1"], "finish_journal": {
+            "root": str(root), "app": "app", "run_id": "run1", "outcome": "done"}})
+    assert (root / "locks" / "app.lock").exists() and jr.read_journal(str(root), "run1")["outcome"] is None

@@ -144,3 +144,25 @@ def test_o_excl_lock_loses_a_race(tmp_path, monkeypatch):
         jr.begin(str(tmp_path), "r1", "app1", {}, [], "h1")
     assert "by run rX" in str(exc.value)
     assert json.loads((tmp_path / "locks" / "app1.lock").read_text())["run_id"] == "rX"
+
+
+def test_begin_makes_the_private_work_directory_and_records_the_phase(run_module, tmp_path):
+    work = tmp_path / "work" / "r5"
+    res = _run(run_module, tmp_path, action="begin", run_id="r5", artifacts=[str(work)], workdir=str(work),
+               phase="pre_relocation")
+    assert res["changed"] is True and work.is_dir() and (work.stat().st_mode & 0o777) == 0o700
+    assert (work.parent.stat().st_mode & 0o777) == 0o700
+    journal = json.loads((tmp_path / "runs" / "r5.json").read_text())
+    assert journal["phase"] == "pre_relocation" and [s["phase"] for s in journal["steps"]] == ["preflight",
+                                                                                             "pre_relocation"]
+
+
+def test_a_work_directory_that_cannot_be_private_releases_the_lock(run_module, tmp_path):
+    parent = tmp_path / "shared"
+    parent.mkdir(mode=0o777)
+    parent.chmod(0o777)  # writable by others: not a place for root's work
+    with pytest.raises(AnsibleFailJson) as exc:
+        _run(run_module, tmp_path, action="begin", run_id="r6", workdir=str(parent / "r6"))
+    assert "Cannot make the run's work directory" in exc.value.result["msg"]
+    assert not (tmp_path / "locks" / "app1.lock").exists()
+    assert json.loads((tmp_path / "runs" / "r6.json").read_text())["outcome"] == "failed"

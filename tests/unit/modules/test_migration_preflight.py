@@ -74,3 +74,44 @@ def test_target_ready(run_module, client, tmp_path):
     assert res["problems"] == []
     assert res["free_bytes"] > 2000
     assert res["container"] == {"exists": False, "running": False, "image_id": None}
+
+
+def _begin(tmp_path, **extra):
+    b = {"root": str(tmp_path / "state"), "run_id": "r1", "artifacts": [str(tmp_path / "work" / "r1")],
+         "workdir": str(tmp_path / "work" / "r1"), "phase": "pre_relocation", "data": {"role": "source"},
+         "changes": {"workdir": str(tmp_path / "work" / "r1")}}
+    b.update(extra)
+    return b
+
+
+def test_a_passed_preflight_takes_the_lock_begins_the_journal_and_makes_the_work_dir(run_module, client, run_command,
+                                                                                    tmp_path):
+    import json
+    client.api.inspect_container.return_value = inspect_container(running=True)
+    run_command.return_value = (0, "Looks good.\n", "")
+    res = run_module(migration_preflight, {"role": "source", "name": "app", "peer_address": "192.0.2.12",
+                                           "work_root": str(tmp_path), "begin": _begin(tmp_path)})
+    assert res["changed"] is True and res["began"] is True and res["problems"] == []
+    assert (tmp_path / "work" / "r1").is_dir() and ((tmp_path / "work" / "r1").stat().st_mode & 0o777) == 0o700
+    assert json.loads((tmp_path / "state" / "locks" / "app.lock").read_text())["run_id"] == "r1"
+    assert res["journal"]["phase"] == "pre_relocation" and res["journal"]["role"] == "source"
+
+
+def test_a_failed_preflight_takes_nothing(run_module, client, tmp_path):
+    client.api.inspect_container.side_effect = NotFound("none")
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_preflight, {"role": "source", "name": "app", "peer_address": "192.0.2.12",
+                                         "work_root": str(tmp_path), "begin": _begin(tmp_path)})
+    assert "does not exist on the source host" in exc.value.result["msg"]
+    assert not (tmp_path / "state").exists() and not (tmp_path / "work").exists()
+
+
+def test_a_held_lock_fails_the_preflight_naming_the_run(run_module, client, tmp_path):
+    from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+    jr.begin(str(tmp_path / "state"), "r0", "app", {}, [], "h")
+    client.api.inspect_container.return_value = inspect_container(running=True)
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_preflight, {"role": "source", "name": "app", "peer_address": "192.0.2.12",
+                                         "work_root": str(tmp_path), "begin": _begin(tmp_path)})
+    assert "app is being migrated by run r0" in exc.value.result["msg"]
+    assert not (tmp_path / "work").exists()

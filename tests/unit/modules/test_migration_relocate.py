@@ -321,3 +321,23 @@ def test_receiver_that_dies_after_the_stop_reports_source_stopped(run_module, cl
     assert exc.value.result["source_stopped"] is True
     assert "stop" in exc.value.result["durations"]
     client.api.stop.assert_called_once_with(SRC_ID, timeout=1)
+
+
+def test_the_relocation_journals_itself_before_it_touches_the_app(run_module, client, tmp_path):
+    from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+    root = tmp_path / "state"
+    # no journal of the run on this host: refused before the engine is asked
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_relocate, _source_args(tmp_path, 1, journal_root=str(root)))
+    assert "has no journal here" in exc.value.result["msg"]
+    client.api.inspect_container.assert_not_called()
+    # with it, the phase relocation is written first (the target never listens: the source fails, still running)
+    jr.begin(str(root), "run1", "app", {}, [], "h")
+    src_mp = tmp_path / "src"
+    src_mp.mkdir()
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    with pytest.raises(AnsibleFailJson):
+        run_module(migration_relocate, _source_args(tmp_path, _free_port(), wait_timeout=1, journal_root=str(root)))
+    journal = jr.read_journal(str(root), "run1")
+    assert journal["phase"] == "relocation"
+    client.api.stop.assert_not_called()
