@@ -34,12 +34,12 @@ def test_chain_ids_follow_the_parents():
 
 
 def test_chain_id_of_a_known_image():
-    # docker image inspect of debian:bookworm-slim based layers: the second chain ID as the engine stores it
-    # (/var/lib/docker/image/overlay2/layerdb/sha256/<chain>): sha256 of "<parent chain> <diff>"
-    parent = "sha256:" + "a" * 64
-    diff = "sha256:" + "b" * 64
-    expected = hashlib.sha256(("sha256:" + "a" * 64 + " sha256:" + "b" * 64).encode()).hexdigest()
-    assert images.chain_ids([parent, diff])[1] == "sha256:" + expected
+    # a layer as Docker 20.10 stored it (/var/lib/docker/image/overlay2/layerdb/sha256/<chain ID>/{parent,diff}):
+    # the engine's own chain ID of the base layer of mec-lab/base:bookworm and the counter app's COPY layer on it
+    parent = "sha256:bc81e01885d15e861e8b2605ce3643da5d316cc096a5c258d81cfdff00e01ca5"
+    diff = "sha256:167b0f65daa1bb7c22cf8e080207338e997f83dbf7d34fc4d8f445d544c3b75c"
+    assert images.chain_ids([parent, diff]) == [
+        parent, "sha256:0e474a63aef8793efbbadb6b5e9b225925bb4e3858866220ef9780272cb23b66"]
 
 
 @pytest.mark.parametrize("present, sent", [
