@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The relocation's volume transfer on loopback, with and without the stream's authentication.
+"""The relocation's volume transfer on loopback, with and without the stream's authentication and encryption.
 
 What is timed is the relocation's ``volume_transfer`` step as the source measures it: from the first byte of
 the volume tar to the target's answer, the target extracting (safely) as the bytes arrive. The receiver runs
@@ -7,7 +7,9 @@ in its own process (as on its own host); the connection (and, authenticated, the
 the clock starts, as the relocation does it before the source stops the app.
 
   raw:  a TCP stream that is only a tar, EOF = done, "OK" back (the former transfer=nc)
-  auth: transport.StreamSender / StreamReceiver (challenge-response, HMAC-SHA256 frames, end frame, answer)
+  auth: transport.StreamSender / StreamReceiver (challenge-response, AES-256-GCM frames, end frame, answer)
+
+Between the lab hosts, with the stream before encryption as a third mode: tests/benchmarks/stream_encryption.py.
 
     .venv/bin/python tests/benchmarks/stream_auth.py [--runs 7] [--sizes 160k,50M]
 

@@ -16,6 +16,7 @@ Every host runs its own /usr/bin/python3 with Debian's python3-cryptography. The
 round, so that the machine's load falls on all of them alike. Touches the lab: run it under the lab lock.
 
     flock /tmp/mec-coord/lab.lock .venv/bin/python tests/benchmarks/stream_encryption.py [--runs 9]
+        [--sizes 160k,2400k,50M] [--name stream_encryption]
 
 Prints the figures and writes them to benchmarks/results/stream_encryption.json; asserts nothing.
 """
@@ -196,6 +197,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--name", default="stream_encryption", help="results file benchmarks/results/NAME.json")
     args = parser.parse_args()
     found = lab_hosts()
     hosts = (tuple(found["source"]), tuple(found["target"]))
@@ -240,7 +242,7 @@ def main():
             print("%-6s aead/hmac = %.2f (paired per round: median %.2f, min %.2f, max %.2f); aead/raw = %.2f" % (
                 label, per["ratio_aead_to_hmac"], statistics.median(paired), min(paired), max(paired),
                 per["ratio_aead_to_raw"]))
-        path = write_results("stream_encryption", runs, summary, extra=dict(
+        path = write_results(args.name, runs, summary, extra=dict(
             source=hosts[0][1], target=hosts[1][1], sizes=SIZES, runs_per_mode=args.runs,
             before_encryption_commit=BEFORE_ENCRYPTION, frame_size=1024 * 1024,
             timed="source: first byte of the tar to the target's answer (target extracts as bytes arrive)"))
