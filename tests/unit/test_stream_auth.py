@@ -35,9 +35,10 @@ def free_port(address=TARGET):
 class Receiving(threading.Thread):
     """A receiver in a thread: accepts, reads everything, acknowledges; keeps what happened."""
 
-    def __init__(self, secret, port, expected=SOURCE, deadline=10.0, consume=None, ack=True, run_id=RUN):
+    def __init__(self, secret, port, expected=SOURCE, deadline=10.0, consume=None, ack=True, run_id=RUN, **options):
+        """``options``: the StreamReceiver's (``bind``, ``handshake_timeout``, ``max_pending``)."""
         super().__init__(daemon=True)
-        self.receiver = StreamReceiver(secret, run_id, TARGET, port, expected)
+        self.receiver = StreamReceiver(secret, run_id, options.pop("bind", TARGET), port, expected, **options)
         self.receiver.listen()
         self.deadline = time.monotonic() + deadline
         self.consume = consume or (lambda reader: reader.read())
@@ -491,21 +492,10 @@ def drip(port, interval, stop, source=SOURCE):
 
 def test_a_slow_peer_is_cut_at_its_overall_handshake_deadline():
     # one byte every 0.2 s: each recv() returns in time, the whole hello would take 8 s
-    secret = new_stream_secret()
     port = free_port()
-    recv = StreamReceiver(secret, RUN, TARGET, port, SOURCE, handshake_timeout=1.0)
-    recv.listen()
+    recv = Receiving(new_stream_secret(), port, deadline=8, handshake_timeout=1.0)
+    recv.start()
     stop = threading.Event()
-    result = {}
-
-    def accept():
-        try:
-            result["reader"] = recv.accept_authenticated(time.monotonic() + 8)
-        except StreamError as exc:
-            result["error"] = exc
-
-    waiter = threading.Thread(target=accept, daemon=True)
-    waiter.start()
     t0 = time.monotonic()
     sock, thread, seen = drip(port, 0.2, stop)
     thread.join(8)
@@ -513,9 +503,8 @@ def test_a_slow_peer_is_cut_at_its_overall_handshake_deadline():
     sock.close()
     assert "closed_at" in seen and seen["closed_at"] - t0 < 2.5, "the slow peer was held %.1f s" % (
         seen.get("closed_at", time.monotonic()) - t0)
-    waiter.join(10)
-    recv.close()
-    assert [r for _peer, r in recv.rejected if "by the deadline" in r], recv.rejected
+    recv.join(10)
+    assert [r for _peer, r in recv.receiver.rejected if "by the deadline" in r], recv.receiver.rejected
 
 
 def test_silent_and_slow_peers_do_not_delay_the_real_sender():
@@ -545,34 +534,21 @@ def test_silent_and_slow_peers_do_not_delay_the_real_sender():
 def test_pending_handshakes_are_bounded():
     secret = new_stream_secret()
     port = free_port()
-    recv = StreamReceiver(secret, RUN, TARGET, port, SOURCE, handshake_timeout=1.0, max_pending=2)
-    recv.listen()
-    result = {}
-
-    def accept():
-        try:
-            reader = recv.accept_authenticated(time.monotonic() + 10)
-            result["data"] = reader.read()
-            recv.acknowledge(True, "OK")
-        except StreamError as exc:
-            result["error"] = exc
-
-    waiter = threading.Thread(target=accept, daemon=True)
-    waiter.start()
+    recv = Receiving(secret, port, handshake_timeout=1.0, max_pending=2)
+    recv.start()
     silent = [socket.create_connection((TARGET, port), source_address=(SOURCE, 0), timeout=5) for _ in range(3)]
     try:
         assert closed_without_answer(silent[2])  # the third is closed at once: two are pending
         # the sender is refused while both slots are held, retries, and gets in once they time out
         assert send(secret, port, b"late but there", deadline=8) == "OK"
-        waiter.join(10)
-        assert result == {"data": b"late but there"}
-        reasons = [r for _peer, r in recv.rejected]
+        recv.join(10)
+        assert recv.error is None and recv.data == b"late but there"
+        reasons = [r for _peer, r in recv.receiver.rejected]
         assert "2 handshakes pending already" in reasons[0], reasons
-        assert sum("by the deadline" in r for r in reasons) == 2, (recv.rejected_count, reasons)
+        assert sum("by the deadline" in r for r in reasons) == 2, (recv.receiver.rejected_count, reasons)
     finally:
         for sock in silent:
             sock.close()
-        recv.close()
 
 
 def test_the_rejected_list_is_bounded():
@@ -611,26 +587,11 @@ def test_an_ipv4_source_reaches_a_dual_stack_receiver():
     # was given is 127.0.0.3
     secret = new_stream_secret()
     port = free_port()
-    recv = StreamReceiver(secret, RUN, "::ffff:" + TARGET, port, SOURCE)
-    recv.listen()
-    result = {}
-
-    def accept():
-        try:
-            reader = recv.accept_authenticated(time.monotonic() + 5)
-            result["data"] = reader.read()
-            recv.acknowledge(True, "OK")
-        except StreamError as exc:
-            result["error"] = exc
-
-    waiter = threading.Thread(target=accept, daemon=True)
-    waiter.start()
-    try:
-        assert send(secret, port, b"mapped", deadline=5) == "OK"
-    finally:
-        waiter.join(10)
-        recv.close()
-    assert result == {"data": b"mapped"} and recv.rejected == []
+    recv = Receiving(secret, port, deadline=5, bind="::ffff:" + TARGET)
+    recv.start()
+    assert send(secret, port, b"mapped", deadline=5) == "OK"
+    recv.join(10)
+    assert recv.error is None and recv.data == b"mapped" and recv.receiver.rejected == []
 
 
 def test_the_source_may_be_named_by_host_name():
