@@ -37,11 +37,12 @@ def pytest_terminal_summary(terminalreporter):
         json.dump(rows, fh, indent=2)
     tr = terminalreporter
     tr.section("fault campaign (%s)" % os.path.relpath(path, ROOT))
-    tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s"
-                  % ("fault", "str", "passed", "outcome", "one host", "lost nothing"))
+    tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s %s"
+                  % ("fault", "str", "passed", "outcome", "one host", "lost nothing", "state (source -> now)"))
     for r in rows:
-        tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s" % (r["fault"], r["strategy"], r["passed"], r.get("outcome"),
-                                                            r.get("one_host"), r.get("lost_nothing")))
+        tr.write_line("%-36s %-3s %-7s %-12s %-8s %-12s %s" % (
+            r["fault"], r["strategy"], r["passed"], r.get("outcome"), r.get("one_host"), r.get("lost_nothing"),
+            r.get("state") or ""))
     tr.write_line("%d of %d fault runs recovered and lost nothing" % (sum(1 for r in rows if r["passed"]), len(rows)))
 
 
