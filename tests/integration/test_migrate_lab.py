@@ -10,31 +10,11 @@ import uuid
 
 import pytest
 
-from labtools import INVENTORY, WORK_ROOT, Host, lab_hosts, load_image, migrate
+from labtools import INVENTORY, WORK_ROOT, migrate
 
 pytestmark = pytest.mark.lab
 
 ALL_LOST = ["CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "EXPOSE", "LABEL"]
-
-
-@pytest.fixture(scope="session")
-def lab():
-    if not os.path.exists(INVENTORY):
-        pytest.fail("the local lab is not up (no %s): bring it up with playbooks/lab.yml or scripts/test.sh"
-                    % INVENTORY)
-    hosts = lab_hosts()
-    src, dst = Host(hosts["source"]), Host(hosts["target"])
-    for h in (src, dst):
-        h.out(["docker", "info", "--format", "{{.ServerVersion}}"])
-    return src, dst
-
-
-@pytest.fixture(scope="session")
-def lab_image(lab, counter_image):
-    src, _dst = lab
-    if src.run(["docker", "image", "inspect", counter_image], check=False).returncode != 0:
-        load_image(counter_image, src)
-    return counter_image
 
 
 def criu_works(host):
