@@ -47,13 +47,7 @@ class VolumeFileWatch:
                 self.readings.append(line[1:])
 
     def stop(self):
-        if self._proc.poll() is None:
-            self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-        self._thread.join(5)
+        _end(self._proc, self._thread)
         return self.readings
 
     def last(self):
@@ -78,11 +72,16 @@ class LogFollow:
 
     def stop(self, wait=5.0):
         self._thread.join(wait)  # the stream ends with the container
-        if self._proc.poll() is None:
-            self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-        self._thread.join(5)
+        _end(self._proc, self._thread)
         return self.lines
+
+
+def _end(proc, thread):
+    """Stop a reader's ssh process (terminate, kill after 10 s) and let its thread finish reading."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    thread.join(5)
