@@ -10,6 +10,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Every test may import the collection (ansible_collections.mec.migration...) through .build/collections, a symlink
+# to the repository root made here if missing (scripts/bootstrap.sh makes it too). Here, not in tests/unit/conftest.py:
+# pytest loads a folder's conftest only when it collects that folder, after tests/apps and tests/eda.
+_COLLECTIONS = Path(__file__).resolve().parents[1] / ".build" / "collections"
+_LINK = _COLLECTIONS / "ansible_collections" / "mec" / "migration"
+if not os.path.lexists(_LINK):
+    _LINK.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("../../../..", _LINK)
+if str(_COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(_COLLECTIONS))
+
 import labutil  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

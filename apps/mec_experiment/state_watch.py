@@ -27,7 +27,7 @@ class VolumeFileWatch:
         self.source = found.stdout.strip()
         if found.returncode != 0 or not self.source.startswith("/"):
             raise RuntimeError("no volume at %s in %s on %s: %s" % (mount, container, host["address"],
-                                                                     (found.stderr or found.stdout).strip()))
+                                                                    (found.stderr or found.stdout).strip()))
         file = shlex.quote(self.source.rstrip("/") + "/" + path)
         script = ("i=0; while [ $i -lt %d ]; do c=$(cat %s 2>/dev/null | tr -d '\\n'); echo \"=$c\"; sleep %s;"
                   " i=$((i+1)); done" % (int(limit / PERIOD), file, PERIOD))

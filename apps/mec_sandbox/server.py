@@ -75,7 +75,7 @@ def _auth_middleware(authority: Authority, token_path: str):
             return await handler(request)
         match = request.match_info
         scope = None if getattr(match, "http_exception", None) is not None else getattr(match.handler, "mec_scope",
-                                                                                         "read")
+                                                                                        "read")
         try:
             authority.check(request.headers.get("Authorization"), scope)
         except TokenError as exc:

@@ -471,7 +471,7 @@ def _write_from_save(client, image, info, plan, fh):
             member_digest[member.name] = (digest, member.size, kept)
     if not manifest or len(manifest) != 1 or len(manifest[0].get("Layers") or []) != len(plan):
         raise MigrationError("docker save of %s on host %s gave an unexpected manifest: %s" % (image, hostname(),
-                                                                                              manifest))
+                                                                                               manifest))
     for layer, name in zip(plan, manifest[0]["Layers"]):
         entry = member_digest.get(name)
         while entry and entry[0] == "link":

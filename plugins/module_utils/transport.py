@@ -784,7 +784,7 @@ class StreamReceiver:
                 if remaining <= 0:
                     raise StreamError("No authenticated volume stream from %s arrived on %s:%s of host %s in time "
                                       "(did the source fail?)%s" % (self.expected_peer, self.bind_address, self.port,
-                                                                     hostname(), self._rejected_note()))
+                                                                    hostname(), self._rejected_note()))
                 readable, _w, _x = select.select([self.server, wake_r], [], [], remaining)
                 if wake_r in readable:
                     wake_r.recv(4096)

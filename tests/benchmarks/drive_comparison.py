@@ -132,7 +132,7 @@ def main(argv=None) -> int:
                 print("drive %d: %s" % (len(rows), json.dumps(rows[-1])), flush=True)
     summary = summary_of(rows)
     path = write_results(args.name, rows, summary, extra={"ue": args.ue, "minutes": args.minutes,
-                                                           "strategy": args.strategy, "pairs": args.pairs})
+                                                          "strategy": args.strategy, "pairs": args.pairs})
     for mode, s in summary.items():
         sl, af = s["served_locally"], s["served_locally_after_first_handover"]
         print("%-8s %d/%d drives finished; served locally median %s (min %s, max %s); after the first handover "

@@ -71,7 +71,7 @@ def main():
     where = [n for n, h in zip(names, (hosts["source"], hosts["target"])) if mo.Host(h).running(args.app)]
     if len(where) != 1:
         sys.exit("%s must run on exactly one of %s (it runs on: %s)" % (args.app, ", ".join(names),
-                                                                         ", ".join(where) or "none"))
+                                                                        ", ".join(where) or "none"))
     source, target = where[0], names[1 - names.index(where[0])]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(mo.ROOT, "ansible.cfg"))
     if args.no_hop:
@@ -79,7 +79,7 @@ def main():
     start()
     load = " ".join(open("/proc/loadavg").read().split()[:3])
     print("%s with %s, %d runs each from %s; load average %s" % (" and ".join(playbooks), args.strategy, args.runs,
-                                                               source, load))
+                                                                 source, load))
     runs = []
     with tempfile.TemporaryDirectory(prefix="mec-follow-overhead-") as tmp:
         for i in range(args.runs * len(playbooks)):
@@ -101,11 +101,10 @@ def main():
                                      for key in ("deciding", "recording", "wall", "span", "cpu")}
         for key in ("deciding", "recording", "wall"):
             s = summary[key_of(playbook)][key]
-            print("%-18s %-10s median %5.2f s  min %5.2f  max %5.2f" % (playbook, key, s["median"], s["min"],
-                                                                       s["max"]))
+            print("%-18s %-10s median %5.2f s  min %5.2f  max %5.2f" % (playbook, key, s["median"], s["min"], s["max"]))
         if all("tasks_evaluated" in r for r in mine):
             print("%-18s tasks evaluated (median) %g" % (playbook, statistics.median(r["tasks_evaluated"]
-                                                                                      for r in mine)))
+                                                                                     for r in mine)))
     if args.name:
         print("written:", write_results(args.name, runs, summary, extra={
             "playbooks": ["playbooks/" + p for p in playbooks], "app": args.app, "strategy": args.strategy,

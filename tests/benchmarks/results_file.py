@@ -125,7 +125,7 @@ def write_results(name, runs, summary, extra=None, results_dir=None, measured=No
         unknown = set(measured) - set(MEASURED_KEYS)
         if unknown:
             raise ValueError("write_results: measured may only give %s, not %s" % (", ".join(MEASURED_KEYS),
-                                                                                 ", ".join(sorted(unknown))))
+                                                                                   ", ".join(sorted(unknown))))
         doc["assembled_by"], doc["assembled_at"] = doc["command"], doc["finished_at"]
         doc.update(measured)
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"

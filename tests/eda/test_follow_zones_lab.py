@@ -255,7 +255,7 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
         assert hop1["moved"] and hop1["target"] == zones["zone02"].name and hop1["seq"] == 1
         assert not marker.exists(), "a forged zone id was rendered on the controller"
         assert (tmp_path / "rulebook.log").read_text().count("mec_mobility: a notification for UE 10.100.0.1 "
-                                                            "dropped") == 3 * 4
+                                                             "dropped") == 3 * 4
         # 2. a failed hop: zone03's host has the stream port taken; the app keeps serving on zone02's host
         blocker = zones["zone03"].sh("nohup nc -l -p 47777 >/dev/null 2>&1 & echo $!")
         sbx.to(180)

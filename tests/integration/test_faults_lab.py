@@ -136,7 +136,7 @@ def lost_nothing(app, memory_kept):
     mark = host.run("cat \"$(docker volume inspect -f '{{.Mountpoint}}' %s)/mark\"" % app.volume, check=False)
     assert mark.stdout.strip() == app.mark, \
         "the volume on %s is not the app's (its mark is gone: made again empty): %s" % (host.address,
-                                                                                     mark.stderr.strip())
+                                                                                        mark.stderr.strip())
     drop = StateWatch.drop(vol_series)
     assert drop is None, "the volume's count went back on the source from %d to %d" % drop
     starts = counter_starts(host, app.name)

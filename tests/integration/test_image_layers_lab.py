@@ -39,7 +39,7 @@ def module(host, name, /, **args):
         result = json.loads(m.group(2))
     except (AttributeError, ValueError) as exc:
         raise AssertionError("ansible %s -m %s: rc %s\n%s\n%s" % (host, name, p.returncode, p.stdout[-2000:],
-                                                                   p.stderr[-2000:])) from exc
+                                                                  p.stderr[-2000:])) from exc
     if m.group(1) not in ("SUCCESS", "CHANGED"):
         result["failed"] = True
     return result

@@ -137,7 +137,7 @@ def test_callbacks_outside_the_allowed_networks_are_refused(sandbox, receiver):
     # replacing a subscription is checked the same way, and a refused PUT leaves it as it was
     url = ok.json()["_links"]["self"]["href"]
     put = sandbox.http.put(url, json={"subscriptionType": "CellChangeSubscription",
-                                  "callbackReference": "http://10.9.9.9/cb"}, timeout=5)
+                                      "callbackReference": "http://10.9.9.9/cb"}, timeout=5)
     problem(put)
     assert sandbox.http.get(url, timeout=5).json()["callbackReference"] == f"http://localhost:{receiver.port}/cb"
     assert sandbox.get("rni/v2/subscriptions").json()["_links"]["subscription"][0]["href"] == url

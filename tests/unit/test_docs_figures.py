@@ -242,6 +242,6 @@ def test_checker_finds_changed_data(demo_root):
 def test_incomplete_results_file_is_found(demo_root):
     path = demo_root / "benchmarks" / "results" / "demo.json"
     path.write_text(json.dumps(dict(FIXTURE, runs=[], commit=None, summary={"t": {"median": 5, "min": 1, "max": 4,
-                                                                                   "n": 3}})))
+                                                                                  "n": 3}})))
     assert results_file_problems(path) == ["demo.json: no raw runs", "demo.json: no commit",
                                            "demo.json: summary t has min <= median <= max broken"]

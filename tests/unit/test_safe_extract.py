@@ -250,6 +250,7 @@ def test_the_free_space_of_the_volume_caps_any_extraction(tree, tmp_path, monkey
 
 def test_the_cap_is_on_the_sum_of_members(tree):
     root, _outside = tree
+
     def five():
         return archive(*[member("data/f%d" % i, data=b"x" * 1000) for i in range(5)])
     assert extract_volumes_tar(five(), {"data": str(root)}, max_bytes=5000) == 5

@@ -85,7 +85,7 @@ def _begin(tmp_path, **extra):
 
 
 def test_a_passed_preflight_takes_the_lock_begins_the_journal_and_makes_the_work_dir(run_module, client, run_command,
-                                                                                    tmp_path):
+                                                                                     tmp_path):
     import json
     client.api.inspect_container.return_value = inspect_container(running=True)
     run_command.return_value = (0, "Looks good.\n", "")
