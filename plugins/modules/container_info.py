@@ -40,6 +40,12 @@ options:
       - Also read, in the same call, the app's (O(name)) lock and its runs' journals under this state root (as
         C(mec.migration.migration_journal) C(action=read)); the migration's preflight reads both hosts this way.
     type: path
+  journal_work_root:
+    description:
+      - With O(journal_root), the migration's own work root. Every unfinished run's journal must name only what
+        that run made (as C(mec.migration.migration_journal) checks with its option C(work_root)), or the read fails
+        naming every problem, so that no recovery acts on another run's files, images or volumes.
+    type: path
   chain_ids:
     description: Also list the chain IDs of the image layers the engine holds (the target's, so that the source
       leaves those layers out of the image it sends with C(mec.migration.image_save)'s C(skip_chain_ids)).
@@ -52,6 +58,7 @@ EXAMPLES = r"""
   mec.migration.container_info:
     name: v2x-app
     journal_root: /var/lib/mec-migration
+    journal_work_root: /var/lib/mec-migration/work
     chain_ids: true
   register: host_state
 
@@ -115,12 +122,16 @@ def engine_facts(client):
                 docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"), hostname=info.get("Name"))
 
 
-def read_journals(root, app):
-    """The app's lock and its runs' journals on this host (migration_journal action=read)."""
+def read_journals(root, app, work_root=None):
+    """The app's lock and its runs' journals on this host (migration_journal action=read); with ``work_root``
+    every unfinished run's journal must name only what the run made (journal.check_recoverable)."""
     try:
         jr.check_name("app", app)
-        journals = jr.app_journals(root, app)
-        return dict(lock=jr.read_lock(root, app), journals=journals, unfinished=jr.unfinished(journals))
+        unreadable = []
+        journals = (jr.recoverable_journals(root, app, work_root, unreadable=unreadable) if work_root
+                    else jr.app_journals(root, app, unreadable=unreadable))
+        return dict(lock=jr.read_lock(root, app), journals=journals, unfinished=jr.unfinished(journals),
+                    unreadable=unreadable)
     except jr.JournalError as exc:
         raise MigrationError(str(exc)) from exc
 
@@ -129,12 +140,13 @@ def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
                                               sizes=dict(type="bool", default=True),
                                               journal_root=dict(type="path"),
+                                              journal_work_root=dict(type="path"),
                                               chain_ids=dict(type="bool", default=False), **DOCKER_COMMON_ARGS),
                            supports_check_mode=True)
     p = module.params
     extra = {}
     if p["journal_root"]:
-        extra = run_guarded(module, read_journals, p["journal_root"], p["name"])
+        extra = run_guarded(module, read_journals, p["journal_root"], p["name"], p["journal_work_root"])
     client = get_client(module)
     cfg = run_guarded(module, container_info, client, p["name"], p["sizes"])
     engine = run_guarded(module, engine_facts, client)

@@ -74,6 +74,14 @@ options:
     description: Directory of the journals and locks.
     type: path
     default: /var/lib/mec-migration
+  work_root:
+    description:
+      - With O(action=read), the recovery's own work root (never the journal's). Every unfinished run's journal
+        must name only what that run made (its work folder under O(work_root), its image
+        C(mec-migration/<app>:<run_id>), the app's container, checkpoints named after the run, the volumes recorded
+        when it began), or the read fails naming every problem and nothing is recovered.
+      - Unset, the journals are listed as they are (no recovery check).
+    type: path
   workdir:
     description:
       - O(action=begin) - the run's work directory, made right after the lock is taken, in the same call, as a private
@@ -149,9 +157,11 @@ def run(module, p):
         jr.check_name("run_id", run_id)
     lock = jr.read_lock(root, app)
     if p["action"] == "read":
-        journals = jr.app_journals(root, app)
+        unreadable = []
+        journals = (jr.recoverable_journals(root, app, p["work_root"], unreadable=unreadable) if p["work_root"]
+                    else jr.app_journals(root, app, unreadable=unreadable))
         return dict(changed=False, lock=lock, journals=journals, unfinished=jr.unfinished(journals),
-                    journal=jr.read_journal(root, run_id) if run_id else None)
+                    journal=jr.read_journal(root, run_id) if run_id else None, unreadable=unreadable)
     journal = jr.read_journal(root, run_id)
     if p["action"] == "begin":
         if lock is not None and lock.get("run_id") == run_id and journal is not None:
@@ -195,6 +205,7 @@ def run(module, p):
 def main():
     module = AnsibleModule(argument_spec=dict(
         action=dict(type="str", choices=["begin", "update", "finish", "release", "read"], required=True),
+        work_root=dict(type="path"),
         app=dict(type="str", required=True),
         run_id=dict(type="str"),
         phase=dict(type="str"),

@@ -113,6 +113,33 @@ def test_read_lists_unfinished_runs_and_the_lock(run_module, tmp_path):
     assert res["lock"]["run_id"] == "r2"
 
 
+def test_read_with_the_work_root_refuses_a_journal_that_names_what_its_run_did_not_make(run_module, tmp_path):
+    work = tmp_path / "work"
+    _run(run_module, tmp_path, action="begin", run_id="r1", changes={"workdir": str(work / "r1"), "volumes": ["d1"]})
+    # the run's own journal passes; a later entry naming another folder, image and volume is refused at the read
+    ok = _run(run_module, tmp_path, action="read", work_root=str(work))
+    assert [j["run_id"] for j in ok["unfinished"]] == ["r1"] and ok["unreadable"] == []
+    path = tmp_path / "runs" / "r1.json"
+    journal = json.loads(path.read_text())
+    journal["changes"].update(workdir="/etc", image="victim:latest")
+    path.write_text(json.dumps(journal))
+    with pytest.raises(AnsibleFailJson) as exc:
+        _run(run_module, tmp_path, action="read", work_root=str(work))
+    msg = exc.value.result["msg"]
+    assert "Recovery refuses run r1 of app1" in msg and "'/etc' is not in the run's work folder" in msg
+    assert "'victim:latest' is not the run's image mec-migration/app1:r1" in msg
+    # without the work root (a plain listing) it is listed as it is
+    assert _run(run_module, tmp_path, action="read")["unfinished"][0]["changes"]["workdir"] == "/etc"
+
+
+def test_read_goes_on_past_another_apps_corrupt_journal(run_module, tmp_path):
+    _run(run_module, tmp_path, action="begin", run_id="r1", changes={"workdir": str(tmp_path / "work" / "r1")})
+    (tmp_path / "runs" / "x9.json").write_text("{half")  # another app's, unreadable
+    res = _run(run_module, tmp_path, action="read", work_root=str(tmp_path / "work"))
+    assert [j["run_id"] for j in res["unfinished"]] == ["r1"]
+    assert res["unreadable"] == [str(tmp_path / "runs" / "x9.json")]
+
+
 def test_check_mode_begin_writes_nothing(run_module, tmp_path):
     res = _run(run_module, tmp_path, action="begin", run_id="r1", _ansible_check_mode=True)
     assert res["changed"] is True
@@ -154,7 +181,7 @@ def test_begin_makes_the_private_work_directory_and_records_the_phase(run_module
     assert (work.parent.stat().st_mode & 0o777) == 0o700
     journal = json.loads((tmp_path / "runs" / "r5.json").read_text())
     assert journal["phase"] == "pre_relocation" and [s["phase"] for s in journal["steps"]] == ["preflight",
-                                                                                             "pre_relocation"]
+                                                                                               "pre_relocation"]
 
 
 def test_a_work_directory_that_cannot_be_private_releases_the_lock(run_module, tmp_path):
