@@ -233,3 +233,61 @@ def test_missing_transfer_tool_fails_first(lab, app, tmp_path):
     assert "scp is not installed" in out
     assert (record["status"], record["outcome"], record["phase"]) == ("failed", "unchanged", "preflight")
     _assert_nothing_changed(app, before)
+
+
+# ------------------------------------------------------------------------------------------- folders others own
+
+SQUAT = "/var/tmp/mec-migration"  # the work root and control-socket folder of the collection before 2026-12
+CONTROL_DIR = "/run/mec-migration/ssh"  # where transport.py keeps the runs' SSH control sockets
+
+
+def _squat(host, path):
+    """``path`` made by another user (nobody, 65534) before the run, writable by all, with a planted link."""
+    host.out("rm -rf %s && mkdir -p %s && ln -s /etc %s/planted && chown -hR 65534:65534 %s && chmod 0777 %s"
+             % (path, path, path, path, path))
+
+
+def _listing(host, path):
+    return host.out("stat -c '%%u %%a' %s; ls -A %s" % (path, path)).split()
+
+
+def test_a_folder_another_user_made_in_var_tmp_changes_nothing(lab, app, tmp_path):
+    """A local user who made /var/tmp/mec-migration first (the old work root and socket folder) neither gets the
+    run's files or sockets nor stops it: the run works in its own root-only folders."""
+    src, dst = lab
+    for h in (src, dst):
+        _squat(h, SQUAT)
+    try:
+        app.start()
+        before = {h.address: _listing(h, SQUAT) for h in (src, dst)}
+        assert before[src.address] == ["65534", "777", "planted"]
+        rc, out, record = migrate(tmp_path, app=app.name, strategy="m2", transfer="ssh", run_id=app.run_id())
+        assert rc == 0, out[-3000:]
+        assert record["status"] == "ok" and dst.running(app.name)
+        for h in (src, dst):
+            assert _listing(h, SQUAT) == before[h.address], "the run wrote into %s on %s" % (SQUAT, h.address)
+        # the hop's control socket lived in the root-only folder (the ssh transfer used it)
+        assert src.out("stat -c '%%u %%a %%F' %s" % CONTROL_DIR).split() == ["0", "700", "directory"]
+    finally:
+        for h in (src, dst):
+            h.run(["rm", "-rf", SQUAT], check=False)
+
+
+def test_a_control_folder_another_user_owns_stops_the_run_and_the_source_keeps_serving(lab, app, tmp_path):
+    """/run/mec-migration/ssh made by another user: the hop refuses to use it, says which folder and why, and the
+    app keeps serving on the source with nothing left on the target."""
+    src, dst = lab
+    app.start()
+    before = src.inspect(app.name)
+    src.out("rm -rf %s" % CONTROL_DIR)
+    _squat(src, CONTROL_DIR)
+    try:
+        rc, out, record = migrate(tmp_path, app=app.name, strategy="m2", transfer="ssh", run_id=app.run_id())
+        assert rc != 0
+        assert CONTROL_DIR in out and "65534" in out, out[-3000:]
+        assert record is not None and record["status"] == "failed"
+        assert src.running(app.name) and src.inspect(app.name)["Id"] == before["Id"]
+        assert dst.inspect(app.name) is None, "nothing may be left on the target"
+        assert _listing(src, CONTROL_DIR) == ["65534", "777", "planted"], "the run wrote into the squatted folder"
+    finally:
+        src.run(["rm", "-rf", CONTROL_DIR], check=False)
