@@ -91,6 +91,13 @@ def lab():
 
 
 @pytest.fixture(scope="session")
+def lab_groups(lab):
+    """The local lab as tests/conftest.py gives it, {group: (host name, address)}, for the tests that name the hosts
+    by group (this folder's ``lab`` is the pair of hosts); through ``lab``, so that it fails the same way."""
+    return lab_hosts()
+
+
+@pytest.fixture(scope="session")
 def lab_image(lab, counter_image):
     """mec-test/counter:1 on the lab's source, the very image built here (loaded again when the source holds
     another image under that name, e.g. one of an older counter.sh)."""

@@ -46,31 +46,31 @@ def copy_inventory(tmp_path, known_hosts_text):
     return str(inv)
 
 
-def test_lab_known_hosts_holds_each_hosts_key_under_its_address(lab):
+def test_lab_known_hosts_holds_each_hosts_key_under_its_address(lab_groups):
     with open(os.path.join(INVENTORY_DIR, "known_hosts")) as fh:
         lines = sorted(line.strip() for line in fh if line.strip())
-    expected = sorted("%s %s" % (address, host_key(name)) for name, address in lab.values())
+    expected = sorted("%s %s" % (address, host_key(name)) for name, address in lab_groups.values())
     assert lines == expected
     with open(os.path.join(INVENTORY_DIR, "hosts.yml")) as fh:
         assert "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts -o StrictHostKeyChecking=yes" in fh.read()
 
 
-def test_ansible_connects_with_the_right_keys_and_refuses_a_wrong_one(lab, tmp_path):
+def test_ansible_connects_with_the_right_keys_and_refuses_a_wrong_one(lab_groups, tmp_path):
     with open(os.path.join(INVENTORY_DIR, "known_hosts")) as fh:
         good = fh.read()
     proc = ping(copy_inventory(tmp_path, good), tmp_path)
     assert proc.returncode == 0 and proc.stdout.count("SUCCESS") == 2, proc.stdout[-3000:]
-    wrong = "".join("%s %s\n" % (address, FOREIGN_KEY) for _name, address in lab.values())
+    wrong = "".join("%s %s\n" % (address, FOREIGN_KEY) for _name, address in lab_groups.values())
     (tmp_path / "wrong").mkdir()
     proc = ping(copy_inventory(tmp_path / "wrong", wrong), tmp_path)
     assert proc.returncode != 0 and "SUCCESS" not in proc.stdout
-    for _name, address in lab.values():  # each host refused for its key
+    for _name, address in lab_groups.values():  # each host refused for its key
         assert "Host key for %s has changed and you have requested strict checking" % address in proc.stdout
 
 
-def test_migration_ssh_options_check_the_peer_key(lab):
-    source, _ = lab["source"]
-    _, target_address = lab["target"]
+def test_migration_ssh_options_check_the_peer_key(lab_groups):
+    source, _ = lab_groups["source"]
+    _, target_address = lab_groups["target"]
     pairs = list(zip(DEFAULT_SSH_OPTIONS[::2], DEFAULT_SSH_OPTIONS[1::2]))
     base = [word for flag, value in pairs if not value.startswith("Control") for word in (flag, value)]
     assert "StrictHostKeyChecking=yes" in base and "UserKnownHostsFile=/dev/null" not in base

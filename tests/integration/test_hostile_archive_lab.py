@@ -129,8 +129,8 @@ def put(host, path, data):
     docker_exec(host, ["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "put", path], stdin=data)
 
 
-def test_hostile_archives_are_refused_on_a_lab_host(lab):
-    host, _address = lab["target"]
+def test_hostile_archives_are_refused_on_a_lab_host(lab_groups):
+    host, _address = lab_groups["target"]
     tag = uuid.uuid4().hex[:10]
     work = "/var/tmp/mec-hostile-%s" % tag
     lib = work + "/lib"

@@ -16,15 +16,15 @@ WORK = "/var/tmp/mec-lab-test"
 
 
 @pytest.mark.parametrize("group", ["source", "target"])
-def test_engine_has_experimental_features(lab, group):
-    _, address = lab[group]
+def test_engine_has_experimental_features(lab_groups, group):
+    _, address = lab_groups[group]
     out = ssh(address, "docker info --format '{{json .ExperimentalBuild}}'").stdout.strip()
     assert out == "true"
 
 
 @pytest.mark.parametrize("group", ["source", "target"])
-def test_criu_check_passes(lab, group):
-    _, address = lab[group]
+def test_criu_check_passes(lab_groups, group):
+    _, address = lab_groups[group]
     proc = ssh(address, "PATH=/usr/local/sbin:$PATH criu check && PATH=/usr/local/sbin:$PATH criu --version")
     assert "Looks good." in proc.stdout
     assert "Version: 4.2.1" in proc.stdout
@@ -35,10 +35,10 @@ def _last_count(address, container):
     return int(lines[-1]) if lines else None
 
 
-def test_memory_counter_continues_after_checkpoint_on_source_and_restore_on_target(lab):
+def test_memory_counter_continues_after_checkpoint_on_source_and_restore_on_target(lab_groups):
     """A process whose count lives only in memory goes on counting on the other host."""
-    _, src = lab["source"]
-    _, dst = lab["target"]
+    _, src = lab_groups["source"]
+    _, dst = lab_groups["target"]
     for address in (src, dst):
         ssh(address, "docker rm -f %s >/dev/null 2>&1; rm -rf %s; mkdir -p %s" % (COUNTER, WORK, WORK))
     try:
@@ -73,11 +73,11 @@ def test_memory_counter_continues_after_checkpoint_on_source_and_restore_on_targ
             ssh(address, "docker rm -f %s >/dev/null 2>&1; rm -rf %s" % (COUNTER, WORK), check=False)
 
 
-def test_provisioning_twice_changes_nothing(lab):
+def test_provisioning_twice_changes_nothing(lab_groups):
     proc = ansible_playbook("-i", "inventories/local/hosts.yml", "playbooks/provision.yml", check=True)
     hosts = recap(proc.stdout)
     for group in ("source", "target"):
-        name, _ = lab[group]
+        name, _ = lab_groups[group]
         assert hosts[name]["failed"] == 0
         assert hosts[name]["changed"] == 0, proc.stdout[-4000:]
 
