@@ -216,6 +216,20 @@ def _wait(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def forge_callbacks(sbx, marker):
+    """The forged-callback attack (issue #18): to every subscription's callback URL (read from the sandbox, token
+    included), a notification for CAR whose zone id, current or previous access point id is a template that would
+    write ``marker`` on the controller; each is accepted (204) and must be dropped by the event source."""
+    forged = "{{ lookup('ansible.builtin.pipe', 'id -un > %s; echo zone02') }}" % marker
+    for sub in sbx.subscriptions():
+        for note in ({"zoneId": forged}, {"currentAccessPointId": forged}, {"previousAccessPointId": forged}):
+            body = {"zonalPresenceNotification": dict(
+                {"address": CAR, "userEventType": "Entering", "zoneId": "zone02", "currentAccessPointId": "x1",
+                 "timestamp": {"seconds": int(time.time()), "nanoSeconds": 0}}, **note)}
+            r = requests.post(sub["callbackReference"]["notifyURL"], json=body, timeout=5)
+            assert r.status_code == 204, (r.status_code, r.text)
+
+
 def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app, tmp_path):
     start_app(zones["zone01"], app)
     sbx = Sandbox(_free_port())
@@ -238,14 +252,7 @@ def test_rulebook_follows_the_car_survives_a_failed_hop_and_coalesces(zones, app
         # its token; notifications whose zone or access point id is a template run nothing on the controller (the
         # landed code ran it as root) and start no hop: the source drops them, the true zone change is event 1
         marker = tmp_path / "MARKER"
-        forged = "{{ lookup('ansible.builtin.pipe', 'id -un > %s; echo zone02') }}" % marker
-        for sub in sbx.subscriptions():
-            for note in ({"zoneId": forged}, {"currentAccessPointId": forged}, {"previousAccessPointId": forged}):
-                body = {"zonalPresenceNotification": dict(
-                    {"address": CAR, "userEventType": "Entering", "zoneId": "zone02", "currentAccessPointId": "x1",
-                     "timestamp": {"seconds": int(time.time()), "nanoSeconds": 0}}, **note)}
-                r = requests.post(sub["callbackReference"]["notifyURL"], json=body, timeout=5)
-                assert r.status_code == 204, (r.status_code, r.text)
+        forge_callbacks(sbx, marker)
         assert json.loads((state / f"{CAR}.json").read_text())["zone"] == "zone01"
         # 1. zone01 -> zone02: the app moves to zone02's host
         sbx.to(152)

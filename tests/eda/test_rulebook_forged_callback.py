@@ -19,12 +19,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import requests
 import yaml
-from test_follow_zones_lab import CAR, Sandbox, _free_port, _wait
+from test_follow_zones_lab import CAR, Sandbox, _free_port, _wait, forge_callbacks
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -53,14 +51,7 @@ def test_forged_callbacks_run_nothing_and_the_true_zone_change_still_reaches_fol
         _wait(lambda: len(sbx.subscriptions()) == 4 or rb.poll() is not None, 90,
               "the rulebook's 4 zonalTraffic subscriptions")
         assert rb.poll() is None, log_path.read_text()[-3000:]
-        forged = "{{ lookup('ansible.builtin.pipe', 'id -un > %s; echo zone02') }}" % marker
-        for sub in sbx.subscriptions():
-            for note in ({"zoneId": forged}, {"currentAccessPointId": forged}, {"previousAccessPointId": forged}):
-                body = {"zonalPresenceNotification": dict(
-                    {"address": CAR, "userEventType": "Entering", "zoneId": "zone02", "currentAccessPointId": "x1",
-                     "timestamp": {"seconds": int(time.time()), "nanoSeconds": 0}}, **note)}
-                r = requests.post(sub["callbackReference"]["notifyURL"], json=body, timeout=5)
-                assert r.status_code == 204, (r.status_code, r.text)
+        forge_callbacks(sbx, marker)
         sbx.to(152)  # the car's true zone change zone01 -> zone02
         _wait(lambda: "follow_hop (hop): a2 runs on no host" in log_path.read_text(), 120,
               "follow.yml's run for the true zone change")
