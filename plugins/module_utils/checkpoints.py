@@ -130,18 +130,54 @@ def runtime_root(container_id, roots=RUNC_ROOTS):
     return None
 
 
-def runtime_checkpoint(module, container_id, image_path, leave_running=True, root=None):
-    """Dump a running container with runc into ``image_path`` (made empty first). Returns its size and the
-    durations; a failure (the container keeps running: CRIU unfreezes it, and so do we) names CRIU's reason
-    from its log.
+# CRIU's errors of a race with the container's own processes, not of the container: a task caught in the middle of
+# exiting or forking when the cgroup froze cannot be seized (its state D), and CRIU gives up when its freeze
+# timeout passes. The failed dump changed nothing (the container was resumed as it was), and the task is gone a
+# moment later: one more dump is tried before the migration fails.
+TRANSIENT_DUMP_ERRORS = ("Unseizable non-zombie", "Timeout reached")
+
+
+def transient_dump_failure(errors):
+    """True when CRIU's ``errors`` (its log's error lines) are those of a race that a second dump outlives."""
+    return any(marker in e for e in errors or () for marker in TRANSIENT_DUMP_ERRORS)
+
+
+def runtime_checkpoint(module, container_id, image_path, leave_running=True, root=None, attempts=2):
+    """Dump a running container with runc into ``image_path`` (made empty first). Returns its size, the
+    durations, the dumps tried (``attempts``) and, after a retry, CRIU's reason for the first failure
+    (``retried_after``); a failure (the container keeps running: CRIU unfreezes it, and so do we) names CRIU's
+    reason from its log.
 
     The container is paused first (runc freezes its cgroup and polls for FROZEN in microseconds; CRIU, left
     to freeze it, polls every 100 ms: 0.1 s of the downtime here), and resumed after a dump that left it
-    running or failed."""
+    running or failed. A dump that failed on a race with the container's processes (TRANSIENT_DUMP_ERRORS) is
+    tried again, up to ``attempts`` dumps in all; ``duration`` counts every one of them."""
     root = root or runtime_root(container_id)
     if root is None:
         raise MigrationError("runc has no state for container %s on host %s." % (container_id[:12], hostname()))
     runc = module.get_bin_path("runc", required=True)
+    t0 = time.monotonic()
+    first = None
+    for attempt in range(1, attempts + 1):
+        try:
+            ck = _runtime_dump(module, runc, root, container_id, image_path, leave_running)
+        except MigrationError as exc:
+            errors = exc.details.get("criu_errors")
+            if attempt >= attempts or not transient_dump_failure(errors):
+                if first is not None:
+                    exc.details["retried_after"] = first
+                raise
+            first = "; ".join(errors)
+            module.warn("The checkpoint of container %s on host %s failed on a race with its processes (CRIU "
+                        "says: %s); it was resumed as it was, and the dump is tried again." % (
+                            container_id[:12], hostname(), first))
+            continue
+        ck.update(duration=round(time.monotonic() - t0, 6), attempts=attempt, retried_after=first)
+        return ck
+
+
+def _runtime_dump(module, runc, root, container_id, image_path, leave_running):
+    """One pause, dump and resume of runtime_checkpoint."""
     work = image_path.rstrip("/") + ".work"
     for d in (image_path, work):
         if os.path.isdir(d):

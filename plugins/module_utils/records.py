@@ -30,7 +30,8 @@ FIELDS = {
     "schema": "str", "status": "str", "outcome": "str", "phase": "str", "error": "str", "recovered_by": "str",
     "unreachable": "list", "run_id": "str", "app": "str", "strategy": "str", "strategy_title": "str",
     "transfer": "str",
-    "criu": {"tcp_policy": "str", "checkpoint_via": "str", "dump_duration": "num", "errors": "list", "log": "str"},
+    "criu": {"tcp_policy": "str", "checkpoint_via": "str", "dump_duration": "num", "dump_attempts": "num",
+             "dump_retried_after": "str", "errors": "list", "log": "str"},
     "network": "str",
     "source": {"host": "str", "address": "str"},
     "target": {"host": "str", "address": "str"},
@@ -57,7 +58,7 @@ FIELDS = {
     "rollback": {"method": "str", "running": "bool", "msg": "str"},
     "cleanup": {"source": "dict", "target": "dict"},
     # the relocation gate (migration_relocation_gate), null without one
-    "gate": {"outcome": "str", "waited": "num", "opened_at": "num"},
+    "gate": {"outcome": "str", "waited": "num", "opened_at": "num", "decided_by": "str"},
 }
 REQUIRED = ("schema", "status", "run_id", "app", "strategy", "network")
 
@@ -183,11 +184,12 @@ def _state_check(command, url):
 
 
 def _gate(result):
-    """The relocation gate's outcome (open, abandoned, timeout), the seconds it waited and when it opened."""
+    """The relocation gate's outcome (open, abandoned, timeout), the seconds it waited, when it opened and the
+    file whose content opened or abandoned it (null after a timeout)."""
     if not result:
         return None
     return {"outcome": _text(result.get("outcome")), "waited": number(result.get("waited")),
-            "opened_at": number(result.get("opened_at"))}
+            "opened_at": number(result.get("opened_at")), "decided_by": _text(result.get("decided_by"))}
 
 
 def _sum(*values):
@@ -239,7 +241,10 @@ def build_record(inputs, finished_at=None):
         "strategy_title": _text(inputs.get("strategy_title")),
         "transfer": _text(inputs.get("transfer")),
         "criu": {"tcp_policy": _text(inputs.get("tcp_policy")), "checkpoint_via": _text(rs.get("checkpoint_via")),
-                 "dump_duration": number(rs.get("criu_dump_duration")), "errors": errors, "log": log},
+                 "dump_duration": number(rs.get("criu_dump_duration")),
+                 # the final dump's tries (2: the first failed on a race with the app's processes, and why)
+                 "dump_attempts": number(rs.get("criu_dump_attempts")),
+                 "dump_retried_after": _text(rs.get("criu_dump_retried_after")), "errors": errors, "log": log},
         "network": inputs["network"],
         "source": {"host": _text(source.get("host")), "address": _text(source.get("address"))},
         "target": {"host": _text(target.get("host")), "address": _text(target.get("address"))},

@@ -48,6 +48,9 @@ def _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw,
     result["sizes"]["checkpoint_final"] = ck["size"]
     if ck.get("criu_duration") is not None:
         result["criu_dump_duration"] = ck["criu_duration"]
+    if ck.get("attempts"):
+        result["criu_dump_attempts"] = ck["attempts"]
+        result["criu_dump_retried_after"] = ck.get("retried_after")
     return ck["path"]
 
 

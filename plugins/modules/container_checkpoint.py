@@ -93,6 +93,16 @@ criu_duration:
   description: Seconds CRIU's own dump took, from its log (V(runtime) only).
   returned: changed
   type: float
+attempts:
+  description:
+    - Dumps tried (V(runtime) only); 2 when the first failed on a race with the container's own processes (a task
+      CRIU could not seize while it exited or forked) and was tried again. Null with V(engine).
+  returned: changed
+  type: int
+retried_after:
+  description: CRIU's reason for the failed first dump when there was a second (V(runtime) only), else null.
+  returned: changed
+  type: str
 criu_errors:
   description: CRIU's error lines from its log of the failed dump (empty when the log has none or is unreadable).
   returned: failure of the dump
@@ -148,7 +158,8 @@ def main():
         res = run_guarded(module, create_checkpoint, client, p["name"], p["checkpoint"],
                           leave_running=p["leave_running"], checkpoint_dir=p["checkpoint_dir"], container_id=info["Id"])
     module.exit_json(changed=True, checkpoint_path=res["path"], size=res["size"], duration=res["duration"], via=via,
-                     criu_duration=res.get("criu_duration"))
+                     criu_duration=res.get("criu_duration"), attempts=res.get("attempts"),
+                     retried_after=res.get("retried_after"))
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ def test_m2_record_has_the_figures_of_a_real_run():
         "source_total": 0.329031, "transfer_total": 0.003391, "target_total": 0.31458}
     assert rec["downtime"] == {"wall": 0.645882, "operations_sum": 0.647002}
     assert rec["commit_freeze"] == 0.064595 and rec["commit_freeze_source"] == "engine events"
-    assert rec["criu"] == {"tcp_policy": None, "checkpoint_via": None, "dump_duration": None, "errors": [],
-                           "log": None}
+    assert rec["criu"] == {"tcp_policy": None, "checkpoint_via": None, "dump_duration": None, "dump_attempts": None,
+                           "dump_retried_after": None, "errors": [], "log": None}
     assert rec["state_check"] == {"command_rc": None, "command_stdout": None, "url_status": 200, "passed": True}
     assert rec["rollback"] is None and rec["unreachable"] == []
     assert rec["cleanup"]["source"]["images"] == ["mec-migration/a2:x"]
@@ -110,11 +110,13 @@ def test_m2_record_has_the_figures_of_a_real_run():
 
 def test_gate_open_and_abandoned():
     rec = records.build_record(dict(m2_inputs(), gate={"changed": False, "outcome": "open", "waited": 4.25,
-                                                       "opened_at": 1795802804.5, "content": "zone02"}))
-    assert rec["gate"] == {"outcome": "open", "waited": 4.25, "opened_at": 1795802804.5}
+                                                       "opened_at": 1795802804.5, "content": "zone02",
+                                                       "decided_by": "/run/mec-follow/10.100.0.1.approach.json"}))
+    assert rec["gate"] == {"outcome": "open", "waited": 4.25, "opened_at": 1795802804.5,
+                           "decided_by": "/run/mec-follow/10.100.0.1.approach.json"}
     rec = records.build_record(base(status="failed", outcome="rolled_back", phase="pre_relocation", gate={
         "failed": True, "outcome": "abandoned", "waited": 2.0, "msg": "The relocation gate was abandoned"}))
-    assert rec["gate"] == {"outcome": "abandoned", "waited": 2.0, "opened_at": None}
+    assert rec["gate"] == {"outcome": "abandoned", "waited": 2.0, "opened_at": None, "decided_by": None}
     assert records.problems(rec) == []
     assert records.build_record(dict(m2_inputs(), gate=SKIPPED))["gate"] is None
 
@@ -131,7 +133,7 @@ def test_m3_record_has_checkpoints_and_criu():
     rec = records.build_record(m3_inputs())
     assert records.problems(rec) == []
     assert rec["criu"] == {"tcp_policy": "close", "checkpoint_via": "runtime", "dump_duration": 0.078483,
-                           "errors": [], "log": None}
+                           "dump_attempts": None, "dump_retried_after": None, "errors": [], "log": None}
     assert rec["sizes"]["checkpoint_full"] == 13738109 and rec["sizes"]["checkpoint_final"] == 13756911
     assert rec["sizes"]["checkpoint_delta"] == 875387 and rec["sizes"]["rsync_transferred_bytes"] == 881085
     assert rec["sizes"]["checkpoint_pre_transferred_bytes"] == 13743212
