@@ -2,25 +2,26 @@
 # -*- coding: utf-8 -*-
 # Copyright: mec.migration developers
 # Apache License 2.0
-"""A simulated MEC host of the local lab: a system container that can run its own Docker engine."""
+"""A simulated MEC host of the local lab: a system container that can run its own engine (Docker or Podman)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: lab_host
-short_description: Run a system container that serves as a simulated MEC host with its own Docker engine
+short_description: Run a system container that serves as a simulated MEC host with its own container engine
 description:
   - Creates and starts (or removes) one host of the local lab, a system container on a lab network with a
-    fixed address and host name, whose own nested Docker engine and CRIU are then provisioned by the roles
-    C(docker_engine) and C(criu), exactly like a real host.
+    fixed address and host name, whose own nested engine (Docker or Podman) and CRIU are then provisioned by
+    the roles C(docker_engine) or C(podman_engine) and C(criu), exactly like a real host.
   - A nested engine needs more than a default container. With O(privilege_mode=auto) the module first tries
     C(--privileged); where the engine refuses it (for example "unable to apply caps" because a capability
     is missing from the bounding set) it falls back to all capabilities but the missing ones, with
     seccomp, AppArmor and the masked system paths unconfined and every device allowed. The mode used is
     returned and recorded on the container.
-  - The host's C(/var/lib/docker) lives on a named volume (no overlay on overlay), C(/run) and C(/tmp) are
-    tmpfs, and the cgroup file system is mounted read-write.
+  - The host's engine store lives on a named volume (no overlay on overlay): C(/var/lib/docker) for
+    O(host_engine=docker), C(/var/lib/containers) for O(host_engine=podman). C(/run) and C(/tmp) are tmpfs, and
+    the cgroup file system is mounted read-write.
   - A container whose configuration differs from the requested one is re-created; its engine's volume is
     kept.
 version_added: 0.1.0
@@ -50,6 +51,13 @@ options:
   authorized_keys:
     description: Public key file on the Docker host that the host's root accepts for SSH.
     type: path
+  host_engine:
+    description:
+      - The engine the host will run (provisioned by the role C(docker_engine) or C(podman_engine)); decides which
+        store folder gets the named volume. The engine is recorded in the label C(mec.migration.lab.engine).
+    type: str
+    choices: [docker, podman]
+    default: docker
   privilege_mode:
     description: How to give the nested engine its privileges.
     type: str
@@ -65,7 +73,7 @@ options:
     type: dict
     default: {}
   remove_volumes:
-    description: With O(state=absent), also remove the engine volume.
+    description: With O(state=absent), also remove the engine volumes (Docker's and Podman's store).
     type: bool
     default: true
 extends_documentation_fragment: [mec.migration.docker]
@@ -93,6 +101,16 @@ EXAMPLES = r"""
     authorized_keys: /root/.cache/mec-migration/labs/mec-lab/id_ed25519.pub
     labels:
       mec.migration.lab: mec-lab
+
+- name: Start a host that will run Podman (its /var/lib/containers on a volume)
+  mec.migration.lab_host:
+    name: mec-pod-source
+    image: mec-lab/host:bookworm
+    network: mec-pod
+    ipv4_address: 172.30.81.11
+    host_engine: podman
+    labels:
+      mec.migration.lab: mec-pod
 """
 
 RETURN = r"""
@@ -108,6 +126,7 @@ privilege_mode:
   description: The mode the container runs with (C(privileged) or C(capabilities)).
   returned: state is started and not check mode
   type: str
+  sample: capabilities
 """
 
 import hashlib
@@ -120,11 +139,16 @@ from ansible_collections.mec.migration.plugins.module_utils.service_container im
 # The lab's own label for the configuration hash (the running labs carry it: renaming it would re-create their hosts).
 CONFIG_LABEL = "mec.migration.lab.config"
 MODE_LABEL = "mec.migration.lab.privilege_mode"
+ENGINE_LABEL = "mec.migration.lab.engine"
+# Where each engine keeps its store inside the host: on a named volume, since overlay on overlay fails.
+STORE = {"docker": "/var/lib/docker", "podman": "/var/lib/containers"}
 UNCONFINED = ["seccomp=unconfined", "apparmor=unconfined"]
 
 
-def engine_volume(name):
-    return name + "-docker"
+def engine_volume(name, engine="docker"):
+    """The named volume of the host's engine store: <name>-docker (Docker's, the name running labs use) or
+    <name>-containers (Podman's)."""
+    return name + ("-docker" if engine == "docker" else "-containers")
 
 
 def wanted_config(client, params):
@@ -136,12 +160,16 @@ def wanted_config(client, params):
         with open(params["authorized_keys"], "rb") as handle:
             wanted["authorized_keys"] = hashlib.sha256(handle.read()).hexdigest()
     wanted["image"] = client.images.get(params["image"]).id
+    # Only a non-default engine enters the hash, so that the Docker hosts of running labs keep theirs.
+    if params["host_engine"] != "docker":
+        wanted["engine"] = params["host_engine"]
     return config_hash(wanted)
 
 
 def host_config(client, params, mode):
+    engine = params["host_engine"]
     binds = {
-        engine_volume(params["name"]): {"bind": "/var/lib/docker", "mode": "rw"},
+        engine_volume(params["name"], engine): {"bind": STORE[engine], "mode": "rw"},
         "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
         "/lib/modules": {"bind": "/lib/modules", "mode": "ro"},
     }
@@ -166,6 +194,7 @@ def create_and_start(client, params, mode, wanted_hash):
     labels = dict(params["labels"])
     labels[CONFIG_LABEL] = wanted_hash
     labels[MODE_LABEL] = mode
+    labels[ENGINE_LABEL] = params["host_engine"]
     endpoint = client.api.create_endpoint_config(ipv4_address=params["ipv4_address"]) if params["ipv4_address"] \
         else client.api.create_endpoint_config()
     created = client.api.create_container(
@@ -181,10 +210,11 @@ def create_and_start(client, params, mode, wanted_hash):
 
 
 def ensure_volume(client, params):
+    name = engine_volume(params["name"], params["host_engine"])
     try:
-        client.volumes.get(engine_volume(params["name"]))
+        client.volumes.get(name)
     except NotFound:
-        client.volumes.create(name=engine_volume(params["name"]), labels=params["labels"])
+        client.volumes.create(name=name, labels=params["labels"])
 
 
 def start_host(module, client):
@@ -212,7 +242,7 @@ def start_host(module, client):
             return True, create_and_start(client, params, mode, wanted_hash), mode
         except APIError as exc:
             errors.append("%s: %s" % (mode, exc.explanation or exc))
-    module.fail_json(msg="Could not start lab host %s on %s in any privilege mode (%s). The nested Docker engine "
+    module.fail_json(msg="Could not start lab host %s on %s in any privilege mode (%s). The nested engine "
                          "needs either --privileged or all capabilities but SYS_RESOURCE; run the lab as root "
                          "on a host that allows them." % (params["name"], hostname(), "; ".join(errors)))
 
@@ -228,13 +258,14 @@ def remove_host(module, client):
     except NotFound:
         pass
     if params["remove_volumes"]:
-        try:
-            volume = client.volumes.get(engine_volume(params["name"]))
-            changed = True
-            if not module.check_mode:
-                volume.remove(force=True)
-        except NotFound:
-            pass
+        for engine in sorted(STORE):
+            try:
+                volume = client.volumes.get(engine_volume(params["name"], engine))
+                changed = True
+                if not module.check_mode:
+                    volume.remove(force=True)
+            except NotFound:
+                pass
     return changed
 
 
@@ -248,6 +279,7 @@ def run_module():
             network=dict(type="str"),
             ipv4_address=dict(type="str"),
             authorized_keys=dict(type="path"),
+            host_engine=dict(type="str", choices=["docker", "podman"], default="docker"),
             privilege_mode=dict(type="str", choices=["auto", "privileged", "capabilities"], default="auto"),
             drop_capabilities=dict(type="list", elements="str", default=["SYS_RESOURCE"]),
             labels=dict(type="dict", default={}),

@@ -1,3 +1,4 @@
+import hashlib
 from unittest import mock
 
 import pytest
@@ -54,7 +55,8 @@ def test_privileged_first_then_capabilities_where_privileged_is_refused(run_modu
 
 def test_same_configuration_running_is_unchanged(run_module, client, args, tmp_path):
     client.images.get.return_value = mock.Mock(id="sha256:host")
-    wanted = lab_host.wanted_config(client, dict(args, hostname=None, drop_capabilities=["SYS_RESOURCE"]))
+    wanted = lab_host.wanted_config(client, dict(args, hostname=None, drop_capabilities=["SYS_RESOURCE"],
+                                                 host_engine="docker"))
     existing = mock.Mock(id="c9", status="running",
                          labels={lab_host.CONFIG_LABEL: wanted, lab_host.MODE_LABEL: "privileged"})
     existing.attrs = {"NetworkSettings": {"Networks": {"mec-lab": {"IPAddress": "172.30.77.11"}}}}
@@ -69,10 +71,10 @@ def test_same_configuration_running_is_unchanged(run_module, client, args, tmp_p
     moved = tmp_path / "elsewhere.pub"
     moved.write_text("ssh-ed25519 AAAA lab\n")
     assert lab_host.wanted_config(client, dict(args, authorized_keys=str(moved), hostname=None,
-                                               drop_capabilities=["SYS_RESOURCE"])) == wanted
+                                               drop_capabilities=["SYS_RESOURCE"], host_engine="docker")) == wanted
     moved.write_text("ssh-ed25519 BBBB other\n")
     assert lab_host.wanted_config(client, dict(args, authorized_keys=str(moved), hostname=None,
-                                               drop_capabilities=["SYS_RESOURCE"])) != wanted
+                                               drop_capabilities=["SYS_RESOURCE"], host_engine="docker")) != wanted
 
 
 def test_both_modes_refused_fails_with_both_reasons(run_module, client, args):
@@ -92,7 +94,32 @@ def test_absent_removes_container_and_volume_and_is_quiet_when_gone(run_module, 
     with mock.patch.object(lab_host, "get_client", return_value=client):
         assert run_module(lab_host, {"name": "h", "state": "absent"})["changed"] is True
         container.remove.assert_called_once_with(force=True)
-        volume.remove.assert_called_once_with(force=True)
+        # both engines' store volumes, whichever engine the host ran
+        assert [c.args for c in client.volumes.get.call_args_list] == [("h-docker",), ("h-containers",)]
+        assert volume.remove.call_args_list == [mock.call(force=True)] * 2
         client.containers.get.side_effect = NotFound("gone")
         client.volumes.get.side_effect = NotFound("gone")
         assert run_module(lab_host, {"name": "h", "state": "absent"})["changed"] is False
+
+
+def test_podman_host_keeps_var_lib_containers_on_its_own_volume(run_module, client, args):
+    fresh_engine(client)
+    started = mock.Mock()
+    started.attrs = {"NetworkSettings": {"Networks": {"mec-lab": {"IPAddress": "172.30.77.11"}}}}
+    client.containers.get.side_effect = [NotFound("none"), started]
+    with mock.patch.object(lab_host, "get_client", return_value=client):
+        run_module(lab_host, dict(args, host_engine="podman", privilege_mode="capabilities"))
+    binds = client.api.create_host_config.call_args.kwargs["binds"]
+    assert binds["mec-lab-source-containers"] == {"bind": "/var/lib/containers", "mode": "rw"}
+    assert "mec-lab-source-docker" not in binds
+    client.volumes.create.assert_called_once_with(name="mec-lab-source-containers",
+                                                  labels={"mec.migration.lab": "x"})
+    assert client.api.create_container.call_args.kwargs["labels"][lab_host.ENGINE_LABEL] == "podman"
+    # The engine is part of the configuration for Podman hosts only: a Docker host of a running lab keeps its hash.
+    common = dict(args, hostname=None, drop_capabilities=["SYS_RESOURCE"])
+    docker_hash = lab_host.wanted_config(client, dict(common, host_engine="docker"))
+    assert lab_host.wanted_config(client, dict(common, host_engine="podman")) != docker_hash
+    legacy = {k: common[k] for k in ("hostname", "network", "ipv4_address", "drop_capabilities", "labels")}
+    legacy["authorized_keys"] = hashlib.sha256(b"ssh-ed25519 AAAA lab\n").hexdigest()
+    legacy["image"] = "sha256:host"
+    assert docker_hash == lab_host.config_hash(legacy)
