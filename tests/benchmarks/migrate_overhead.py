@@ -49,6 +49,7 @@ from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, Host, lab_hosts  # noqa:
 PLAYBOOK = os.path.join(ROOT, "playbooks", "migrate.yml")
 COUNT_CALLBACK_DIR = os.path.join(HERE, "callback_plugins")
 FOLLOW = os.path.join(ROOT, "playbooks", "follow.yml")
+CPROFILE = os.path.join(HERE, "ansible_cprofile.py")
 
 
 def zones_inventory(inventory, path):
@@ -131,7 +132,7 @@ def operations(record):
     return pre, record["downtime"]["operations_sum"] or 0.0
 
 
-def one_run(args, source, target, env, workdir):
+def one_run(args, source, target, env, workdir, run_number=0):
     results = os.path.join(workdir, "results")
     junit = os.path.join(workdir, "junit")
     os.makedirs(junit)
@@ -156,7 +157,12 @@ def one_run(args, source, target, env, workdir):
         env.update(JUNIT_OUTPUT_DIR=junit, JUNIT_HIDE_TASK_ARGUMENTS="true")
     started, cpu_before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started_at = time.time()
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", inventory, playbook, "-e", json.dumps(extra)], cwd=ROOT, env=env,
+    command = [ANSIBLE_PLAYBOOK, "-i", inventory, playbook, "-e", json.dumps(extra)]
+    if args.cprofile:
+        # the same ansible-playbook under cProfile, its main process and each worker (ansible_cprofile.py)
+        command = [sys.executable, CPROFILE] + (["--cpu-only"] if args.cpu_only else []) \
+            + [os.path.join(os.path.abspath(args.cprofile), "run%d" % run_number)] + command[1:]
+    p = subprocess.run(command, cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     wall, cpu_after, ended_at = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     # the controller's CPU: ansible-playbook, its workers and their ssh clients (less noisy than the wall time)
@@ -244,6 +250,11 @@ def main():
     ap.add_argument("--strategy", default="m2")
     ap.add_argument("--port", type=int, default=47795, help="the relocation stream's port (default 47795)")
     ap.add_argument("--profile", action="store_true", help="per-task times through the junit callback")
+    ap.add_argument("--cprofile", metavar="DIR",
+                    help="run ansible-playbook under cProfile (ansible_cprofile.py: the main process and each worker), "
+                         "profiles to DIR/run<N>/ and a report printed after the runs; its figures are slower")
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="with --cprofile: only each process's CPU time (main process, each worker), no profiler")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="an environment variable for ansible-playbook (repeatable)")
     ap.add_argument("--extra", default="{}", metavar="JSON",
@@ -286,7 +297,7 @@ def main():
     results_file.start()
     with tempfile.TemporaryDirectory(prefix="mec-overhead-") as tmp:
         for i in range(args.runs):
-            run = one_run(args, source, target, env, os.path.join(tmp, str(i)))
+            run = one_run(args, source, target, env, os.path.join(tmp, str(i)), i)
             runs.append(run)
             print("run %d %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
                   "  overhead %6.2f s  start->running on target %s s  tasks %d (%d skipped), remote round trips %d"
@@ -311,10 +322,16 @@ def main():
             summary[key] = results_file.summarize(values)
     if args.profile:
         print_profile(runs)
+    if args.cprofile:
+        subprocess.run([sys.executable, CPROFILE, "--report", os.path.join(os.path.abspath(args.cprofile), "run0")])
     if args.name:
         raw = [dict(r, tasks=[list(t) for t in r["tasks"]]) for r in runs]
         path = results_file.write_results(args.name, raw, summary,
                                           extra={"app": args.app, "strategy": args.strategy, "follow": args.follow,
+                                                 # the play's strategy: -e migration_play_strategy, else the play's
+                                                 # default (playbooks/migrate.yml)
+                                                 "play_strategy": json.loads(args.extra).get(
+                                                     "migration_play_strategy", "default"),
                                                  "settings": settings, "note": args.note})
         print("raw results: %s" % path)
     if args.json:

@@ -3,8 +3,10 @@ and its migrate playbook run by FQCN from another directory. It stops at the pre
 changes) and writes its record under ./results of the directory it ran in, not inside the installed collection.
 On the local lab (test_installed_collection_migrates_m1_m2_m3_on_the_lab): the installed mec.migration.migrate,
 run from a folder without the checkout's ansible.cfg, moves a counter app with m1, back with m2 and again with m3,
-the counter continuing each time, and the role's SSH settings (pipelining, one master connection per host) hold
-there too."""
+the counter continuing each time: m1 with ansible-core's linear strategy (-e migration_play_strategy=linear), where
+the role's SSH settings (pipelining, one master connection per host) hold there too, m2 and m3 with the play's
+default strategy mec.migration.mitogen_linear, which runs them with Mitogen from the installed collection (no
+ANSIBLE_STRATEGY_PLUGINS, no ansible.cfg)."""
 import json
 import os
 import subprocess
@@ -112,6 +114,9 @@ def test_installed_collection_migrates_m1_m2_m3_on_the_lab(lab, lab_image, tmp_p
             run_ids.append("ti" + uuid.uuid4().hex[:10])
             extra = {"app": name, "strategy": strategy, "run_id": run_ids[-1], "migration_cleanup": True,
                      "migration_port": 47791}
+            linear = strategy == "m1"
+            if linear:
+                extra["migration_play_strategy"] = "linear"
             proc = subprocess.run([_tool("ansible-playbook"), "-i", str(inventory), "mec.migration.migrate", "-vvvv",
                                    "-e", json.dumps(extra)], cwd=str(work), capture_output=True, text=True,
                                   timeout=600, env=dict(env, PWD=str(work)), stdin=subprocess.DEVNULL)
@@ -124,10 +129,18 @@ def test_installed_collection_migrates_m1_m2_m3_on_the_lab(lab, lab_image, tmp_p
             # migration_cleanup=true the host left keeps nothing of the app
             assert there.running(name) and here.inspect(name) is None
             assert there.wait_int(name, "/data/count", minimum=counted + 1) > counted
-            # the role's connection settings hold without the checkout's ansible.cfg: modules piped into one
-            # persistent SSH master connection per host
-            assert "ControlPersist=300s" in out and "ControlMaster=auto" in out, "no persistent SSH connection"
-            assert "PUT " not in out, "modules were copied to the hosts: no pipelining"
+            if linear:
+                # the role's connection settings hold without the checkout's ansible.cfg: modules piped into one
+                # persistent SSH master connection per host
+                assert "ControlPersist=300s" in out and "ControlMaster=auto" in out, "no persistent SSH connection"
+                assert "PUT " not in out, "modules were copied to the hosts: no pipelining"
+                assert "the play runs with Mitogen" not in out
+            else:
+                # Mitogen ran the play (plugins/strategy/mitogen_linear.py says so at -vv), not a silent linear
+                # fallback: no warning, and no task used ansible-core's ssh connection (it logs each SSH: EXEC)
+                assert "mec.migration.mitogen_linear: the play runs with Mitogen for Ansible" in out, out[-3000:]
+                assert "Mitogen for Ansible could not be loaded" not in out
+                assert "SSH: EXEC" not in out, "a task ran over ansible-core's ssh connection, not Mitogen's"
     finally:
         for h in (src, dst):
             h.run("docker rm -f %s; docker volume rm -f %s-data; docker images -q 'mec-migration/%s' | xargs -r docker "

@@ -5,14 +5,21 @@ counter_app (image mec-test/counter:1 built on this machine and loaded onto the 
 counter (/tmp/mem.value), a volume counter (/data/count), and an image with its own ENTRYPOINT, CMD, ENV,
 WORKDIR, USER, EXPOSE and LABEL.
 """
+import base64
 import os
+import re
+import shutil
+import subprocess
 import uuid
 
 import pytest
 
-from labtools import INVENTORY, WORK_ROOT, migrate
+from labtools import ANSIBLE_PLAYBOOK, INVENTORY, ROOT, WORK_ROOT, migrate
 
 pytestmark = pytest.mark.lab
+
+# a host key that belongs to no lab host
+FOREIGN_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKdH8Rx5gEDcUGJBTz7XwMETS5Q6FbP3icvHDWTr7kXW"
 
 ALL_LOST = ["CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "EXPOSE", "LABEL"]
 
@@ -291,3 +298,83 @@ def test_a_control_folder_another_user_owns_stops_the_run_and_the_source_keeps_s
         assert _listing(src, CONTROL_DIR) == ["65534", "777", "planted"], "the run wrote into the squatted folder"
     finally:
         src.run(["rm", "-rf", CONTROL_DIR], check=False)
+
+
+# ------------------------------------------------------------------------------- the play's strategy (Mitogen)
+
+# a task that prints the command lines of its own process and of every ancestor on the host: under Mitogen a module
+# runs in (a child of) the host's persistent interpreter, whose command line Mitogen sets to python(mitogen:...);
+# under ansible-core's ssh connection its ancestors are a new Python and sshd
+_ANCESTORS_PLAY = """
+- hosts: source
+  gather_facts: false
+  strategy: mec.migration.mitogen_linear
+  tasks:
+    - name: The command lines of this task's process and its ancestors
+      ansible.builtin.command:
+        argv:
+          - python3
+          - -c
+          - |
+            p = __import__("os").getpid()
+            while p > 1:
+                print(open("/proc/%d/cmdline" % p).read().replace("\\0", " "))
+                p = int(open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[1])
+      changed_when: false
+      register: ancestors
+    - name: Show them
+      ansible.builtin.debug:
+        msg: "ANCESTORS {{ ancestors.stdout | b64encode }}"
+"""
+
+
+def _strategy_play(tmp_path, inventory=INVENTORY, env=None, verbose=False):
+    play = tmp_path / "ancestors.yml"
+    play.write_text(_ANCESTORS_PLAY)
+    argv = [ANSIBLE_PLAYBOOK, "-i", inventory, str(play)] + (["-vvv"] if verbose else [])
+    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, **(env or {})))
+    out = p.stdout + p.stderr
+    found = re.search(r"ANCESTORS ([A-Za-z0-9+/=]+)", out)
+    return p.returncode, out, base64.b64decode(found.group(1)).decode().splitlines() if found else None
+
+
+def test_the_collections_mitogen_strategy_runs_modules_in_mitogen_and_checks_host_keys(lab, tmp_path):
+    """mec.migration.mitogen_linear (the migration play's default) runs a module in Mitogen's interpreter on the
+    host, found by its FQCN with no ANSIBLE_STRATEGY_PLUGINS; and Mitogen's SSH refuses a host whose key is not the
+    one known_hosts holds. A few seconds: two one-task plays."""
+    rc, out, ancestors = _strategy_play(tmp_path)
+    assert rc == 0 and ancestors, out[-3000:]
+    assert any("(mitogen:" in line for line in ancestors), ancestors
+    assert "could not be loaded" not in out
+
+    # a copy of the lab's inventory whose known_hosts gives every host a key that is none of theirs
+    wrong = tmp_path / "wrong-keys"
+    wrong.mkdir()
+    here = os.path.dirname(INVENTORY)
+    shutil.copy(os.path.join(here, "hosts.yml"), str(wrong / "hosts.yml"))
+    shutil.copy(os.path.join(here, "id_ed25519"), str(wrong / "id_ed25519"))
+    os.chmod(str(wrong / "id_ed25519"), 0o600)
+    with open(os.path.join(here, "known_hosts")) as fh:
+        addresses = sorted({line.split()[0] for line in fh if line.strip() and not line.startswith("#")})
+    (wrong / "known_hosts").write_text("".join("%s %s\n" % (a, FOREIGN_HOST_KEY) for a in addresses))
+    rc, out, ancestors = _strategy_play(tmp_path, inventory=str(wrong / "hosts.yml"))
+    assert rc != 0 and ancestors is None, out[-3000:]
+    assert "UNREACHABLE" in out and "host key" in out, out[-3000:]
+
+
+def test_the_collections_mitogen_strategy_without_mitogen_runs_linear_and_says_so(lab, tmp_path):
+    """Where Mitogen cannot be imported (here: an ansible_mitogen package that fails to import, first on the
+    Python path), mec.migration.mitogen_linear warns, naming the cause and the fix, and runs the play with
+    ansible-core's linear strategy over its ssh connection. A few seconds: one one-task play."""
+    shadow = tmp_path / "shadow" / "ansible_mitogen"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('ansible_mitogen hidden by the test')\n")
+    path = os.pathsep.join([str(tmp_path / "shadow")] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    rc, out, ancestors = _strategy_play(tmp_path, env={"PYTHONPATH": path}, verbose=True)
+    assert rc == 0 and ancestors, out[-3000:]
+    assert "Mitogen for Ansible could not be loaded (ImportError: ansible_mitogen hidden by the test)" in out, \
+        out[-3000:]
+    assert "pip install mitogen" in out and "migration_play_strategy=linear" in out
+    assert not any("(mitogen:" in line for line in ancestors), ancestors
+    assert "SSH: EXEC" in out, "the play did not run over ansible-core's ssh connection"

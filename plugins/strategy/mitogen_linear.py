@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright: mec.migration developers
+# Apache License 2.0
+"""The linear strategy run by Mitogen for Ansible when the ``mitogen`` package is installed, shipped in the
+collection so that it needs no ANSIBLE_STRATEGY_PLUGINS, no ansible.cfg and works from an installed collection
+with any inventory; without ``mitogen`` it is ansible-core's linear strategy, with a warning that says so."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: mitogen_linear
+short_description: ansible-core's linear strategy, run by Mitogen for Ansible when it is installed
+description:
+  - Runs the play like ansible-core's C(linear) strategy (every host runs each task before the next task starts),
+    with the C(mitogen) package's connection layer (Mitogen for Ansible, C(mitogen_linear)) when that package is
+    installed on the controller, the same as Mitogen's own C(mitogen_linear) strategy but found by its FQCN
+    C(mec.migration.mitogen_linear), so it needs no C(ANSIBLE_STRATEGY_PLUGINS) setting and no C(ansible.cfg).
+  - Mitogen keeps one Python interpreter per host for the whole play and sends each module to it, instead of one
+    SSH command and one new Python process (with the module's AnsiballZ payload) per task.
+  - When C(mitogen) cannot be imported (not installed, or an Ansible release it does not support) the play runs
+    with ansible-core's C(linear) strategy and a warning names the cause and what to install; nothing else changes.
+  - The migration play (C(mec.migration.migrate), C(playbooks/migrate.yml)) uses it by default; C(-e
+    migration_play_strategy=linear) turns Mitogen off for a run.
+author: mec.migration developers
+notes:
+  - Install Mitogen on the controller with C(pip install mitogen) (C(scripts/bootstrap.sh) does, from
+    C(requirements.txt)); the managed hosts need nothing but Python.
+"""
+
+# DOCUMENTATION first, the layout ansible-doc and ansible-test expect
+from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule  # noqa: E402
+from ansible.utils.display import Display  # noqa: E402
+
+display = Display()
+
+try:
+    import ansible_mitogen.loaders  # noqa: F401 - checks that Mitogen supports this ansible-core release
+    import ansible_mitogen.strategy
+except Exception as e:  # ImportError, or Mitogen's AnsibleError for an ansible-core release it does not support
+    MITOGEN_ERROR = "%s: %s" % (type(e).__name__, e)
+    StrategyMixin = object
+else:
+    MITOGEN_ERROR = None
+    StrategyMixin = ansible_mitogen.strategy.StrategyMixin
+
+
+if MITOGEN_ERROR is None:
+    class StrategyModule(StrategyMixin, LinearStrategyModule):
+        """Mitogen's mitogen_linear: its StrategyMixin over ansible-core's linear strategy."""
+
+        def run(self, iterator, play_context, result=0):
+            display.vv("mec.migration.mitogen_linear: the play runs with Mitogen for Ansible")
+            return super().run(iterator, play_context)
+else:
+    class StrategyModule(LinearStrategyModule):
+        """Mitogen could not be imported: ansible-core's linear strategy, with a warning."""
+
+        def run(self, iterator, play_context, result=0):
+            display.warning(
+                "mec.migration.mitogen_linear: Mitogen for Ansible could not be loaded (%s), so this play runs with "
+                "ansible-core's linear strategy (slower: one SSH command and one Python start per task). Install it "
+                "on the controller with `pip install mitogen` (scripts/bootstrap.sh does), or set "
+                "-e migration_play_strategy=linear to run linear without this warning." % MITOGEN_ERROR)
+            return super().run(iterator, play_context)
