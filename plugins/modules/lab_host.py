@@ -19,7 +19,7 @@ description:
     is missing from the bounding set) it falls back to all capabilities but the missing ones, with
     seccomp, AppArmor and the masked system paths unconfined and every device allowed. The mode used is
     returned and recorded on the container.
-  - The host's engine store lives on a named volume (no overlay on overlay): C(/var/lib/docker) for
+  - The host's engine store lives on a named volume (no overlay on overlay), C(/var/lib/docker) for
     O(host_engine=docker), C(/var/lib/containers) for O(host_engine=podman). C(/run) and C(/tmp) are tmpfs, and
     the cgroup file system is mounted read-write.
   - A container whose configuration differs from the requested one is re-created; its engine's volume is
