@@ -14,7 +14,7 @@ import stat
 import time
 
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
-    RUNC_CRIU_CONFIG, failure_report, log_errors, log_phases, read_text)
+    RUNC_CRIU_CONFIG, candidate_logs, failure_report, log_errors, log_phases, read_text, restore_timing)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, free_bytes, sha256_of
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
@@ -100,15 +100,107 @@ def place_checkpoint(client, container, src_dir, checkpoint):
     return dest
 
 
-def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None):
+def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None, timing=None):
     """The engine's start from a checkpoint (``docker start --checkpoint``; the checkpoint in the container's
-    own ``checkpoints/`` unless ``checkpoint_dir``). Returns the duration; a failure names CRIU's reason."""
+    own ``checkpoints/`` unless ``checkpoint_dir``). Returns the duration; a failure names CRIU's reason.
+    ``timing`` (a dict) gets the call's wall-clock ``called_at`` and ``returned_at`` (for restore_stages)."""
     params = {"checkpoint": checkpoint}
     if checkpoint_dir:
         params["checkpoint-dir"] = checkpoint_dir
-    return _engine_criu_call(
+    if timing is not None:
+        timing["called_at"] = time.time()
+    duration = _engine_criu_call(
         client, lambda: client.api._post(client.api._url("/containers/{0}/start", container), params=params),
         "The start of container %s from checkpoint %s" % (container, checkpoint), container)
+    if timing is not None:
+        timing["returned_at"] = time.time()
+    return duration
+
+
+def restore_stages(container_id, called_at, returned_at):
+    """The engine's start from a checkpoint (``called_at`` -> ``returned_at``, epoch seconds on this host) split by
+    CRIU's restore log of that start, which the runtime leaves in the task's work folder: ``engine_before_criu`` (the
+    engine and the runtime before CRIU runs: network set-up, the checkpoint's way to the runtime, the runtime's
+    shim), ``criu_restore`` (CRIU's own work), ``criu_hooks`` (the runtime's OCI hooks that CRIU waited for, on
+    Docker its network namespace's set-up), ``engine_after_criu``, and ``criu_log``. The log's end is its mtime
+    (the kernel's coarse clock, a few ms): a stage is never below 0. None when no log of this start is found."""
+    for path in candidate_logs(container_id, names=("restore.log", "criu-restore.log")):
+        try:
+            ended_at = os.stat(path).st_mtime
+        except OSError:
+            continue
+        if ended_at < called_at - 0.01 or ended_at > returned_at + 0.01:
+            continue  # an older restore's log
+        timing = restore_timing(read_text(path), ended_at=min(ended_at, returned_at))
+        if not timing:
+            continue
+        hooks = sum(timing["hooks"].values())
+        return dict(engine_before_criu=round(max(timing["started_at"] - called_at, 0.0), 6),
+                    criu_restore=timing["own"], criu_hooks=round(hooks, 6), criu_hooks_by_name=timing["hooks"],
+                    engine_after_criu=round(max(returned_at - timing["ended_at"], 0.0), 6), criu_log=path)
+    return None
+
+
+# --------------------------------------------------------------------------- the checkpoint's way into the engine
+#
+# Docker (20.10, with containerd) does not hand its runtime the checkpoint folder it is given: it tars the folder
+# into containerd's content store (written and synced to disk), and containerd unpacks it again into a temporary
+# folder for runc and CRIU. For A2's 14 MB of page images that round trip costs about 0.15-0.2 s of the downtime.
+# The page images (pages-<n>.img, nearly all of a checkpoint) therefore stay in a folder of their own beside the
+# checkpoints, and the engine's checkpoint folder holds the small images and, for each page image, a symbolic link:
+# the engine's round trip carries the links only, and CRIU, which opens every image relative to the images folder
+# it is given, reads the pages where they are. A link is relative: CRIU opens the pages once inside the container's
+# mount namespace and root, where an absolute link would name a path in the container, while a relative one climbs
+# from the images folder (a host folder outside the container's root) up to the host's root and down to the file;
+# enough "../" reach the root from any folder the engine may unpack into (extra ones stop there).
+
+PAGE_IMAGE = re.compile(r"^pages-\d+\.img$")
+LINK_DEPTH = 64
+
+
+def checkpoint_images_dir(client, container_id, name):
+    """Where the target keeps a checkpoint's images during a relocation: in the container's own folder (the
+    engine's, root only; removed with the container), beside ``checkpoints/``, not inside it (the engine lists
+    every folder there as a checkpoint)."""
+    return os.path.join(docker_root(client), "containers", container_id, "mec-checkpoint-images", name)
+
+
+def stage_checkpoint(ck_dir, images_dir):
+    """Move the pre-relocation checkpoint that arrived in the engine's folder ``ck_dir`` to ``images_dir`` (the
+    same file system: a rename), where the relocation's delta patches it. Returns True when there was one."""
+    if os.path.lexists(images_dir):
+        shutil.rmtree(images_dir)
+    os.makedirs(os.path.dirname(images_dir), mode=0o700, exist_ok=True)
+    if os.path.isdir(ck_dir) and not os.path.islink(ck_dir):
+        os.rename(ck_dir, images_dir)
+        return True
+    os.mkdir(images_dir, 0o700)
+    return False
+
+
+def link_checkpoint(images_dir, ck_dir, depth=LINK_DEPTH):
+    """Make the engine's checkpoint folder ``ck_dir`` from ``images_dir``: the page images as relative symbolic
+    links to their files there, every other image copied. Returns ``dict(linked_bytes, copied_bytes, files)``."""
+    if os.path.islink(ck_dir):
+        os.unlink(ck_dir)
+    elif os.path.exists(ck_dir):
+        shutil.rmtree(ck_dir)
+    os.mkdir(ck_dir, 0o700)
+    up = "../" * depth
+    linked = copied = files = 0
+    for name in sorted(os.listdir(images_dir)):
+        src = os.path.join(images_dir, name)
+        st = os.lstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            raise MigrationError("The checkpoint %s holds %s, which is not a regular file." % (images_dir, name))
+        if PAGE_IMAGE.match(name):
+            os.symlink(up + os.path.abspath(src).lstrip("/"), os.path.join(ck_dir, name))
+            linked += st.st_size
+        else:
+            shutil.copy2(src, os.path.join(ck_dir, name))
+            copied += st.st_size
+        files += 1
+    return dict(linked_bytes=linked, copied_bytes=copied, files=files)
 
 
 # --------------------------------------------------------------------------- through the runtime (runc)

@@ -164,6 +164,40 @@ def log_phases(text, marks=DUMP_MARKS):
     return phases
 
 
+# CRIU's notifications that the runtime answers by running the container's OCI hooks before CRIU goes on (runc:
+# setup-namespaces runs the prestart and createRuntime hooks; Docker's prestart hook, libnetwork-setkey, sets up the
+# container's network namespace there). A log line "Running <name> scripts" and its "RPC" line are followed, once
+# the runtime answered, by the next step's line: the gap is the runtime's time in the hooks.
+_SCRIPTS = re.compile(r"^Running (?P<name>[\w-]+) scripts$")
+
+
+def restore_timing(text, ended_at=None):
+    """A restore log read for the downtime's stages, or None without timestamped lines: ``total`` (seconds from
+    CRIU's start to its last line), ``hooks`` ({notification: seconds} the runtime spent answering it, for those
+    CRIU logged a later line after), ``own`` (total minus the hooks: CRIU's own work) and, given ``ended_at`` (the
+    epoch time of the log's last line, e.g. the file's mtime), ``started_at`` (ended_at minus total)."""
+    lines = []
+    for raw in (text or "").splitlines():
+        m = _LOG_LINE.match(raw.strip())
+        if m:
+            lines.append((float(m.group("t")), m.group("text").strip()))
+    if not lines:
+        return None
+    total = lines[-1][0]
+    hooks = {}
+    for i, (t, body) in enumerate(lines):
+        m = _SCRIPTS.match(body)
+        if not m:
+            continue
+        after = next((t2 for t2, b2 in lines[i + 1:] if b2 != "RPC"), None)
+        if after is not None:
+            hooks[m.group("name")] = round(hooks.get(m.group("name"), 0.0) + after - t, 6)
+    out = dict(total=round(total, 6), hooks=hooks, own=round(total - sum(hooks.values()), 6))
+    if ended_at is not None:
+        out.update(started_at=ended_at - total, ended_at=ended_at)
+    return out
+
+
 def log_paths(message):
     """Paths of ``*.log`` files that an error message names (containerd names CRIU's log)."""
     return list(dict.fromkeys(_LOG_PATH.findall(message or "")))
@@ -172,6 +206,9 @@ def log_paths(message):
 def candidate_logs(container_id, names=("criu-dump.log", "criu-restore.log", "dump.log", "restore.log")):
     """Where containerd and runc leave CRIU's logs of a container's last dump or restore, newest first."""
     dirs = [
+        # containerd 1.6's runc shim: CRIU works in the task's work folder (the bundle's "work" link points there)
+        "/var/lib/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/%s" % container_id,
+        "/var/lib/containerd/io.containerd.runtime.v2.task/moby/%s" % container_id,
         "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/%s" % container_id,
         "/run/containerd/io.containerd.runtime.v2.task/moby/%s" % container_id,
         "/run/containerd/io.containerd.runtime.v2.task/moby/%s/criu-work" % container_id,

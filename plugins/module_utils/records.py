@@ -23,6 +23,17 @@ OUTCOMES = ("migrated", "rolled_back", "unchanged", "source_not_running", "undec
 # The relocation's steps that move data between the hosts (their durations are the relocation's transfer).
 TRANSFER_STEPS = ("transfer", "checkpoint_transfer", "volume_transfer", "signal")
 
+# The downtime (source stopped -> target running) stage by stage, in their order (docs/migration.md, "The results
+# record"): the source's stop, or its final checkpoint split into the pause, CRIU's own dump and the runtime around
+# it; the transfer (the target's receive and patch of the checkpoint run within it, target_receive); the target's
+# placing of the checkpoint for the engine, its start split by CRIU's restore log into the engine before CRIU,
+# CRIU's own restore, the runtime's hooks CRIU waited for (Docker's network set-up) and the engine after CRIU, and
+# the check that it runs; unaccounted is the wall downtime minus every stage outside target_receive (clocks of two
+# hosts, the gaps between the steps).
+DOWNTIME_STAGES = ("source_stop", "source_pause", "source_criu_dump", "source_runtime", "transfer", "target_receive",
+                   "target_place", "engine_before_criu", "criu_restore", "criu_hooks", "engine_after_criu",
+                   "running_check", "target_other", "unaccounted")
+
 # Every field of the record and its type: "num" (int or float), "str", "bool", "list", "dict" (free form),
 # "nums" (a dict of step name -> num), or a dict of sub-fields. Every value may be null (a figure the run
 # did not measure) except those in REQUIRED.
@@ -31,17 +42,19 @@ FIELDS = {
     "unreachable": "list", "run_id": "str", "app": "str", "strategy": "str", "strategy_title": "str",
     "transfer": "str",
     "criu": {"tcp_policy": "str", "checkpoint_via": "str", "dump_duration": "num", "dump_attempts": "num",
-             "dump_retried_after": "str", "errors": "list", "log": "str"},
+             "dump_retried_after": "str", "errors": "list", "log": "str",
+             # the target's restore (m3), from CRIU's restore log: its own work, the runtime's hooks it waited for
+             "restore_duration": "num", "restore_hooks": "nums", "restore_log": "str"},
     "network": "str",
-    "source": {"host": "str", "address": "str"},
-    "target": {"host": "str", "address": "str"},
+    "source": {"host": "str", "address": "str", "engine": "str"},
+    "target": {"host": "str", "address": "str", "engine": "str"},
     "timestamps": {"started_at": "num", "source_stopped_at": "num", "target_running_at": "num",
                    "finished_at": "num"},
     "sizes": {"source_image": "num", "image": "num", "container_rw": "num", "tarball": "num",
               "checkpoint_full": "num", "checkpoint_final": "num", "checkpoint_delta": "num",
               "rsync_transferred_bytes": "num", "checkpoint_pre_transferred_bytes": "num", "volume": "num",
               "volume_tarball": "num", "stream": "num", "image_bytes_skipped": "num", "image_layers_sent": "num",
-              "image_layers_skipped": "num"},
+              "image_layers_skipped": "num", "checkpoint_linked": "num", "checkpoint_copied": "num"},
     "durations": {
         "pre_relocation": {
             "source": {"export": "num", "commit": "num", "save": "num", "checkpoint": "num"},
@@ -52,7 +65,8 @@ FIELDS = {
                        "transfer_total": "num", "target_total": "num"},
     },
     "commit_freeze": "num", "commit_freeze_source": "str",
-    "downtime": {"wall": "num", "operations_sum": "num"},
+    "downtime": {"wall": "num", "operations_sum": "num", "stages": {k: "num" for k in DOWNTIME_STAGES},
+                 "serving_after_running": "num"},
     "lost_config": "list", "start_command": "list",
     "state_check": {"command_rc": "num", "command_stdout": "str", "url_status": "num", "passed": "bool"},
     "rollback": {"method": "str", "running": "bool", "msg": "str"},
@@ -196,6 +210,44 @@ def _sum(*values):
     return round(sum(values), 6) if all(v is not None for v in values) else None
 
 
+def _round(value):
+    return round(value, 6) if value is not None else None
+
+
+def downtime_stages(rs, rt, wall):
+    """The downtime's stages (DOWNTIME_STAGES) from the relocation's results on the source (``rs``) and the target
+    (``rt``); a stage the run did not measure is null."""
+    src, tgt = _nums(rs.get("durations")), _nums(rt.get("durations"))
+    ck = rs.get("checkpoint_stages") or {}
+    restore = rt.get("restore_stages") or {}
+    transfer = number(rs.get("transfer_duration"))
+    stages = {
+        "source_stop": src.get("stop"),
+        "source_pause": number(ck.get("pause")), "source_criu_dump": number(ck.get("criu_dump")),
+        "source_runtime": number(ck.get("runtime")),
+        "transfer": transfer, "target_receive": tgt.get("receive"), "target_place": tgt.get("place"),
+        "engine_before_criu": number(restore.get("engine_before_criu")),
+        "criu_restore": number(restore.get("criu_restore")), "criu_hooks": number(restore.get("criu_hooks")),
+        "engine_after_criu": number(restore.get("engine_after_criu")),
+        "running_check": number(restore.get("running_check")),
+    }
+    parts = [stages[k] for k in ("engine_before_criu", "criu_restore", "criu_hooks", "engine_after_criu",
+                                 "running_check")]
+    # every measured step of the downtime: the source's steps, the transfer's, the target's after the transfer
+    # (its receive runs within the transfer; its wait is before)
+    after = [v for k, v in tgt.items() if k not in ("wait", "receive") and v is not None]
+    source_steps = [v for k, v in src.items() if k not in TRANSFER_STEPS and v is not None]
+    # the target's steps after the transfer that no stage above splits (a plain start, a start whose restore log
+    # was not found, the volumes' extraction of transfer=ssh)
+    stages["target_other"] = (_round(max(sum(after) - (stages["target_place"] or 0.0)
+                                         - (sum(parts) if None not in parts else 0.0), 0.0)) if after else None)
+    if wall is not None and rs and rt:
+        stages["unaccounted"] = _round(wall - sum(source_steps) - (transfer or 0.0) - sum(after))
+    else:
+        stages["unaccounted"] = None
+    return stages
+
+
 def build_record(inputs, finished_at=None):
     """The record of one run, from the run's facts and its tasks' raw results.
 
@@ -226,6 +278,10 @@ def build_record(inputs, finished_at=None):
     transfer_total = number(rs.get("transfer_duration"))
     start_command = inputs.get("start_command")
     lost_config = inputs.get("lost_config")
+    wall = round(running - stopped, 6) if running is not None and stopped is not None else None
+    restore = rt.get("restore_stages") or {}
+    placed = rt.get("checkpoint_placed") or {}
+    serving = rt.get("serving") or {}
     return {
         "schema": SCHEMA,
         "status": status,
@@ -244,10 +300,15 @@ def build_record(inputs, finished_at=None):
                  "dump_duration": number(rs.get("criu_dump_duration")),
                  # the final dump's tries (2: the first failed on a race with the app's processes, and why)
                  "dump_attempts": number(rs.get("criu_dump_attempts")),
-                 "dump_retried_after": _text(rs.get("criu_dump_retried_after")), "errors": errors, "log": log},
+                 "dump_retried_after": _text(rs.get("criu_dump_retried_after")), "errors": errors, "log": log,
+                 "restore_duration": number(restore.get("criu_restore")),
+                 "restore_hooks": _nums(restore.get("criu_hooks_by_name")) if restore else None,
+                 "restore_log": _text(restore.get("criu_log"))},
         "network": inputs["network"],
-        "source": {"host": _text(source.get("host")), "address": _text(source.get("address"))},
-        "target": {"host": _text(target.get("host")), "address": _text(target.get("address"))},
+        "source": {"host": _text(source.get("host")), "address": _text(source.get("address")),
+                   "engine": _text(source.get("engine"))},
+        "target": {"host": _text(target.get("host")), "address": _text(target.get("address")),
+                   "engine": _text(target.get("engine"))},
         "timestamps": {"started_at": number(inputs.get("started_at")), "source_stopped_at": stopped,
                        "target_running_at": running,
                        "finished_at": number(finished_at) if finished_at is not None else time.time()},
@@ -268,6 +329,10 @@ def build_record(inputs, finished_at=None):
             "image_bytes_skipped": number(steps.get("save", {}).get("bytes_skipped")),
             "image_layers_sent": number(steps.get("save", {}).get("layers_sent")),
             "image_layers_skipped": number(steps.get("save", {}).get("layers_skipped")),
+            # m3: the checkpoint's bytes the target linked into the engine's checkpoint folder (page images, kept
+            # out of the engine's round trip) and those it copied there
+            "checkpoint_linked": number(placed.get("linked_bytes")),
+            "checkpoint_copied": number(placed.get("copied_bytes")),
         },
         "durations": {
             "pre_relocation": {
@@ -286,8 +351,10 @@ def build_record(inputs, finished_at=None):
         },
         "commit_freeze": number(commit.get("freeze_duration")),
         "commit_freeze_source": _text(commit.get("freeze_source")),
-        "downtime": {"wall": round(running - stopped, 6) if running is not None and stopped is not None else None,
-                     "operations_sum": _sum(source_total, transfer_total, target_total)},
+        "downtime": {"wall": wall, "operations_sum": _sum(source_total, transfer_total, target_total),
+                     "stages": downtime_stages(rs, rt, wall),
+                     # after the wall downtime: the first TCP connection the app accepted on the target
+                     "serving_after_running": number(serving.get("seconds"))},
         "lost_config": list(lost_config if lost_config is not None else imported.get("lost_config") or []),
         "start_command": list(start_command) if start_command else None,
         "state_check": _state_check(_ran(check.get("command")), _ran(check.get("url"))),

@@ -11,8 +11,9 @@ import tarfile
 import time
 
 from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
-    LineReader, apply_checkpoint_delta, container_checkpoint_dir, create_checkpoint, place_checkpoint,
-    runtime_checkpoint, runtime_root, start_from_checkpoint, write_checkpoint_delta)
+    LineReader, apply_checkpoint_delta, checkpoint_images_dir, container_checkpoint_dir, create_checkpoint,
+    link_checkpoint, place_checkpoint, restore_stages, runtime_checkpoint, runtime_root, stage_checkpoint,
+    start_from_checkpoint, write_checkpoint_delta)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
@@ -48,6 +49,12 @@ def _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw,
     result["sizes"]["checkpoint_final"] = ck["size"]
     if ck.get("criu_duration") is not None:
         result["criu_dump_duration"] = ck["criu_duration"]
+        # the checkpoint step split: the pause (the cgroup frozen), CRIU's own dump (its log), and the rest
+        # (the runtime around CRIU, and the engine's API for a dump through it)
+        pause = ck.get("pause_duration") or 0.0
+        result["checkpoint_stages"] = dict(
+            pause=ck.get("pause_duration"), criu_dump=ck["criu_duration"],
+            runtime=round(max(sw.durations["checkpoint"] - pause - ck["criu_duration"], 0.0), 6))
     if ck.get("attempts"):
         result["criu_dump_attempts"] = ck["attempts"]
         result["criu_dump_retried_after"] = ck.get("retried_after")
@@ -144,10 +151,12 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
 
 def relocate_target(module, client, name, transfer_method, checkpoint=None, port=None, workdir=None,
                     timeout=120, listen_address=None, source_address=None, secret=None, run_id=None,
-                    info=None, result=None):
+                    info=None, result=None, link_pages=False):
     """Target half: receive the state (authenticated stream, or scp + completion marker), start (from the
     checkpoint for m3). With the stream the receiver binds ``listen_address`` only and takes the stream of
-    ``source_address`` only, after the run's challenge-response."""
+    ``source_address`` only, after the run's challenge-response. ``link_pages`` (m3 with the stream): the
+    checkpoint is patched beside the engine's folder and its page images linked into it (link_checkpoint), else
+    patched in the engine's folder itself."""
     info = info or require_container(client, name)
     if (info.get("State") or {}).get("Running"):
         raise MigrationError("Container %s already runs on the target host %s." % (name, hostname()))
@@ -157,6 +166,15 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
     result.update(volumes=sorted(volume_mounts(info)), durations=sw.durations)
     deadline = time.monotonic() + timeout
     ck_dir = container_checkpoint_dir(client, info["Id"], checkpoint) if checkpoint else None
+    images_dir = None
+    if checkpoint and transfer_method == "stream" and link_pages:
+        # before the receiver listens (the source stops its app only once it is connected): the pre-relocation
+        # checkpoint leaves the engine's folder for one beside it, where the delta patches it and from where
+        # its page images are linked (link_checkpoint: they stay out of the engine's round trip)
+        images_dir = checkpoint_images_dir(client, info["Id"], checkpoint)
+        t0 = time.monotonic()
+        result["checkpoint_staged"] = stage_checkpoint(ck_dir, images_dir)
+        result["checkpoint_staging_duration"] = round(time.monotonic() - t0, 6)
     if transfer_method == "stream":
         receiver = StreamReceiver(secret, run_id, listen_address, port, source_address)
         try:
@@ -169,7 +187,7 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
                 with sw.step("receive"):
                     lines = LineReader(reader)
                     if checkpoint:
-                        result["checkpoint_delta"] = apply_checkpoint_delta(lines, ck_dir)
+                        result["checkpoint_delta"] = apply_checkpoint_delta(lines, images_dir or ck_dir)
                     result["members"] = extract_volumes_tar(lines, volumes, stream=True)
                     if lines.read().strip(b"\0"):
                         raise MigrationError("Unexpected data after the volume stream.")
@@ -198,12 +216,18 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
         with sw.step("volume_restore"):
             with open(os.path.join(workdir, "volumes.tar"), "rb") as fh:
                 result["members"] = extract_volumes_tar(fh, volumes)
+    if images_dir:
+        with sw.step("place"):
+            result["checkpoint_placed"] = link_checkpoint(images_dir, ck_dir)
+    call = {}
     with sw.step("start"):
         if checkpoint:
-            start_from_checkpoint(client, info["Id"], checkpoint)
+            start_from_checkpoint(client, info["Id"], checkpoint, timing=call)
         else:
             client.api.start(info["Id"])
+        t_check = time.monotonic()
         running, state = wait_running(client, info["Id"], timeout=10)
+        running_check = round(time.monotonic() - t_check, 6)
     result["running_at"] = wall_clock()
     if not running:
         raise MigrationError("Container %s did not stay running on the target host %s (status %s, exit code %s, "
@@ -211,7 +235,42 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
                                              state.get("Error")), state=state)
     result["durations"] = sw.durations
     result["target_duration"] = round(sum(v for k, v in sw.durations.items() if k != "wait"), 6)
+    # after the downtime's end: where the start's time went (CRIU's restore log) and when the app answered
+    restore = restore_stages(info["Id"], call["called_at"], call["returned_at"]) if call else None
+    if restore is not None:
+        restore["running_check"] = running_check
+    result["restore_stages"] = restore
+    try:
+        result["serving"] = first_connect(client, info)
+    except Exception as exc:  # a figure only: the app runs, its migration stands
+        result["serving"] = dict(seconds=None, address=None, error="%s: %s" % (type(exc).__name__, exc))
     return result
+
+
+def first_connect(client, info, limit=2.0):
+    """After the start: the seconds until the container (``info``: its inspect data from before the start) accepts a
+    TCP connection on its first exposed TCP port from this host (at its address on its first network, asked now),
+    measured from now, and that address. None when it exposes no TCP port or has no address; ``seconds`` None when
+    nothing answered within ``limit`` seconds."""
+    import socket
+    ports = sorted(int(p.split("/")[0]) for p in ((info.get("Config") or {}).get("ExposedPorts") or {})
+                   if p.endswith("/tcp") and p.split("/")[0].isdigit())
+    if not ports:
+        return None
+    info = client.api.inspect_container(info["Id"])
+    networks = ((info.get("NetworkSettings") or {}).get("Networks") or {})
+    address = next((n.get("IPAddress") for _k, n in sorted(networks.items()) if n.get("IPAddress")), None)
+    if not address:
+        return None
+    t0 = time.monotonic()
+    while True:
+        try:
+            socket.create_connection((address, ports[0]), timeout=0.5).close()
+            return dict(seconds=round(time.monotonic() - t0, 6), address="%s:%d" % (address, ports[0]))
+        except OSError:
+            if time.monotonic() - t0 > limit:
+                return dict(seconds=None, address="%s:%d" % (address, ports[0]))
+            time.sleep(0.005)
 
 
 def _restore_policy(client, info, restart_policy):

@@ -193,6 +193,25 @@ source_stopped:
   description: Whether the source container was stopped (also in a failure's result, for the rollback).
   returned: source role
   type: bool
+checkpoint_stages:
+  description: The final checkpoint's step split (seconds) into C(pause) (the container's cgroup frozen),
+    C(criu_dump) (CRIU's own dump, from its log) and C(runtime) (the rest of the step, the runtime around CRIU).
+  returned: source role with O(checkpoint), when CRIU's log was read
+  type: dict
+restore_stages:
+  description: The target's start from the checkpoint split (seconds) by CRIU's restore log, which the runtime
+    leaves in the task's work folder; C(engine_before_criu) (the engine and the runtime until CRIU starts, e.g. the
+    container's network, the checkpoint's way to the runtime, the runtime's shim), C(criu_restore) (CRIU's own
+    work), C(criu_hooks) (the runtime's OCI hooks CRIU waited for; Docker's network set-up) and C(criu_hooks_by_name),
+    C(engine_after_criu), C(running_check) (the engine's confirmation that it runs) and C(criu_log). Null when no log
+    of this start was found (or without O(checkpoint)).
+  returned: target role
+  type: dict
+serving:
+  description: After the confirmation that it runs, C(seconds) until the container accepted a TCP connection on its
+    first exposed TCP port from the target host, at C(address) (null when it exposes no TCP port).
+  returned: target role
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -123,6 +123,28 @@ def _assert_migrated(rc, out, record, src, dst, app):
     assert record["criu"]["tcp_policy"] == "close" and record["criu"]["errors"] == []
     assert dst.running(app) and not src.running(app)
     assert 0 < record["sizes"]["checkpoint_delta"] < record["sizes"]["checkpoint_final"]
+    _assert_stages(record)
+
+
+SPLIT = ("engine_before_criu", "criu_restore", "criu_hooks", "engine_after_criu", "running_check")
+
+
+def _assert_stages(record):
+    """The downtime stage by stage (records.DOWNTIME_STAGES): the final checkpoint split by CRIU's dump log, the
+    target's start by CRIU's restore log (read on the target: Docker's network set-up is the runtime's
+    setup-namespaces hook), the split parts within the start step, and the stages, gaps included, the wall."""
+    stages, wall = record["downtime"]["stages"], record["downtime"]["wall"]
+    for k in ("source_pause", "source_criu_dump", "source_runtime", "transfer", "target_receive") + SPLIT:
+        assert isinstance(stages[k], (int, float)) and stages[k] >= 0, (k, stages)
+    assert stages["source_criu_dump"] == record["criu"]["dump_duration"]
+    assert record["criu"]["restore_log"] and "setup-namespaces" in record["criu"]["restore_hooks"], record["criu"]
+    assert stages["criu_restore"] == record["criu"]["restore_duration"] > 0
+    start = record["durations"]["relocation"]["target"]["start"]
+    assert sum(stages[k] for k in SPLIT) <= start + 0.01, (stages, start)
+    assert abs(sum(v for k, v in stages.items() if k != "target_receive" and v is not None) - wall) < 1e-4
+    # what no step measured (the gaps between the steps; one clock on the lab's hosts): a few ms, not a stage
+    assert abs(stages["unaccounted"]) < 0.1, stages
+    assert record["downtime"]["serving_after_running"] is not None, record["downtime"]
 
 
 def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_path):

@@ -87,7 +87,8 @@ def test_m2_record_has_the_figures_of_a_real_run():
                             "checkpoint_full": None, "checkpoint_final": None, "checkpoint_delta": None,
                             "rsync_transferred_bytes": None, "checkpoint_pre_transferred_bytes": None,
                             "volume": 90805, "volume_tarball": None, "stream": 102400, "image_bytes_skipped": None,
-                            "image_layers_sent": None, "image_layers_skipped": None}
+                            "image_layers_sent": None, "image_layers_skipped": None, "checkpoint_linked": None,
+                            "checkpoint_copied": None}
     assert rec["durations"]["pre_relocation"] == {
         "source": {"export": None, "commit": 0.077823, "save": 2.049947, "checkpoint": None},
         "transfer": {"image": 0.888202, "checkpoint": None},
@@ -96,10 +97,17 @@ def test_m2_record_has_the_figures_of_a_real_run():
         "source": {"stop": 0.329031}, "transfer": {"transfer": 0.003391},
         "target": {"wait": 0.335994, "receive": 0.0011, "start": 0.31348},
         "source_total": 0.329031, "transfer_total": 0.003391, "target_total": 0.31458}
-    assert rec["downtime"] == {"wall": 0.645882, "operations_sum": 0.647002}
+    stages = dict.fromkeys(records.DOWNTIME_STAGES)
+    # m2: the stop, the transfer (the target's receive within it) and the plain start; the clocks of two hosts
+    # leave a few microseconds unaccounted, either way
+    stages.update(source_stop=0.329031, transfer=0.003391, target_receive=0.0011, target_other=0.31348,
+                  unaccounted=-2e-05)
+    assert rec["downtime"] == {"wall": 0.645882, "operations_sum": 0.647002, "stages": stages,
+                               "serving_after_running": None}
     assert rec["commit_freeze"] == 0.064595 and rec["commit_freeze_source"] == "engine events"
     assert rec["criu"] == {"tcp_policy": None, "checkpoint_via": None, "dump_duration": None, "dump_attempts": None,
-                           "dump_retried_after": None, "errors": [], "log": None}
+                           "dump_retried_after": None, "errors": [], "log": None, "restore_duration": None,
+                           "restore_hooks": None, "restore_log": None}
     assert rec["state_check"] == {"command_rc": None, "command_stdout": None, "url_status": 200, "passed": True}
     assert rec["rollback"] is None and rec["unreachable"] == []
     assert rec["cleanup"]["source"]["images"] == ["mec-migration/a2:x"]
@@ -133,14 +141,18 @@ def test_m3_record_has_checkpoints_and_criu():
     rec = records.build_record(m3_inputs())
     assert records.problems(rec) == []
     assert rec["criu"] == {"tcp_policy": "close", "checkpoint_via": "runtime", "dump_duration": 0.078483,
-                           "dump_attempts": None, "dump_retried_after": None, "errors": [], "log": None}
+                           "dump_attempts": None, "dump_retried_after": None, "errors": [], "log": None,
+                           "restore_duration": None, "restore_hooks": None, "restore_log": None}
     assert rec["sizes"]["checkpoint_full"] == 13738109 and rec["sizes"]["checkpoint_final"] == 13756911
     assert rec["sizes"]["checkpoint_delta"] == 875387 and rec["sizes"]["rsync_transferred_bytes"] == 881085
     assert rec["sizes"]["checkpoint_pre_transferred_bytes"] == 13743212
     assert rec["durations"]["pre_relocation"]["source"]["checkpoint"] == 0.102929
     assert rec["durations"]["pre_relocation"]["transfer"]["checkpoint"] == 0.123378
     assert rec["durations"]["relocation"]["source"] == {"checkpoint": 0.117919}
-    assert rec["downtime"] == {"wall": 0.808366, "operations_sum": 0.824809}
+    assert rec["downtime"]["wall"] == 0.808366 and rec["downtime"]["operations_sum"] == 0.824809
+    # no split of the checkpoint nor of the start (a run before the stages): the steps as they are
+    assert {k: v for k, v in rec["downtime"]["stages"].items() if v is not None} == {
+        "transfer": 0.079341, "target_receive": 0.016329, "target_other": 0.61122, "unaccounted": -0.000114}
 
 
 def test_m1_record_has_export_import_and_the_ssh_transfer_steps():
@@ -155,7 +167,10 @@ def test_m1_record_has_export_import_and_the_ssh_transfer_steps():
     assert rec["durations"]["relocation"]["source"] == {"stop": 0.3, "volume_archive": 0.2}
     assert rec["durations"]["relocation"]["transfer"] == {"volume_transfer": 0.5, "signal": 0.25}
     assert rec["durations"]["relocation"]["target"] == {"wait": 1.0, "volume_restore": 0.1, "start": 0.3}
-    assert rec["downtime"] == {"wall": 1.5, "operations_sum": 1.65}
+    assert rec["downtime"]["wall"] == 1.5 and rec["downtime"]["operations_sum"] == 1.65
+    # the source's stop and its volume archive, the transfer, the target's volume restore and start
+    assert rec["downtime"]["stages"]["source_stop"] == 0.3 and rec["downtime"]["stages"]["transfer"] == 0.75
+    assert rec["downtime"]["stages"]["target_other"] == 0.4 and rec["downtime"]["stages"]["unaccounted"] == -0.15
     assert rec["lost_config"] == ["CMD", "USER"] and rec["start_command"] == ["python3", "/app/app.py"]
     assert rec["commit_freeze"] is None
 
@@ -181,7 +196,11 @@ def test_rolled_back_run():
     assert rec["rollback"] == {"method": "checkpoint", "running": True, "msg": None}
     assert rec["criu"]["errors"] == ["Error (criu/x.c:1)"] and rec["criu"]["log"] == "/var/lib/x/restore.log"
     assert rec["timestamps"]["target_running_at"] is None
-    assert rec["downtime"] == {"wall": None, "operations_sum": None}
+    # the source's steps were measured, the target never ran: no wall downtime, nothing unaccounted
+    stages = rec["downtime"]["stages"]
+    assert rec["downtime"]["wall"] is None and rec["downtime"]["operations_sum"] is None
+    assert stages["transfer"] == 0.079341 and stages["unaccounted"] is None and stages["target_other"] is None
+    assert rec["downtime"]["serving_after_running"] is None
     assert rec["cleanup"] == {"source": None, "target": {"containers": ["a2"], "images": [], "volumes": [],
                                                          "paths": []}}
     assert rec["state_check"]["passed"] is None
@@ -194,7 +213,8 @@ def test_preflight_failure_has_no_figures():
     assert rec["phase"] == "preflight" and rec["rollback"] is None and rec["unreachable"] == []
     measured = {k: v for k, v in rec["sizes"].items() if v is not None}
     assert measured == {"source_image": 207160091, "container_rw": 0}  # only the source container's
-    assert rec["downtime"] == {"wall": None, "operations_sum": None}
+    assert rec["downtime"] == {"wall": None, "operations_sum": None, "stages": dict.fromkeys(records.DOWNTIME_STAGES),
+                               "serving_after_running": None}
     assert rec["durations"]["relocation"]["source"] == {} and rec["durations"]["relocation"]["source_total"] is None
     assert rec["cleanup"] == {"source": None, "target": None}
 
@@ -302,3 +322,42 @@ def test_the_record_says_how_much_of_the_image_moved_and_what_was_skipped():
     assert records.problems(rec) == []
     assert (rec["sizes"]["tarball"], rec["sizes"]["image_bytes_skipped"]) == (20480, 207139611)
     assert (rec["sizes"]["image_layers_sent"], rec["sizes"]["image_layers_skipped"]) == (1, 7)
+
+
+def test_m3_downtime_by_stage():
+    """A real m3 run's relocation results (lab, A2): the downtime split into its stages, which with the unaccounted
+    rest add up to the wall downtime; CRIU's restore from its log in the record's criu."""
+    inputs = m3_inputs()
+    inputs["source"] = dict(SOURCE, engine="docker")
+    inputs["relocation"]["source"].update(
+        stopped_at=1796604062.253912, durations={"checkpoint": 0.146207, "transfer": 0.118541},
+        source_duration=0.146207, transfer_duration=0.118541,
+        checkpoint_stages={"pause": 0.011874, "criu_dump": 0.101522, "runtime": 0.032811})
+    inputs["relocation"]["target"] = {
+        "changed": True, "running_at": 1796604062.921107, "target_duration": 0.428114,
+        "durations": {"wait": 0.262044, "receive": 0.036722, "place": 0.002107, "start": 0.389285},
+        "checkpoint_placed": {"linked_bytes": 14077952, "copied_bytes": 683201, "files": 41},
+        "restore_stages": {"engine_before_criu": 0.131877, "criu_restore": 0.071925, "criu_hooks": 0.158871,
+                           "criu_hooks_by_name": {"setup-namespaces": 0.158871}, "engine_after_criu": 0.019536,
+                           "running_check": 0.006012, "criu_log": "/var/lib/docker/containerd/x/restore.log"},
+        "serving": {"seconds": 0.001211, "address": "172.18.0.3:3000"}}
+    rec = records.build_record(inputs)
+    assert records.problems(rec) == []
+    stages = rec["downtime"]["stages"]
+    assert stages == {"source_stop": None, "source_pause": 0.011874, "source_criu_dump": 0.101522,
+                      "source_runtime": 0.032811, "transfer": 0.118541, "target_receive": 0.036722,
+                      "target_place": 0.002107, "engine_before_criu": 0.131877, "criu_restore": 0.071925,
+                      "criu_hooks": 0.158871, "engine_after_criu": 0.019536, "running_check": 0.006012,
+                      "target_other": 0.001064, "unaccounted": 0.011055}
+    wall = rec["downtime"]["wall"]
+    assert wall == 0.667195
+    assert abs(sum(v for k, v in stages.items() if k != "target_receive" and v is not None) - wall) < 1e-5
+    assert rec["downtime"]["serving_after_running"] == 0.001211
+    assert rec["criu"]["restore_duration"] == 0.071925
+    assert rec["criu"]["restore_hooks"] == {"setup-namespaces": 0.158871}
+    assert rec["criu"]["restore_log"] == "/var/lib/docker/containerd/x/restore.log"
+    assert rec["sizes"]["checkpoint_linked"] == 14077952 and rec["sizes"]["checkpoint_copied"] == 683201
+    assert rec["source"]["engine"] == "docker" and rec["target"]["engine"] is None
+    # a stage that is not a number is named by the check
+    rec["downtime"]["stages"]["criu_hooks"] = "0.15"
+    assert records.problems(rec) == ["downtime.stages.criu_hooks: '0.15' is not a number"]

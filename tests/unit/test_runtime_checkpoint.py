@@ -87,3 +87,81 @@ def test_a_race_twice_fails_naming_both(tmp_path):
         dump(module, tmp_path)
     assert module.calls == ["pause", "checkpoint", "resume", "pause", "checkpoint", "resume"]
     assert "Unseizable non-zombie" in err.value.msg and "Unseizable" in err.value.details["retried_after"]
+
+
+# --------------------------------------------------------------------------- the restore's stages and its images
+
+# An excerpt of CRIU's restore log of A2 started by Docker 20.10 (the lab, 2026-12-07): runc answers the
+# setup-namespaces notification by running Docker's prestart hook (libnetwork-setkey) for 0.19 s
+RESTORE_LOG = """(00.000000) CRIU run id = fbe0923d-14fa-4748-9e06-783d94fa1847
+(00.002461) Forking task with 1 pid (flags 0x6c028080)
+(00.003617) Running setup-namespaces scripts
+(00.003619) \tRPC
+(00.193573)      1: cg: Move into 2
+(00.245606)      1: Restoring resources
+(00.262514) Restore finished successfully. Tasks resumed.
+(00.262580) Running post-resume scripts
+(00.262582) \tRPC
+"""
+
+
+def test_restore_timing_separates_the_runtime_hooks_from_criu():
+    from ansible_collections.mec.migration.plugins.module_utils.criu import restore_timing
+    t = restore_timing(RESTORE_LOG, ended_at=1000.0)
+    assert t["total"] == 0.262582
+    # post-resume is the last thing logged: its time is not known, so it is not counted
+    assert t["hooks"] == {"setup-namespaces": 0.189956}
+    assert t["own"] == pytest.approx(0.262582 - 0.189956)
+    assert t["started_at"] == pytest.approx(1000.0 - 0.262582)
+    assert restore_timing("no timestamps here") is None
+
+
+def test_restore_stages_split_the_engine_call_around_crius_log(tmp_path, monkeypatch):
+    log = tmp_path / "restore.log"
+    log.write_text(RESTORE_LOG)
+    os.utime(log, (1000.3, 1000.3))
+    monkeypatch.setattr(checkpoints, "candidate_logs", lambda cid, names=(): [str(log)])
+    st = checkpoints.restore_stages("c1", called_at=999.9, returned_at=1000.32)
+    assert st["engine_before_criu"] == pytest.approx(1000.3 - 0.262582 - 999.9, abs=1e-6)
+    assert st["criu_hooks"] == 0.189956 and st["criu_restore"] == pytest.approx(0.072626)
+    assert st["engine_after_criu"] == pytest.approx(0.02, abs=1e-6)
+    assert st["criu_log"] == str(log)
+    # a log older than the call is another restore's
+    assert checkpoints.restore_stages("c1", called_at=1001.0, returned_at=1001.5) is None
+
+
+def test_link_checkpoint_links_the_page_images_and_copies_the_rest(tmp_path):
+    root = tmp_path / "docker" / "containers" / "c1"
+    ck = root / "checkpoints" / "fin"
+    ck.mkdir(parents=True)
+    (ck / "pages-1.img").write_bytes(b"P" * 8192)
+    (ck / "pages-2.img").write_bytes(b"Q" * 4096)
+    (ck / "core-1.img").write_bytes(b"core")
+    images = root / "mec-checkpoint-images" / "fin"
+    assert checkpoints.stage_checkpoint(str(ck), str(images)) is True
+    assert not ck.exists() and sorted(os.listdir(images)) == ["core-1.img", "pages-1.img", "pages-2.img"]
+    placed = checkpoints.link_checkpoint(str(images), str(ck))
+    assert placed == {"linked_bytes": 12288, "copied_bytes": 4, "files": 3}
+    assert not os.path.islink(ck / "core-1.img") and (ck / "core-1.img").read_bytes() == b"core"
+    for name in ("pages-1.img", "pages-2.img"):
+        link = os.readlink(ck / name)
+        # relative, from any folder up to the root and down to the file: the same file from where the engine
+        # unpacks the checkpoint (another folder, another depth) as from the engine's own folder
+        assert not link.startswith("/") and link.startswith("../" * checkpoints.LINK_DEPTH)
+        assert (ck / name).read_bytes() == (images / name).read_bytes()
+        elsewhere = tmp_path / "a" / "b" / "c" / "d"
+        elsewhere.mkdir(parents=True, exist_ok=True)
+        (elsewhere / name).symlink_to(link)
+        assert os.path.samefile(elsewhere / name, images / name)
+    # placed again (a second start from the same images): the folder is made anew
+    assert checkpoints.link_checkpoint(str(images), str(ck))["files"] == 3
+    # anything but a regular file in the images is refused
+    (images / "pages-3.img").symlink_to("/etc/passwd")
+    with pytest.raises(MigrationError, match="not a regular file"):
+        checkpoints.link_checkpoint(str(images), str(ck))
+
+
+def test_stage_checkpoint_without_a_pre_relocation_checkpoint(tmp_path):
+    images = tmp_path / "c1" / "mec-checkpoint-images" / "fin"
+    assert checkpoints.stage_checkpoint(str(tmp_path / "c1" / "checkpoints" / "fin"), str(images)) is False
+    assert images.is_dir() and os.listdir(images) == []
