@@ -29,6 +29,7 @@ import stat
 import tarfile
 import time
 
+from ansible_collections.mec.migration.plugins.module_utils import engines
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import NotFound, hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import stream_to_file
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
@@ -62,6 +63,10 @@ def find_image(client, ref):
 def import_image(client, src, ref, changes=None, source_config=None):
     """`docker import` of tarball ``src`` as ``ref`` with Dockerfile ``changes``; reports lost config."""
     repo, tag = _repo_tag(ref)
+    if engines.engine_of(client) == "podman":
+        # Podman's compatible API ignores the tag parameter of an import (the image would be <repo>:latest); it
+        # takes the tag within the repository, as Docker's API documents too
+        repo, tag = "%s:%s" % (repo, tag), None
     t0 = time.monotonic()
     out = client.api.import_image_from_file(src, repository=repo, tag=tag, changes=changes or None)
     duration = round(time.monotonic() - t0, 6)
@@ -169,6 +174,15 @@ def present_chain_ids(client):
             continue
         present.update(chain_ids(layers))
     return sorted(present)
+
+
+def skippable_chain_ids(client):
+    """The chain IDs a source may leave out of an archive for this engine: what it holds (present_chain_ids) on an
+    engine whose load takes the layers it has from its store (Docker), none on one whose load needs every layer
+    in the archive (Podman: its docker-archive reader opens every layer the manifest lists)."""
+    if not engines.loads_partial_archives(engines.engine_of(client)):
+        return []
+    return present_chain_ids(client)
 
 
 def check_chain_ids(ids, what="skip_chain_ids"):

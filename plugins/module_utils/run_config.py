@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.mec.migration.plugins.module_utils import engines
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
@@ -60,8 +61,12 @@ def capture_run_config(client, name):
     configuration, so re-creating from an image that kept its configuration
     (commit/save/load) reproduces the source exactly, while an imported image
     (export/import) gets only the run-time settings: what the image gave is lost.
+    What the engine adds to every container by itself (Podman: its environment, the default stop signal as a
+    number, its default network's name) is not a run-time setting: the configuration reads the same on both
+    engines (module_utils/engines.py).
     """
     info = require_container(client, name)
+    engine = engines.engine_of(client)
     image = client.api.inspect_image(info["Image"])
     cfg = info.get("Config") or {}
     host = info.get("HostConfig") or {}
@@ -69,7 +74,8 @@ def capture_run_config(client, name):
 
     overrides = {}
     image_env = set(icfg.get("Env") or [])
-    env = [e for e in cfg.get("Env") or [] if e not in image_env]
+    added_env = engines.engine_added_env(engine, info["Id"]) - image_env
+    env = [e for e in cfg.get("Env") or [] if e not in image_env and e not in added_env]
     if env:
         overrides["env"] = env
     for key, field in (("cmd", "Cmd"), ("entrypoint", "Entrypoint"), ("working_dir", "WorkingDir"),
@@ -86,7 +92,8 @@ def capture_run_config(client, name):
     exposed = sorted(set((cfg.get("ExposedPorts") or {}).keys()) - image_ports)
     if exposed:
         overrides["exposed_ports"] = exposed
-    if cfg.get("StopSignal") and cfg.get("StopSignal") != icfg.get("StopSignal"):
+    if cfg.get("StopSignal") and cfg.get("StopSignal") != icfg.get("StopSignal") and not (
+            not icfg.get("StopSignal") and engines.default_stop_signal(engine, cfg["StopSignal"])):
         overrides["stop_signal"] = cfg["StopSignal"]
 
     mounts = []
@@ -101,6 +108,7 @@ def capture_run_config(client, name):
     networks = {}
     drivers = {}
     for net, ep in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        net = engines.portable_network(engine, net)
         aliases = [a for a in (ep.get("Aliases") or []) if a not in skip_aliases]
         ipam = ep.get("IPAMConfig") or {}
         networks[net] = dict(aliases=aliases, ipv4_address=ipam.get("IPv4Address") or None)
@@ -118,12 +126,13 @@ def capture_run_config(client, name):
     return dict(
         name=info["Name"].lstrip("/"),
         id=info["Id"],
-        image=cfg.get("Image"),
+        image=engines.short_image_name(engine, cfg.get("Image")),
         image_id=info["Image"],
         running=bool(state.get("Running")),
         status=state.get("Status"),
         overrides=overrides,
-        ports=host.get("PortBindings") or {},
+        ports=dict((port, bindings) for port, bindings in (host.get("PortBindings") or {}).items()
+                   if bindings is not None or not engines.lists_exposed_as_bindings(engine)),
         mounts=mounts,
         tmpfs=host.get("Tmpfs") or {},
         network_mode=host.get("NetworkMode") or "default",

@@ -84,7 +84,10 @@ unfinished:
   type: list
   elements: dict
 chain_ids:
-  description: The chain IDs (C(sha256:...)) of every layer of every image the engine holds (O(chain_ids)).
+  description:
+    - The chain IDs (C(sha256:...)) of every layer of every image the engine holds (O(chain_ids)), the layers an
+      image archive for this host may leave out.
+    - Empty on Podman, whose load needs every layer in the archive (the source then sends every layer).
   returned: with O(chain_ids)
   type: list
   elements: str
@@ -102,7 +105,8 @@ container:
   returned: always
   type: dict
 engine:
-  description: Engine facts C(version), C(experimental), C(docker_root_dir), C(engine_id), C(hostname).
+  description: Engine facts C(name) (docker or podman), C(version), C(experimental), C(docker_root_dir) (the engine's
+    store), C(engine_id), C(hostname).
   returned: always
   type: dict
 """
@@ -111,15 +115,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mec.migration.plugins.module_utils import journal as jr
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import DOCKER_COMMON_ARGS, get_client
-from ansible_collections.mec.migration.plugins.module_utils.images import present_chain_ids
+from ansible_collections.mec.migration.plugins.module_utils.engines import facts as engine_facts
+from ansible_collections.mec.migration.plugins.module_utils.images import skippable_chain_ids
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
 from ansible_collections.mec.migration.plugins.module_utils.run_config import container_info
-
-
-def engine_facts(client):
-    info = client.info()
-    return dict(version=client.version().get("Version"), experimental=bool(info.get("ExperimentalBuild")),
-                docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"), hostname=info.get("Name"))
 
 
 def read_journals(root, app, work_root=None):
@@ -151,7 +150,7 @@ def main():
     cfg = run_guarded(module, container_info, client, p["name"], p["sizes"])
     engine = run_guarded(module, engine_facts, client)
     if p["chain_ids"]:
-        extra["chain_ids"] = run_guarded(module, present_chain_ids, client)
+        extra["chain_ids"] = run_guarded(module, skippable_chain_ids, client)
     module.exit_json(changed=False, exists=cfg is not None, container=cfg or {}, engine=engine, **extra)
 
 

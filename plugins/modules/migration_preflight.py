@@ -10,13 +10,16 @@ module: migration_preflight
 short_description: Check a MEC host before a migration changes anything
 description:
   - Runs every check of its O(role) and reports all problems at once, naming the host; changes nothing.
-  - Both roles, the Docker engine answers (else a clear failure naming the host); with O(criu=true)
-    (strategy m3), the engine has experimental features on and C(criu check) passes; the tools of the
-    transfer are installed.
+  - Both roles, the engine answers and is the one declared (O(engine), the inventory's C(migration_engine); what
+    answers on the socket is read, and a host that runs the other engine is refused naming the host, both engines
+    and what to set); with O(criu=true) (strategy m3), both hosts run Docker (O(engine) and O(peer_engine); m3 on
+    Podman or across engines is refused with the reason), the engine has experimental features on and
+    C(criu check) passes; the tools of the transfer are installed.
   - O(role=source), the container exists and runs; O(peer_address) is not an address of this host (source
-    and target must differ). With O(criu=true), what would make CRIU refuse the dump, found before
-    anything changes - non-root processes on a host whose capability bounding set lacks CAP_SYS_RESOURCE
-    (CRIU dumps only root processes there), a terminal (C(docker run -t)), a network or PID namespace
+    and target must differ). On Podman, the container has no restart policy (Podman 4.3's API cannot clear it
+    for the stop, so the stopped source could come back). With O(criu=true), what would make CRIU refuse the
+    dump, found before anything changes - non-root processes on a host whose capability bounding set lacks
+    CAP_SYS_RESOURCE (CRIU dumps only root processes there), a terminal (C(docker run -t)), a network or PID namespace
     shared with the host or another container, and established TCP connections when O(tcp_policy=refuse).
   - O(role=target), the work directory's and the Docker root's file systems have at least twice
     O(expected_size) free; no container named O(name) exists and none of O(volumes) exists; with
@@ -58,6 +61,12 @@ options:
   peer_address:
     description: Address of the other host (source role).
     type: str
+  peer_engine:
+    description: The engine the other host of the hop declares (its C(migration_engine)); its own preflight checks
+      that it runs it.
+    type: str
+    choices: [docker, podman]
+    default: docker
   expected_size:
     description: Bytes the migration is expected to bring to the target (image tarball, checkpoint, volumes).
     type: int
@@ -152,7 +161,8 @@ problems:
   type: list
   elements: str
 engine:
-  description: C(version), C(experimental), C(docker_root_dir), C(engine_id) of the host's engine.
+  description: C(name) (docker or podman), C(version), C(experimental), C(docker_root_dir), C(engine_id),
+    C(hostname) of the host's engine.
   returned: always
   type: dict
 free_bytes:
@@ -183,6 +193,7 @@ from ansible_collections.mec.migration.plugins.module_utils.docker_client import
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
     CAP_SYS_RESOURCE, RUNC_CRIU_CONFIG, bounding_set, dump_obstacles, has_capability, namespace_pids,
     policy_of_config, read_text, tcp_connections)
+from ansible_collections.mec.migration.plugins.module_utils import engines
 from ansible_collections.mec.migration.plugins.module_utils import journal as jr
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import PrivateDirError, free_bytes, private_dir
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError, run_guarded
@@ -235,9 +246,9 @@ def needed_tools(role, transfer, criu):
 def check(module, client, p):
     problems = []
     host = hostname()
-    info = client.info()
-    engine = dict(version=client.version().get("Version"), experimental=bool(info.get("ExperimentalBuild")),
-                  docker_root_dir=info.get("DockerRootDir"), engine_id=info.get("ID"))
+    engine = engines.facts(client)
+    problems += engines.strategy_problems(p["criu"], host, engine["name"], "the %s host" % (
+        "target" if p["role"] == "source" else "source"), p["peer_engine"])
     for tool in needed_tools(p["role"], p["transfer"], p["criu"]) + list(p["tools"]):
         if not module.get_bin_path(tool):
             problems.append("%s is not installed on %s (needed for transfer=%s%s)." % (
@@ -275,6 +286,12 @@ def check(module, client, p):
         elif not state.get("Running"):
             problems.append("Container %s exists on the source host %s but does not run (status %s)."
                             % (p["name"], host, state.get("Status")))
+        policy = ((c or {}).get("HostConfig") or {}).get("RestartPolicy") or {}
+        if policy.get("Name") not in (None, "", "no") and not engines.can_update_restart_policy(engine["name"]):
+            problems.append("Container %s on the source host %s has restart policy %s: %s %s cannot clear it for the "
+                            "migration's stop (its API has no container update), so the stopped source could come "
+                            "back. Re-create the container without a restart policy to migrate it." % (
+                                p["name"], host, policy.get("Name"), engines.title(engine["name"]), engine["version"]))
         if not p["peer_address"]:
             problems.append("No target address given (peer_address).")
         elif is_local_address(p["peer_address"]):
@@ -331,6 +348,7 @@ def main():
         criu=dict(type="bool", default=False),
         transfer=dict(type="str", choices=["stream", "ssh", "nc"], default="stream"),
         peer_address=dict(type="str"),
+        peer_engine=dict(type="str", choices=list(engines.ENGINES), default="docker"),
         expected_size=dict(type="int", default=0),
         volumes=dict(type="list", elements="str", default=[]),
         work_root=dict(type="path", default="/var/lib/mec-migration/work"),

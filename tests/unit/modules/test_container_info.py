@@ -11,8 +11,8 @@ def test_absent_container_reports_not_exists(run_module, client):
     assert result["changed"] is False
     assert result["exists"] is False
     assert result["container"] == {}
-    assert result["engine"] == {"version": "20.10.24", "experimental": True, "docker_root_dir": "/var/lib/docker",
-                                "engine_id": "ENGINE1", "hostname": "host1"}
+    assert result["engine"] == {"name": "docker", "version": "20.10.24", "experimental": True,
+                                "docker_root_dir": "/var/lib/docker", "engine_id": "ENGINE1", "hostname": "host1"}
 
 
 def test_run_config_splits_image_and_run_settings(run_module, client, tmp_path):

@@ -1,0 +1,125 @@
+"""What the modules do differently on Podman (each test runs one module's main() with a mocked client whose
+mec_engine is the engine, as docker_client.get_client marks it): exact calls and results."""
+from docker.errors import NotFound
+import pytest
+
+from ansible_collections.mec.migration.plugins.modules import container_info, image_import, migration_preflight
+from .conftest import AnsibleFailJson, inspect_container, inspect_image
+
+CID = "a22819fc70996009d3ed038560cd2c394ff3c3f1363c86b64e804d33dc53d68e"
+
+
+def podman_counter():
+    """The counter test app as Podman 4.3.1's compatible API inspects it (fields the modules read)."""
+    data = inspect_container(name="counter", cid=CID, mounts=[
+        {"Type": "volume", "Name": "counter-data", "Source": "/var/lib/containers/storage/volumes/counter-data/_data",
+         "Destination": "/data", "Driver": "local", "RW": True}])
+    data["Config"].update(Image="localhost/mec-test/counter:1", Cmd=["/opt/counter/counter.sh"], Entrypoint=["/bin/sh"],
+                          Env=["PATH=/bin", "COUNTER_INTERVAL=0.1", "TERM=xterm", "container=podman",
+                               "HOSTNAME=" + CID[:12], "MODE=x"],
+                          WorkingDir="/opt/counter", User="1000", StopSignal="15")
+    data["HostConfig"].update(NetworkMode="bridge", PortBindings={"8080/tcp": None})
+    data["NetworkSettings"]["Networks"] = {"podman": {"Aliases": None, "IPAMConfig": None}}
+    return data
+
+
+def counter_image():
+    return inspect_image(Cmd=["/opt/counter/counter.sh"], Entrypoint=["/bin/sh"],
+                         Env=["PATH=/bin", "COUNTER_INTERVAL=0.1"], WorkingDir="/opt/counter", User="1000")
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_run_config_leaves_out_what_podman_adds(run_module, client, engine):
+    client.mec_engine = engine
+    client.api.inspect_container.return_value = podman_counter()
+    client.api.inspect_image.return_value = counter_image()
+    client.api.inspect_network.return_value = {"Driver": "bridge", "IPAM": {"Config": []}, "Labels": {}}
+    res = run_module(container_info, {"name": "counter", "sizes": False, "engine": engine})
+    c = res["container"]
+    if engine == "podman":
+        assert c["overrides"] == {"env": ["MODE=x"]}
+        assert c["networks"] == {"bridge": {"aliases": [], "ipv4_address": None}}
+        assert c["image"] == "mec-test/counter:1"
+        client.api.inspect_network.assert_not_called()
+        assert res["engine"]["name"] == "podman"
+    else:  # the same data from Docker: everything is the user's own
+        assert c["overrides"] == {"env": ["TERM=xterm", "container=podman", "HOSTNAME=" + CID[:12], "MODE=x"],
+                                  "stop_signal": "15"}
+        assert c["networks"] == {"podman": {"aliases": [], "ipv4_address": None}}
+        assert c["image"] == "localhost/mec-test/counter:1"
+        client.api.inspect_network.assert_called_once_with("podman")
+        assert res["engine"]["name"] == "docker"
+
+
+def test_a_podman_target_offers_no_layers_to_leave_out(run_module, client):
+    client.mec_engine = "podman"
+    client.api.inspect_container.side_effect = NotFound("none")
+    res = run_module(container_info, {"name": "counter", "chain_ids": True, "engine": "podman"})
+    assert res["chain_ids"] == []
+    client.api.images.assert_not_called()
+
+
+def test_a_docker_target_offers_the_layers_it_holds(run_module, client):
+    client.api.inspect_container.side_effect = NotFound("none")
+    client.api.images.return_value = ["sha256:" + "1" * 64]
+    client.api.inspect_image.return_value = {"RootFS": {"Layers": ["sha256:" + "2" * 64]}}
+    res = run_module(container_info, {"name": "counter", "chain_ids": True})
+    assert res["chain_ids"] == ["sha256:" + "2" * 64]
+    client.api.images.assert_called_once_with(all=True, quiet=True)
+
+
+@pytest.mark.parametrize("engine,repository,tag", [("podman", "mec-migration/a2:r1", None),
+                                                   ("docker", "mec-migration/a2", "r1")])
+def test_import_names_the_image_as_each_engine_takes_it(run_module, client, tmp_path, engine, repository, tag):
+    src = tmp_path / "fs.tar"
+    src.write_bytes(b"x" * 10)
+    client.mec_engine = engine
+    client.api.inspect_image.side_effect = [NotFound("none"), inspect_image(Cmd=None)]
+    client.api.import_image_from_file.return_value = '{"status":"sha256:' + "d" * 64 + '"}'
+    run_module(image_import, {"src": str(src), "image": "mec-migration/a2:r1", "engine": engine})
+    client.api.import_image_from_file.assert_called_once_with(str(src), repository=repository, tag=tag, changes=None)
+
+
+def _preflight(run_module, tmp_path, **args):
+    params = dict(role="source", name="counter", peer_address="192.0.2.12", work_root=str(tmp_path))
+    params.update(args)
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_preflight, params)
+    return exc.value.result
+
+
+@pytest.mark.parametrize("engine,peer", [("podman", "podman"), ("docker", "podman"), ("podman", "docker")])
+def test_preflight_refuses_m3_unless_both_hosts_are_docker(run_module, client, run_command, tmp_path, engine, peer):
+    client.mec_engine = engine
+    client.api.inspect_container.return_value = inspect_container(running=True)
+    run_command.return_value = (0, "Looks good.", "")
+    res = _preflight(run_module, tmp_path, criu=True, engine=engine, peer_engine=peer)
+    (m3,) = [p for p in res["problems"] if p.startswith("Strategy m3")]
+    assert m3.startswith("Strategy m3 (CRIU checkpoint/restore) runs only between two Docker hosts for now: %s is %s "
+                         "and the target host is %s (" % (migration_preflight.hostname(), engine.title(), peer.title()))
+    assert "Use strategy m2" in m3
+    assert res["engine"]["name"] == engine
+
+
+def test_preflight_passes_m2_across_engines(run_module, client, tmp_path):
+    client.mec_engine = "podman"
+    client.api.inspect_container.return_value = inspect_container(running=True)
+    res = run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",
+                                               work_root=str(tmp_path), engine="podman", peer_engine="docker"))
+    assert res["problems"] == []
+    assert res["engine"]["name"] == "podman"
+
+
+def test_preflight_refuses_a_podman_source_with_a_restart_policy(run_module, client, tmp_path):
+    client.mec_engine = "podman"
+    data = inspect_container(running=True)
+    data["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
+    client.api.inspect_container.return_value = data
+    res = _preflight(run_module, tmp_path, engine="podman")
+    assert res["problems"] == [
+        "Container counter on the source host %s has restart policy always: Podman 20.10.24 cannot clear it for the "
+        "migration's stop (its API has no container update), so the stopped source could come back. Re-create the "
+        "container without a restart policy to migrate it." % migration_preflight.hostname()]
+    client.mec_engine = "docker"  # Docker clears it for the stop itself
+    assert run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",
+                                                 work_root=str(tmp_path)))["problems"] == []
