@@ -92,6 +92,10 @@ options:
         description: Address (ansible_host).
         type: str
         required: true
+      engine:
+        description: Its container engine (its C(migration_engine)); null in the record when not given.
+        type: str
+        choices: [docker, podman]
   target:
     description: The target host.
     type: dict
@@ -105,6 +109,10 @@ options:
         description: Address (ansible_host).
         type: str
         required: true
+      engine:
+        description: Its container engine (its C(migration_engine)); null in the record when not given.
+        type: str
+        choices: [docker, podman]
   started_at:
     description: When the run began, epoch seconds.
     type: float
@@ -274,7 +282,8 @@ from ansible_collections.mec.migration.plugins.module_utils.records import (
 
 _RESULT = dict(type="dict", default={})
 _HOST = dict(type="dict", required=True, options=dict(host=dict(type="str", required=True),
-                                                      address=dict(type="str", required=True)))
+                                                      address=dict(type="str", required=True),
+                                                      engine=dict(type="str", choices=["docker", "podman"])))
 
 ARGUMENT_SPEC = dict(
     results_dir=dict(type="path", required=True),

@@ -38,6 +38,7 @@ def test_run_config_leaves_out_what_podman_adds(run_module, client, engine):
     c = res["container"]
     if engine == "podman":
         assert c["overrides"] == {"env": ["MODE=x"]}
+        assert c["ports"] == {}  # an exposed port Podman lists as a binding is not published
         assert c["networks"] == {"bridge": {"aliases": [], "ipv4_address": None}}
         assert c["image"] == "mec-test/counter:1"
         client.api.inspect_network.assert_not_called()
@@ -46,6 +47,7 @@ def test_run_config_leaves_out_what_podman_adds(run_module, client, engine):
         assert c["overrides"] == {"env": ["TERM=xterm", "container=podman", "HOSTNAME=" + CID[:12], "MODE=x"],
                                   "stop_signal": "15"}
         assert c["networks"] == {"podman": {"aliases": [], "ipv4_address": None}}
+        assert c["ports"] == {"8080/tcp": None}
         assert c["image"] == "localhost/mec-test/counter:1"
         client.api.inspect_network.assert_called_once_with("podman")
         assert res["engine"]["name"] == "docker"
@@ -123,3 +125,20 @@ def test_preflight_refuses_a_podman_source_with_a_restart_policy(run_module, cli
     client.mec_engine = "docker"  # Docker clears it for the stop itself
     assert run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",
                                                  work_root=str(tmp_path)))["problems"] == []
+
+
+def test_the_record_names_each_hosts_engine(run_module, tmp_path):
+    from ansible_collections.mec.migration.plugins.modules import migration_record
+    base = dict(results_dir=str(tmp_path), status="ok", outcome="migrated", run_id="r1", app="a2", strategy="m2",
+                network="n1", started_at=10.0)
+    res = run_module(migration_record, dict(base, source={"host": "mec-pod-docker", "address": "172.30.81.13",
+                                                          "engine": "docker"},
+                                            target={"host": "mec-pod-source", "address": "172.30.81.11",
+                                                    "engine": "podman"}))
+    assert (res["record"]["source"], res["record"]["target"]) == (
+        {"host": "mec-pod-docker", "address": "172.30.81.13", "engine": "docker"},
+        {"host": "mec-pod-source", "address": "172.30.81.11", "engine": "podman"})
+    with pytest.raises(AnsibleFailJson) as exc:
+        run_module(migration_record, dict(base, run_id="r2", source={"host": "h", "address": "a", "engine": "lxc"},
+                                          target={"host": "t", "address": "b"}))
+    assert "engine" in exc.value.result["msg"] and "lxc" in exc.value.result["msg"]
