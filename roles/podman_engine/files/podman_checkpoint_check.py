@@ -6,9 +6,10 @@
 Run on the host by roles/podman_engine/tasks/check.yml (ansible.builtin.script). Builds a tiny image from the host's
 own dash and sleep (no registry), runs a counter that keeps its count in memory and prints it every 0.1 s, checkpoints
 it with --export and --print-stats, removes the container, restores it with --import and --print-stats, and reads
-its log: a restored counter goes on from where it stopped (one unbroken 1, 2, 3, ... sequence that grows past the
-count at the checkpoint); a counter that started afresh would print 1 again. Prints one JSON object (the stats of
-both steps, the counts, the wall times) and exits 0; on any failure it prints the JSON with "error" and exits 1.
+its log: the log came along with the archive, and the count goes on from the last number in one unbroken run (the
+counter starts at the host's uptime in seconds times 1000, so a fresh start would begin at another number). Prints
+one JSON object (the stats of both steps, the counts, the wall times) and exits 0; on any failure it prints the JSON
+with "error" and exits 1.
 Everything it makes (container, image, archive) is removed at the end.
 """
 
@@ -22,7 +23,9 @@ import time
 
 NAME = "mec-podman-engine-check"
 IMAGE = "localhost/mec-podman-engine-check:latest"
-COUNTER = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done"
+# Starts at the host's uptime in whole seconds times 1000 (dash has no random source): a fresh start of the same
+# command later would begin at another number, a restored counter goes on from its last one.
+COUNTER = "read up rest < /proc/uptime; i=$((${up%.*} * 1000)); while :; do i=$((i+1)); echo $i; sleep 0.1; done"
 
 
 class CheckError(Exception):
@@ -67,15 +70,15 @@ def counts(log):
     return [int(x) for x in log.split() if x.isdigit()]
 
 
-def wait_count(minimum, timeout=20):
+def wait_lines(minimum, timeout=20):
+    """The counter's numbers once it has printed ``minimum`` of them."""
     deadline = time.monotonic() + timeout
     while True:
         seen = counts(podman("logs", NAME))
-        if seen and seen[-1] >= minimum:
+        if len(seen) >= minimum:
             return seen
         if time.monotonic() > deadline:
-            raise CheckError("the counter reached %s, not %d, within %d s" % (seen[-1:] or "nothing", minimum,
-                                                                             timeout))
+            raise CheckError("the counter printed %d numbers, not %d, within %d s" % (len(seen), minimum, timeout))
         time.sleep(0.1)
 
 
@@ -84,7 +87,7 @@ def check(work):
     # --ulimit host: raise no limit (hosts without CAP_SYS_RESOURCE refuse it); --network none: nothing to restore
     podman("run", "--detach", "--name", NAME, "--ulimit", "host", "--network", "none", IMAGE, "/bin/dash", "-c",
            COUNTER)
-    wait_count(10)
+    wait_lines(10)
     archive = os.path.join(work, "checkpoint.tar")
     started = time.monotonic()
     checkpoint_stats = json.loads(podman("container", "checkpoint", "--export", archive, "--print-stats", NAME))
@@ -98,10 +101,11 @@ def check(work):
     restore_stats = json.loads(podman("container", "restore", "--import", archive, "--print-stats"))
     restore_wall = time.monotonic() - started
     last = at_checkpoint[-1]
-    after = wait_count(last + 5)
-    if after != list(range(1, len(after) + 1)):
+    after = wait_lines(len(at_checkpoint) + 5)
+    # The log comes with the archive; the count goes on from the last number in one unbroken run.
+    if after[:len(at_checkpoint)] != at_checkpoint or after != list(range(after[0], after[0] + len(after))):
         raise CheckError("the restored counter did not go on from %d: its log is %s ... %s (a fresh start would "
-                         "print 1 again)" % (last, after[:3], after[-3:]))
+                         "begin at another number)" % (last, after[:2], after[-3:]))
     return {
         "podman_version": podman("--version").strip(),
         "count_at_checkpoint": last,
