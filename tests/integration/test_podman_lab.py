@@ -17,17 +17,13 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-from labutil import ROOT
+from podman_labtools import podman_lab_hosts, ssh
 
 pytestmark = [pytest.mark.lab, pytest.mark.podman_lab]
 
-INVENTORY_DIR = Path(ROOT) / "inventories" / "podman"
-INVENTORY = INVENTORY_DIR / "hosts.yml"
 BASE_IMAGE = "mec-lab/base:bookworm"
 SOCKET = "/run/podman/podman.sock"
 COUNTER = "mec-podman-lab-test-counter"
@@ -37,37 +33,17 @@ WORK = "/var/tmp/mec-podman-lab-test"
 COUNT_LOOP = "i=$(od -An -N4 -tu4 /dev/urandom); i=$((i)); while :; do i=$((i+1)); echo $i; sleep 0.1; done"
 
 
-def ssh(address, command, check=True, timeout=300):
-    """A shell command as root on a host of the Podman lab (its own key, its known_hosts: StrictHostKeyChecking)."""
-    argv = ["ssh", "-i", str(INVENTORY_DIR / "id_ed25519"),
-            "-o", "UserKnownHostsFile=%s" % (INVENTORY_DIR / "known_hosts"), "-o", "StrictHostKeyChecking=yes",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@" + address, command]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise AssertionError("on %s: %s -> rc %s: %s %s" % (address, command, proc.returncode, proc.stdout[-2000:],
-                                                            proc.stderr[-2000:]))
-    return proc
-
-
 @pytest.fixture(scope="module")
 def podman_lab():
-    """{host name: {'address', 'group', 'engine'}} from the Podman lab's inventory; its absence fails."""
-    if not INVENTORY.exists():
-        pytest.fail("the Podman lab is not up (no %s): bring it up with `ansible-playbook playbooks/lab.yml "
-                    "-e @playbooks/vars/lab_podman.yml` or scripts/test.sh" % os.path.relpath(INVENTORY, ROOT))
-    groups = yaml.safe_load(INVENTORY.read_text())["all"]["children"]["mec_hosts"]["children"]
-    hosts = {}
-    for group, body in groups.items():
-        for name, hostvars in (body.get("hosts") or {}).items():
-            hosts[name] = {"address": hostvars["ansible_host"], "group": group,
-                           "engine": hostvars.get("migration_engine")}
-    engines = sorted(h["engine"] for h in hosts.values())
-    assert engines == ["docker", "podman", "podman"], "the Podman lab's inventory says engines %s" % hosts
+    """{host name: PodmanLabHost} of the Podman lab, two Podman hosts and a Docker one; its absence fails."""
+    hosts = podman_lab_hosts()
+    assert sorted(h.engine for h in hosts.values()) == ["docker", "podman", "podman"], \
+        "the Podman lab's inventory says engines %s" % hosts
     return hosts
 
 
 def _by_group(lab, group):
-    (host,) = [h for h in lab.values() if h["group"] == group]
+    (host,) = [h for h in lab.values() if h.group == group]
     return host
 
 
@@ -79,34 +55,34 @@ def _counts(text):
 def test_each_host_runs_the_engine_its_inventory_names(podman_lab, name):
     host = podman_lab[name]
     # What runs there, read on the host: the engines' processes and what their command lines answer.
-    probe = ssh(host["address"], "pgrep -x dockerd > /dev/null && echo dockerd=yes || echo dockerd=no; "
+    probe = ssh(host.address, "pgrep -x dockerd > /dev/null && echo dockerd=yes || echo dockerd=no; "
                                  "pgrep -f '^podman system service' > /dev/null && echo podman_service=yes "
                                  "|| echo podman_service=no; command -v podman > /dev/null && echo podman=yes "
                                  "|| echo podman=no").stdout.split()
-    if host["engine"] == "podman":
+    if host.engine == "podman":
         assert probe == ["dockerd=no", "podman_service=yes", "podman=yes"], (name, probe)
-        info = json.loads(ssh(host["address"], "podman info --format '{{json .Host}}'").stdout)
+        info = json.loads(ssh(host.address, "podman info --format '{{json .Host}}'").stdout)
         assert info["ociRuntime"]["name"] == "runc"
-        assert "4.3.1" in ssh(host["address"], "podman --version").stdout
+        assert "4.3.1" in ssh(host.address, "podman --version").stdout
     else:
-        assert host["engine"] == "docker"
+        assert host.engine == "docker"
         assert probe == ["dockerd=yes", "podman_service=no", "podman=no"], (name, probe)
-        assert ssh(host["address"], "docker info --format '{{json .ExperimentalBuild}}'").stdout.strip() == "true"
+        assert ssh(host.address, "docker info --format '{{json .ExperimentalBuild}}'").stdout.strip() == "true"
 
 
 @pytest.mark.parametrize("name", ["mec-pod-source", "mec-pod-target", "mec-pod-docker"])
 def test_a_container_runs_from_the_lab_image_loaded_from_the_controller(podman_lab, name):
     host = podman_lab[name]
-    cli = host["engine"]
+    cli = host.engine
     # Podman: --ulimit host (it would raise NOFILE/NPROC, which fails without CAP_SYS_RESOURCE); Docker has no such flag
     ulimit = "--ulimit host " if cli == "podman" else ""
-    out = ssh(host["address"], "%s run --rm %s--network none %s cat /etc/debian_version"
+    out = ssh(host.address, "%s run --rm %s--network none %s cat /etc/debian_version"
               % (cli, ulimit, BASE_IMAGE)).stdout.strip()
     assert out.startswith("12."), out
     # the very image of the controller's engine (Podman names it by the same configuration digest, without sha256:)
     want = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", BASE_IMAGE], capture_output=True,
                           text=True, check=True).stdout.strip().replace("sha256:", "")
-    have = ssh(host["address"], "%s image inspect --format '{{.Id}}' %s" % (cli, BASE_IMAGE)).stdout.strip()
+    have = ssh(host.address, "%s image inspect --format '{{.Id}}' %s" % (cli, BASE_IMAGE)).stdout.strip()
     assert have.replace("sha256:", "") == want
 
 
@@ -114,32 +90,32 @@ def test_podman_checkpoint_export_on_source_restores_with_its_memory_on_target(p
     """A counter whose count lives only in memory goes on counting on the other Podman host: checkpoint --export on
     the source, the archive copied host to host (the ssh_peers trust), restore --import on the target."""
     src, dst = _by_group(podman_lab, "source"), _by_group(podman_lab, "target")
-    assert src["engine"] == dst["engine"] == "podman"
+    assert src.engine == dst.engine == "podman"
     for host in (src, dst):
-        ssh(host["address"], "podman rm --force --ignore %s > /dev/null; rm -rf %s; mkdir -m 0700 -p %s"
+        ssh(host.address, "podman rm --force --ignore %s > /dev/null; rm -rf %s; mkdir -m 0700 -p %s"
             % (COUNTER, WORK, WORK))
     try:
-        ssh(src["address"], "podman run --detach --name %s --ulimit host %s sh -c '%s'" % (COUNTER, BASE_IMAGE,
+        ssh(src.address, "podman run --detach --name %s --ulimit host %s sh -c '%s'" % (COUNTER, BASE_IMAGE,
                                                                                           COUNT_LOOP))
         time.sleep(2)
-        checkpoint = json.loads(ssh(src["address"], "PATH=/usr/local/sbin:$PATH podman container checkpoint "
+        checkpoint = json.loads(ssh(src.address, "PATH=/usr/local/sbin:$PATH podman container checkpoint "
                                                     "--export %s/cp.tar --print-stats %s" % (WORK, COUNTER)).stdout)
-        at_checkpoint = _counts(ssh(src["address"], "podman logs %s" % COUNTER).stdout)
+        at_checkpoint = _counts(ssh(src.address, "podman logs %s" % COUNTER).stdout)
         assert len(at_checkpoint) >= 10, at_checkpoint[-3:]
-        assert ssh(src["address"], "podman inspect --format '{{.State.Status}}' %s" % COUNTER).stdout.strip() \
+        assert ssh(src.address, "podman inspect --format '{{.State.Status}}' %s" % COUNTER).stdout.strip() \
             == "exited"
         # host to host, over the SSH trust that the ssh_peers role set up (no controller in between)
-        ssh(src["address"], "rsync -a %s/cp.tar root@%s:%s/" % (WORK, dst["address"], WORK))
-        restore = json.loads(ssh(dst["address"], "PATH=/usr/local/sbin:$PATH podman container restore --import "
+        ssh(src.address, "rsync -a %s/cp.tar root@%s:%s/" % (WORK, dst.address, WORK))
+        restore = json.loads(ssh(dst.address, "PATH=/usr/local/sbin:$PATH podman container restore --import "
                                                  "%s/cp.tar --print-stats" % WORK).stdout)
         time.sleep(1.5)
-        after = _counts(ssh(dst["address"], "podman logs %s" % COUNTER).stdout)
+        after = _counts(ssh(dst.address, "podman logs %s" % COUNTER).stdout)
         # The log came along with the checkpoint, and the count goes on from the last number in one unbroken run:
         # a fresh start would begin at another random number.
         assert after[:len(at_checkpoint)] == at_checkpoint, (at_checkpoint[:2], at_checkpoint[-2:], after[:2])
         assert after == list(range(after[0], after[0] + len(after))), (at_checkpoint[-3:], after[-3:])
         assert after[-1] > at_checkpoint[-1] + 5
-        assert ssh(dst["address"], "podman inspect --format '{{.State.Running}}' %s" % COUNTER).stdout.strip() \
+        assert ssh(dst.address, "podman inspect --format '{{.State.Running}}' %s" % COUNTER).stdout.strip() \
             == "true"
         stats = {"checkpoint": checkpoint, "restore": restore, "count_at_checkpoint": at_checkpoint[-1],
                  "count_on_target": after[-1]}
@@ -148,13 +124,13 @@ def test_podman_checkpoint_export_on_source_restores_with_its_memory_on_target(p
         assert restore["container_statistics"][0]["criu_statistics"]["pages_restored"] > 0
     finally:
         for host in (src, dst):
-            ssh(host["address"], "podman rm --force --ignore %s > /dev/null; rm -rf %s" % (COUNTER, WORK),
+            ssh(host.address, "podman rm --force --ignore %s > /dev/null; rm -rf %s" % (COUNTER, WORK),
                 check=False)
 
 
 @pytest.mark.parametrize("name", ["mec-pod-source", "mec-pod-target"])
 def test_podman_api_socket_answers_and_is_roots_alone(podman_lab, name):
-    address = podman_lab[name]["address"]
+    address = podman_lab[name].address
     curl = "curl --silent --show-error --fail --max-time 20 --unix-socket %s http://d" % SOCKET
     assert ssh(address, curl + "/_ping").stdout == "OK"
     info = json.loads(ssh(address, curl + "/v4.0.0/libpod/info").stdout)
