@@ -15,6 +15,7 @@ from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
     link_checkpoint, place_checkpoint, restore_stages, runtime_checkpoint, runtime_root, stage_checkpoint,
     start_from_checkpoint, write_checkpoint_delta)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
+from ansible_collections.mec.migration.plugins.module_utils.engines import can_update_restart_policy, engine_of
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.run_config import (
@@ -93,7 +94,8 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
     # A restart policy would bring the source back after the stop or the final checkpoint (which the
     # engine does not count as a manual stop): clear it; migration_rollback puts it back.
     policy = (info.get("HostConfig") or {}).get("RestartPolicy") or {}
-    if policy.get("Name") not in (None, "", "no"):
+    # (Podman's API cannot change it, and a podman stop is never undone by its restart policy)
+    if policy.get("Name") not in (None, "", "no") and can_update_restart_policy(engine_of(client)):
         client.api.update_container(info["Id"], restart_policy={"Name": "no", "MaximumRetryCount": 0})
         result["restart_policy_cleared"] = policy
     try:
@@ -151,7 +153,7 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
 
 def relocate_target(module, client, name, transfer_method, checkpoint=None, port=None, workdir=None,
                     timeout=120, listen_address=None, source_address=None, secret=None, run_id=None,
-                    info=None, result=None, link_pages=False):
+                    info=None, result=None, link_pages=True):
     """Target half: receive the state (authenticated stream, or scp + completion marker), start (from the
     checkpoint for m3). With the stream the receiver binds ``listen_address`` only and takes the stream of
     ``source_address`` only, after the run's challenge-response. ``link_pages`` (m3 with the stream): the
@@ -275,7 +277,8 @@ def first_connect(client, info, limit=2.0):
 
 def _restore_policy(client, info, restart_policy):
     if restart_policy and restart_policy.get("Name") not in (None, "", "no") and \
-            (info.get("HostConfig") or {}).get("RestartPolicy") != restart_policy:
+            (info.get("HostConfig") or {}).get("RestartPolicy") != restart_policy and \
+            can_update_restart_policy(engine_of(client)):
         client.api.update_container(info["Id"], restart_policy=dict(
             Name=restart_policy["Name"], MaximumRetryCount=restart_policy.get("MaximumRetryCount") or 0))
         return True

@@ -145,6 +145,9 @@ def _assert_stages(record):
     # what no step measured (the gaps between the steps; one clock on the lab's hosts): a few ms, not a stage
     assert abs(stages["unaccounted"]) < 0.1, stages
     assert record["downtime"]["serving_after_running"] is not None, record["downtime"]
+    # the page images went into the engine's checkpoint folder as links (out of the engine's round trip)
+    assert isinstance(stages["target_place"], (int, float)), stages
+    assert record["sizes"]["checkpoint_linked"] > 0.8 * record["sizes"]["checkpoint_final"], record["sizes"]
 
 
 def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_path):
@@ -172,6 +175,15 @@ def test_a2_with_a_client_holding_a_connection(hosts, on_source, back_home, tmp_
     after = http_json(dst.address)  # the client reconnects, to the target now
     # memory and volume state went along: the counters continue, they did not start again
     assert after["requestsOk"] >= before["requestsOk"] and after["counter"] >= before["counter"], (before, after)
+    # an ordinary container of the target's engine: listed, its logs readable, stopped and started again by the
+    # engine (from its image now, its volume kept); back_home then migrates it once more (m3)
+    assert dst.out(["docker", "ps", "--filter", "name=^a2$", "--format", "{{.Names}} {{.State}}"]) == "a2 running"
+    dst.out(["docker", "logs", "--tail", "3", "a2"])
+    dst.out(["docker", "stop", "-t", "2", "a2"])
+    assert not dst.running("a2")
+    dst.out(["docker", "start", "a2"])
+    again = http_json(dst.address)
+    assert dst.running("a2") and again["counter"] >= after["counter"], (after, again)
 
 
 def test_a3_with_a_memcached_client_connected(hosts, on_source, back_home, tmp_path):
