@@ -132,7 +132,10 @@ def operations(record):
     return pre, record["downtime"]["operations_sum"] or 0.0
 
 
-def one_run(args, source, target, env, workdir, run_number=0):
+def one_run(args, source, target, env, workdir, run_number=0, variant=None):
+    """One migration source -> target; ``variant`` (--variant): (label, checkout, extra variables) to run another
+    checkout's migrate.yml (from its folder, with its ansible.cfg) and/or with other variables."""
+    root = variant[1] if variant else ROOT
     results = os.path.join(workdir, "results")
     junit = os.path.join(workdir, "junit")
     os.makedirs(junit)
@@ -141,11 +144,13 @@ def one_run(args, source, target, env, workdir, run_number=0):
         extra = {"follow_app": args.app, "follow_strategy": args.strategy, "follow_zone": "zone-" + target,
                  "follow_migration_port": args.port, "follow_results_dir": results}
     else:
-        playbook, inventory = PLAYBOOK, args.inventory
+        playbook, inventory = os.path.join(root, "playbooks", "migrate.yml"), args.inventory
         extra = {"app": args.app, "strategy": args.strategy, "results_dir": results, "migration_port": args.port,
                  "migration_cleanup": True, "network_label": "overhead",
                  "migration_source_host": source, "migration_target_host": target}
     extra.update(json.loads(args.extra))
+    if variant:
+        extra.update(variant[2])
     env = dict(env)
     counts_file = os.path.join(workdir, "task_count.json")
     # the tasks evaluated and the remote round trips, counted by callback_plugins/mec_task_count.py
@@ -162,7 +167,7 @@ def one_run(args, source, target, env, workdir, run_number=0):
         # the same ansible-playbook under cProfile, its main process and each worker (ansible_cprofile.py)
         command = [sys.executable, CPROFILE] + (["--cpu-only"] if args.cpu_only else []) \
             + [os.path.join(os.path.abspath(args.cprofile), "run%d" % run_number)] + command[1:]
-    p = subprocess.run(command, cwd=ROOT, env=env,
+    p = subprocess.run(command, cwd=root, env=env,
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     wall, cpu_after, ended_at = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     # the controller's CPU: ansible-playbook, its workers and their ssh clients (less noisy than the wall time)
@@ -195,7 +200,7 @@ def one_run(args, source, target, env, workdir, run_number=0):
            "run_id": record.get("run_id"), "record_timestamps": record["timestamps"],
            "per_task": [[t["name"], t["action"], t["remote"], sorted(set(t["hosts"].values()))]
                         for t in counts["per_task"]],
-           "tasks": read_junit(junit) if args.profile else []}
+           "tasks": read_junit(junit) if args.profile else [], "variant": variant[0] if variant else None}
     if hop:
         # follow.yml's own plays around migrate.yml: its start -> the run's id, the record -> the end
         run["deciding"] = record["timestamps"]["started_at"] - float(hop["playbook_started_at"])
@@ -264,6 +269,12 @@ def main():
     ap.add_argument("--inventory", default=INVENTORY, help="another inventory of the same two lab hosts (default: "
                     "the lab's own); its key and known_hosts paths must hold where it lies")
     ap.add_argument("--config", help="run with this ansible.cfg instead of the checkout's (ANSIBLE_CONFIG)")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=CHECKOUT[:JSON]",
+                    help="alternate the runs, one by one, between variants (repeatable; each runs --runs times): "
+                         "LABEL=. is this checkout, else another checkout's folder (e.g. a git worktree of an older "
+                         "commit; its playbook runs from there, with its ansible.cfg), optionally with more extra "
+                         "variables, e.g. 'linear=.:{\"migration_play_strategy\": \"linear\"}'; --name NAME then "
+                         "writes NAME_<LABEL>.json per variant")
     ap.add_argument("--json", help="also write the runs' figures to this file")
     ap.add_argument("--name", help="write the raw runs and the summary to benchmarks/results/<NAME>.json "
                                    "(tests/benchmarks/results_file.py)")
@@ -279,6 +290,24 @@ def main():
         env[name] = value
     if args.config:
         env["ANSIBLE_CONFIG"] = os.path.abspath(args.config)
+    variants = []
+    for item in args.variant:
+        label, sep, rest = item.partition("=")
+        root, _, extra = rest.partition(":")
+        if not sep or not root or not results_file.NAME_RE.match(label):
+            sys.exit("--variant %s: LABEL=CHECKOUT[:JSON] (LABEL: lower-case letters, digits, . _ -)" % item)
+        root = ROOT if root == "." else os.path.abspath(root)
+        if not os.path.exists(os.path.join(root, "playbooks", "migrate.yml")):
+            sys.exit("--variant %s: %s has no playbooks/migrate.yml" % (item, root))
+        variants.append((label, root, json.loads(extra) if extra else {}))
+    commits = {}
+    for label, root, _extra in variants:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"], capture_output=True, text=True)
+        commits[label] = {"commit": head.stdout.strip() or None,
+                          "dirty_paths": [line[3:] for line in dirty.stdout.splitlines()]}
+    if variants and (args.follow or args.cprofile):
+        sys.exit("--variant does not combine with --follow or --cprofile")
     hosts = lab_hosts(args.inventory)
     names = [hosts["source"].name, hosts["target"].name]
     where = [n for n, h in zip(names, (hosts["source"], hosts["target"])) if Host(h).running(args.app)]
@@ -290,19 +319,26 @@ def main():
     settings = args.env + (["ANSIBLE_CONFIG=" + args.config] if args.config else []) \
         + (["-e " + args.extra] if args.extra != "{}" else []) \
         + (["-i " + args.inventory] if args.inventory != INVENTORY else [])
-    print("%s %s, %d runs from %s; settings: %s; load average %s" % (
-        args.app, args.strategy, args.runs, source, " ".join(settings) or "ansible.cfg",
+    print("%s %s, %d runs%s from %s; settings: %s; load average %s" % (
+        args.app, args.strategy, args.runs, " of each of %s, alternated" % ", ".join(v[0] for v in variants)
+        if variants else "", source, " ".join(settings) or "ansible.cfg",
         open("/proc/loadavg").read().split(" ", 3)[:3]), flush=True)
     runs = []
     results_file.start()
     with tempfile.TemporaryDirectory(prefix="mec-overhead-") as tmp:
-        for i in range(args.runs):
-            run = one_run(args, source, target, env, os.path.join(tmp, str(i)), i)
+        # with --variant, the variants take turns run by run (A B B A A B ...: each variant runs --runs times, as
+        # often in one direction as in the other), so that the machine's load (shared with others) weighs on each
+        # alike
+        for i in range(args.runs * max(1, len(variants))):
+            turn = i // len(variants) if variants else 0
+            variant = (variants if turn % 2 == 0 else variants[::-1])[i % len(variants)] if variants else None
+            run = one_run(args, source, target, env, os.path.join(tmp, str(i)), i, variant)
             runs.append(run)
-            print("run %d %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
+            print("run %d%s %s -> %s: wall %6.2f s  play %6.2f s  operations %5.2f s (pre %5.2f, relocation %4.2f)"
                   "  overhead %6.2f s  start->running on target %s s  tasks %d (%d skipped), remote round trips %d"
                   "  controller CPU %5.2f s%s" % (
-                      i + 1, source, target, run["wall"], run["span"], run["ops"], run["pre_ops"],
+                      i + 1, " [%s]" % variant[0] if variant else "", source, target, run["wall"], run["span"],
+                      run["ops"], run["pre_ops"],
                       run["relocation_ops"], run["overhead"],
                       "%5.2f" % run["to_serving"] if run["to_serving"] is not None else "  ?",
                       run["tasks_evaluated"], run["tasks_skipped"], run["remote_round_trips"], run["cpu"],
@@ -310,6 +346,19 @@ def main():
                       if "deciding" in run else ""), flush=True)
             source, target = target, source
     print("\n%d runs, load average after %s" % (len(runs), open("/proc/loadavg").read().split(" ", 3)[:3]))
+    if not variants:
+        report(args, runs, args.name, settings, json.loads(args.extra))
+        return
+    for label, root, extra in variants:
+        print("\nvariant %s (%s, -e %s)" % (label, root, json.dumps(extra)))
+        report(args, [r for r in runs if r["variant"] == label], "%s_%s" % (args.name, label) if args.name else None,
+               settings + ["variant %s: %s -e %s" % (label, root, json.dumps(extra))],
+               dict(json.loads(args.extra), **extra),
+               alternated=[v[0] for v in variants], checkout=commits[label])
+
+
+def report(args, runs, name, settings, extra_vars, alternated=None, checkout=None):
+    """Print the runs' figures (median, min, max) and write them to benchmarks/results/<name>.json."""
     summary = {}
     for key, label in (("wall", "wall"), ("span", "play (record)"), ("ops", "operations"),
                        ("overhead", "overhead"), ("to_serving", "start->running"),
@@ -324,14 +373,18 @@ def main():
         print_profile(runs)
     if args.cprofile:
         subprocess.run([sys.executable, CPROFILE, "--report", os.path.join(os.path.abspath(args.cprofile), "run0")])
-    if args.name:
+    if name:
         raw = [dict(r, tasks=[list(t) for t in r["tasks"]]) for r in runs]
-        path = results_file.write_results(args.name, raw, summary,
+        path = results_file.write_results(name, raw, summary,
                                           extra={"app": args.app, "strategy": args.strategy, "follow": args.follow,
                                                  # the play's strategy: -e migration_play_strategy, else the play's
-                                                 # default (playbooks/migrate.yml)
-                                                 "play_strategy": json.loads(args.extra).get(
-                                                     "migration_play_strategy", "default"),
+                                                 # default (playbooks/migrate.yml of the checkout that ran)
+                                                 "play_strategy": extra_vars.get("migration_play_strategy",
+                                                                                 "default"),
+                                                 # --variant: the runs alternated run by run with these variants'
+                                                 "alternated_with": alternated,
+                                                 # --variant: the checkout the variant ran (its commit, changes)
+                                                 "variant_checkout": checkout,
                                                  "settings": settings, "note": args.note})
         print("raw results: %s" % path)
     if args.json:
