@@ -20,7 +20,8 @@ What the engines do differently and the migration has to know:
 * the image store: only Docker's ``docker load`` takes an archive without the layers it holds already
   (``loads_partial_archives()``); Podman's load needs every layer, so nothing is left out for a Podman target;
 * Podman 4.3's compatible API has no container update (``/containers/{id}/update``): a restart policy cannot be
-  changed after creation (``can_update_restart_policy()``);
+  changed after creation (``can_update_restart_policy()``), and need not be for the migration's stop, which
+  Podman's restart policy never undoes (a stop through the API counts as the user's);
 * Docker's checkpoints (m3) are not Podman's: m3 runs only Docker -> Docker (``strategy_problems()``).
 """
 

@@ -447,9 +447,19 @@ def _member_chunks(reader, size):
         yield chunk
 
 
+# a layer's file in a `docker save` archive: Docker's <id>/layer.tar, or Podman's <diff ID hex>.tar at the top (with
+# <id>/layer.tar as a link to it)
+_PODMAN_LAYER_RE = re.compile(r"^[0-9a-f]{64}\.tar$")
+
+
+def _is_layer_file(name):
+    return name.endswith("/layer.tar") or bool(_PODMAN_LAYER_RE.match(name))
+
+
 def _write_from_save(client, image, info, plan, fh):
-    """Method ``save``: `docker save` streamed through the API; a layer.tar whose diff ID only the present layers
-    have is dropped after it was hashed (the file is cut back to before its header)."""
+    """Method ``save``: `docker save` (or Podman's) streamed through the API; a layer file whose diff ID only the
+    present layers have is dropped after it was hashed (the file is cut back to before its header). Podman's links
+    to a dropped layer stay: a Docker target opens only the layers it lacks, through the manifest."""
     diff_ids = [layer["diff_id"] for layer in plan]
     needed = set(layer["diff_id"] for layer in plan if layer["send"])
     droppable = set(diff_ids) - needed
@@ -478,7 +488,7 @@ def _write_from_save(client, image, info, plan, fh):
             start = fh.tell()
             digest = "sha256:" + writer.add_stream(member.name, member.size, _member_chunks(src, member.size))
             kept = True
-            if member.name.endswith("/layer.tar") and digest in droppable:
+            if _is_layer_file(member.name) and digest in droppable:
                 fh.seek(start)
                 fh.truncate()
                 kept = False

@@ -16,8 +16,7 @@ description:
     Podman or across engines is refused with the reason), the engine has experimental features on and
     C(criu check) passes; the tools of the transfer are installed.
   - O(role=source), the container exists and runs; O(peer_address) is not an address of this host (source
-    and target must differ). On Podman, the container has no restart policy (Podman 4.3's API cannot clear it
-    for the stop, so the stopped source could come back). With O(criu=true), what would make CRIU refuse the
+    and target must differ). With O(criu=true), what would make CRIU refuse the
     dump, found before anything changes - non-root processes on a host whose capability bounding set lacks
     CAP_SYS_RESOURCE (CRIU dumps only root processes there), a terminal (C(docker run -t)), a network or PID namespace
     shared with the host or another container, and established TCP connections when O(tcp_policy=refuse).
@@ -286,12 +285,6 @@ def check(module, client, p):
         elif not state.get("Running"):
             problems.append("Container %s exists on the source host %s but does not run (status %s)."
                             % (p["name"], host, state.get("Status")))
-        policy = ((c or {}).get("HostConfig") or {}).get("RestartPolicy") or {}
-        if policy.get("Name") not in (None, "", "no") and not engines.can_update_restart_policy(engine["name"]):
-            problems.append("Container %s on the source host %s has restart policy %s: %s %s cannot clear it for the "
-                            "migration's stop (its API has no container update), so the stopped source could come "
-                            "back. Re-create the container without a restart policy to migrate it." % (
-                                p["name"], host, policy.get("Name"), engines.title(engine["name"]), engine["version"]))
         if not p["peer_address"]:
             problems.append("No target address given (peer_address).")
         elif is_local_address(p["peer_address"]):

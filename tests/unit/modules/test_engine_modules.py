@@ -112,19 +112,17 @@ def test_preflight_passes_m2_across_engines(run_module, client, tmp_path):
     assert res["engine"]["name"] == "podman"
 
 
-def test_preflight_refuses_a_podman_source_with_a_restart_policy(run_module, client, tmp_path):
+def test_preflight_passes_a_podman_source_with_a_restart_policy(run_module, client, tmp_path):
+    """Podman never undoes the migration's stop by a restart policy: nothing to refuse (relocation.py leaves the
+    policy alone on Podman, engines.can_update_restart_policy)."""
     client.mec_engine = "podman"
     data = inspect_container(running=True)
     data["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
     client.api.inspect_container.return_value = data
-    res = _preflight(run_module, tmp_path, engine="podman")
-    assert res["problems"] == [
-        "Container counter on the source host %s has restart policy always: Podman 20.10.24 cannot clear it for the "
-        "migration's stop (its API has no container update), so the stopped source could come back. Re-create the "
-        "container without a restart policy to migrate it." % migration_preflight.hostname()]
-    client.mec_engine = "docker"  # Docker clears it for the stop itself
-    assert run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",
-                                                 work_root=str(tmp_path)))["problems"] == []
+    res = run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",
+                                               work_root=str(tmp_path), engine="podman"))
+    assert res["problems"] == []
+    client.api.update_container.assert_not_called()
 
 
 def test_the_record_names_each_hosts_engine(run_module, tmp_path):
@@ -142,3 +140,62 @@ def test_the_record_names_each_hosts_engine(run_module, tmp_path):
         run_module(migration_record, dict(base, run_id="r2", source={"host": "h", "address": "a", "engine": "lxc"},
                                           target={"host": "t", "address": "b"}))
     assert "engine" in exc.value.result["msg"] and "lxc" in exc.value.result["msg"]
+
+
+def _podman_save(layers, config, name):
+    """What Podman 4.3 streams for `save` (docker-archive): <diff ID hex>.tar per layer at the top, the config,
+    <v1 id>/layer.tar as links to the top-level files, manifest.json naming the top-level files."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+    buf = io.BytesIO()
+    config_id = hashlib.sha256(config).hexdigest()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        def add(n, data=None, link=None):
+            info = tarfile.TarInfo(n)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+            else:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        names = []
+        for raw in layers:
+            names.append(hashlib.sha256(raw).hexdigest() + ".tar")
+            add(names[-1], raw)
+        add(config_id + ".json", config)
+        for i, n in enumerate(names):
+            add("%064x/layer.tar" % (i + 1), link="../" + n)
+        add("manifest.json", json.dumps([{"Config": config_id + ".json", "RepoTags": ["docker.io/" + name],
+                                          "Layers": names}]).encode())
+    return buf.getvalue(), "sha256:" + config_id
+
+
+def test_a_podman_source_leaves_out_what_a_docker_target_holds(tmp_path):
+    """Podman -> Docker: the layer files of Podman's save layout are dropped like Docker's layer.tar."""
+    import hashlib
+    import json
+    import tarfile
+    from unittest import mock
+    from ansible_collections.mec.migration.plugins.module_utils import images
+    base, top = b"B" * 5000, b"T" * 700
+    diffs = ["sha256:" + hashlib.sha256(raw).hexdigest() for raw in (base, top)]
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": diffs}}).encode()
+    stream, image_id = _podman_save([base, top], config, "mec-migration/a2:r1")
+    client = mock.MagicMock(name="DockerClient")
+    client.mec_engine = "podman"
+    client.info.return_value = {"Driver": "overlay", "DockerRootDir": "/var/lib/containers/storage"}
+    client.api.inspect_image.return_value = {"Id": image_id, "RootFS": {"Layers": diffs}}
+    client.api.get_image.return_value = iter([stream[i:i + 4096] for i in range(0, len(stream), 4096)])
+    dest = tmp_path / "image.tar"
+    with mock.patch.object(images, "_local_engine", return_value=True):
+        res = images.write_image_archive(client, "mec-migration/a2:r1", str(dest), images.chain_ids(diffs)[:1])
+    client.api.get_image.assert_called_once_with("mec-migration/a2:r1")
+    assert res["method"] == "save" and "overlay" in res["fallback_reason"]
+    assert (res["layers_sent"], res["layers_skipped"], res["bytes_skipped"]) == (1, 1, len(base))
+    with tarfile.open(str(dest)) as tar:
+        names = tar.getnames()
+    assert diffs[0].split(":")[1] + ".tar" not in names and diffs[1].split(":")[1] + ".tar" in names
+    plan = images.read_archive_plan(str(dest))[0]
+    assert plan["config_id"] == image_id
+    assert [layer["in_archive"] for layer in plan["layers"]] == [False, True]
