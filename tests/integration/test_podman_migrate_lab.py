@@ -20,17 +20,14 @@ import shlex
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
-from labtools import ROOT, STATE_ROOT, WORK_ROOT, migrate
+from labtools import STATE_ROOT, WORK_ROOT, migrate
+from podman_labtools import INVENTORY, SSH_OPTS, podman_lab_hosts
 
 pytestmark = [pytest.mark.lab, pytest.mark.podman_lab]
 
-INVENTORY_DIR = Path(ROOT) / "inventories" / "podman"
-INVENTORY = INVENTORY_DIR / "hosts.yml"
 IMAGE = "mec-test/counter:1"
 CONFIG_KEYS = ("Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts")
 # a container's inspect data from Podman's Docker-compatible API, read on the host (python3-docker is there)
@@ -48,10 +45,7 @@ class PodLabHost(object):
 
     def run(self, argv, check=True, timeout=300, stdin=None):
         cmd = argv if isinstance(argv, str) else " ".join(shlex.quote(a) for a in argv)
-        p = subprocess.run(["ssh", "-i", str(INVENTORY_DIR / "id_ed25519"), "-o",
-                            "UserKnownHostsFile=%s" % (INVENTORY_DIR / "known_hosts"), "-o",
-                            "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-                            "root@" + self.address, cmd], capture_output=True, timeout=timeout,
+        p = subprocess.run(["ssh"] + SSH_OPTS + ["root@" + self.address, cmd], capture_output=True, timeout=timeout,
                            stdin=subprocess.DEVNULL if stdin is None else stdin, text=stdin is None)
         if check and p.returncode != 0:
             raise AssertionError("on %s: %s -> rc %s: %s" % (self.name, cmd, p.returncode, p.stderr))
@@ -109,14 +103,7 @@ class PodLabHost(object):
 @pytest.fixture(scope="module")
 def pod_lab():
     """{name: PodLabHost} of the Podman lab; its absence fails, also outside CI (never skipped)."""
-    if not INVENTORY.exists():
-        pytest.fail("the Podman lab is not up (no %s): bring it up with `ansible-playbook playbooks/lab.yml "
-                    "-e @playbooks/vars/lab_podman.yml` or scripts/test.sh" % os.path.relpath(INVENTORY, ROOT))
-    groups = yaml.safe_load(INVENTORY.read_text())["all"]["children"]["mec_hosts"]["children"]
-    hosts = {}
-    for body in groups.values():
-        for name, hv in (body.get("hosts") or {}).items():
-            hosts[name] = PodLabHost(name, hv["ansible_host"], hv.get("migration_engine", "docker"))
+    hosts = dict((h.name, PodLabHost(h.name, h.address, h.engine)) for h in podman_lab_hosts().values())
     assert sorted(h.engine for h in hosts.values()) == ["docker", "podman", "podman"], hosts
     for h in hosts.values():
         h.out("version", "--format", "{{.Client.Version}}" if h.engine == "docker" else "{{.Version}}")
