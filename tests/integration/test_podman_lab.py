@@ -56,9 +56,9 @@ def test_each_host_runs_the_engine_its_inventory_names(podman_lab, name):
     host = podman_lab[name]
     # What runs there, read on the host: the engines' processes and what their command lines answer.
     probe = ssh(host.address, "pgrep -x dockerd > /dev/null && echo dockerd=yes || echo dockerd=no; "
-                                 "pgrep -f '^podman system service' > /dev/null && echo podman_service=yes "
-                                 "|| echo podman_service=no; command -v podman > /dev/null && echo podman=yes "
-                                 "|| echo podman=no").stdout.split()
+                              "pgrep -f '^podman system service' > /dev/null && echo podman_service=yes "
+                              "|| echo podman_service=no; command -v podman > /dev/null && echo podman=yes "
+                              "|| echo podman=no").stdout.split()
     if host.engine == "podman":
         assert probe == ["dockerd=no", "podman_service=yes", "podman=yes"], (name, probe)
         info = json.loads(ssh(host.address, "podman info --format '{{json .Host}}'").stdout)
@@ -95,11 +95,11 @@ def test_podman_checkpoint_export_on_source_restores_with_its_memory_on_target(p
         ssh(host.address, "podman rm --force --ignore %s > /dev/null; rm -rf %s; mkdir -m 0700 -p %s"
             % (COUNTER, WORK, WORK))
     try:
-        ssh(src.address, "podman run --detach --name %s --ulimit host %s sh -c '%s'" % (COUNTER, BASE_IMAGE,
-                                                                                          COUNT_LOOP))
+        ssh(src.address, "podman run --detach --name %s --ulimit host %s sh -c '%s'"
+            % (COUNTER, BASE_IMAGE, COUNT_LOOP))
         time.sleep(2)
         checkpoint = json.loads(ssh(src.address, "PATH=/usr/local/sbin:$PATH podman container checkpoint "
-                                                    "--export %s/cp.tar --print-stats %s" % (WORK, COUNTER)).stdout)
+                                                 "--export %s/cp.tar --print-stats %s" % (WORK, COUNTER)).stdout)
         at_checkpoint = _counts(ssh(src.address, "podman logs %s" % COUNTER).stdout)
         assert len(at_checkpoint) >= 10, at_checkpoint[-3:]
         assert ssh(src.address, "podman inspect --format '{{.State.Status}}' %s" % COUNTER).stdout.strip() \
@@ -107,7 +107,7 @@ def test_podman_checkpoint_export_on_source_restores_with_its_memory_on_target(p
         # host to host, over the SSH trust that the ssh_peers role set up (no controller in between)
         ssh(src.address, "rsync -a %s/cp.tar root@%s:%s/" % (WORK, dst.address, WORK))
         restore = json.loads(ssh(dst.address, "PATH=/usr/local/sbin:$PATH podman container restore --import "
-                                                 "%s/cp.tar --print-stats" % WORK).stdout)
+                                              "%s/cp.tar --print-stats" % WORK).stdout)
         time.sleep(1.5)
         after = _counts(ssh(dst.address, "podman logs %s" % COUNTER).stdout)
         # The log came along with the checkpoint, and the count goes on from the last number in one unbroken run:
