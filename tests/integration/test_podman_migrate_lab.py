@@ -7,7 +7,8 @@ checked host keys.
   CMD, ENV, WORKDIR, USER, EXPOSE and LABEL are the counter image's, the run-time environment follows, and the record
   says the image archive carried every layer for a Podman target and only the commit's layer for the Docker host
   that holds the others (Podman -> Docker).
-- m1 Podman -> Podman: the volume counter goes on; the image's configuration is lost (and listed) as on Docker.
+- m1 Podman -> Podman -> Docker: the volume counter goes on; the image's configuration is lost (and listed) as on
+  Docker, and the command the app runs with follows.
 - A host whose migration_engine is not what it runs, and m3 on Podman, are refused before any change.
 
 The app is tests/integration/files/counter_app (mec-test/counter:1 built on this machine and loaded onto the
@@ -235,7 +236,8 @@ def test_m2_docker_to_podman_to_podman_to_docker_keeps_the_volume_and_the_image_
     assert docker.inspect(pod_app.name)["Config"]["Env"].count("RUN_ENV=1") == 1
 
 
-def test_m1_podman_to_podman_keeps_the_volume_and_lists_the_lost_config(pod_app, pod_lab, pod_image, tmp_path):
+def test_m1_podman_to_podman_to_docker_keeps_the_volume_and_lists_the_lost_config(pod_app, pod_lab, pod_image,
+                                                                                    tmp_path):
     pod1, pod2 = pod_lab["mec-pod-source"], pod_lab["mec-pod-target"]
     before = pod_app.start(pod1)
     record = _hop(pod_app, tmp_path, pod1, pod2, "m1")
@@ -246,6 +248,12 @@ def test_m1_podman_to_podman_keeps_the_volume_and_lists_the_lost_config(pod_app,
     assert "RUN_ENV=1" in got["Config"]["Env"] and "MEC_APP=counter" not in got["Config"]["Env"]
     assert "mec.migration.app" in before["Config"]["Labels"]
     assert "mec.migration.app" not in (got["Config"]["Labels"] or {})  # the image's LABEL is lost with it
+    # on to Docker (Podman's export, Docker's import): the imported image had nothing more to lose, the command
+    # the app runs with follows as the container's own
+    docker = pod_lab["mec-pod-docker"]
+    record = _hop(pod_app, tmp_path, pod2, docker, "m1")
+    assert record["lost_config"] == []
+    assert docker.inspect(pod_app.name)["Config"]["Cmd"] == pod_image["Entrypoint"] + pod_image["Cmd"]
 
 
 @pytest.mark.parametrize("case", ["inventory says docker", "m3 on podman"])
