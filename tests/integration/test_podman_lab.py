@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from labutil import ansible_playbook
 from podman_labtools import podman_lab_hosts, ssh
 
 pytestmark = [pytest.mark.lab, pytest.mark.podman_lab]
@@ -145,3 +146,26 @@ def test_podman_api_socket_answers_and_is_roots_alone(podman_lab, name):
     refused = ssh(address, "setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c 'import socket; "
                            "socket.socket(socket.AF_UNIX).connect(\"%s\")'" % SOCKET, check=False)
     assert refused.returncode != 0 and "PermissionError" in refused.stderr, (refused.returncode, refused.stderr)
+
+
+def test_a_lab_host_with_an_unknown_engine_is_refused_before_any_change(tmp_path):
+    """local_lab checks every host's engine (docker or podman) before it makes a network, a host or an inventory."""
+    hosts = [{"name": "mec-never-made-a", "address": "172.30.99.11", "group": "source", "engine": "rkt"},
+             {"name": "mec-never-made-b", "address": "172.30.99.12", "group": "target"}]
+    args = ["-e", "local_lab_name=mec-never-made", "-e", "local_lab_subnet=172.30.99.0/24",
+            "-e", "local_lab_inventory_dir=%s" % (tmp_path / "inv"), "-e", json.dumps({"local_lab_hosts": hosts})]
+    try:
+        proc = ansible_playbook("playbooks/lab.yml", *args)
+        assert proc.returncode != 0
+        assert "an engine docker or podman" in proc.stdout and "engines ['rkt', 'docker']" in proc.stdout, \
+            proc.stdout[-3000:]
+        assert not (tmp_path / "inv").exists()
+        made = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter",
+                               "label=mec.migration.lab=mec-never-made"], capture_output=True, text=True,
+                              check=True).stdout.split()
+        assert made == []
+    finally:
+        # whatever a regression made (the network, a host) goes
+        if subprocess.run(["docker", "network", "inspect", "mec-never-made"], capture_output=True).returncode == 0:
+            ansible_playbook("playbooks/lab.yml", "-e", "local_lab_state=absent", "-e", "local_lab_remove_images=false",
+                             *args)
