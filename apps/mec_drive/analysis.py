@@ -4,7 +4,8 @@ Inputs are plain data, all times Unix seconds (wall clock of the controller):
 - samples: the probe's timeline, [{"t", "zone", "up": [hosts whose A2 answered], "counter": {host: n}}, ...]
   in time order (zone = the UE's zone at t, from the MEC platform);
 - zone_host: {zone: the inventory host that serves it};
-- handovers: the UE's zone changes, [{"at", "from_zone", "to_zone"}, ...] in time order;
+- handovers: the UE's zone changes, [{"at", "from_zone", "to_zone"}, ...] in time order ("at": the wall time the
+  sandbox reached it, wall_time_of; "event_at", when given: the platform's own time stamp of it);
 - follow_lines: follow.yml's log lines (one per rulebook run: seq, zone, source, target, moved, coalesced,
   event_at, event_received_at, playbook_started_at, finished_at);
 - records: migrate.yml's records (schema mec.migration/record/v1: status, run_id, source.host, target.host,
@@ -29,6 +30,25 @@ def sample_state(sample: dict, zone_host: dict) -> str:
     if not up:
         return "down"
     return "local" if zone_host.get(sample.get("zone")) in up else "remote"
+
+
+def wall_time_of(samples: list[dict], sim_t: float, epoch: float) -> float:
+    """The wall time at which the sandbox's simulated clock reached ``sim_t``: interpolated between the two probe
+    samples ({"t": wall, "sim": simulated}) around it; ``epoch + sim_t`` before the first sample with a clock, after
+    the last, or without samples. The sandbox's clock runs on the monotonic clock, which stands still while the
+    whole machine is held (a shared VM's pauses): afterwards its simulated time lags the wall clock, and a handover
+    happens for the UE, the platform's notification and the probe when the sandbox reaches it, not at epoch + t."""
+    prev = None
+    for s in samples:
+        sim = s.get("sim")
+        if sim is None:
+            continue
+        if sim >= sim_t:
+            if prev is None:  # reached before the first sample: back from it at the clock's own pace
+                return s["t"] - (sim - sim_t)
+            return prev["t"] + (sim_t - prev["sim"]) / (sim - prev["sim"]) * (s["t"] - prev["t"])
+        prev = s
+    return epoch + sim_t if prev is None else prev["t"] + (sim_t - prev["sim"])
 
 
 def served_locally(samples: list[dict], zone_host: dict, start: float, end: float) -> dict:
@@ -166,8 +186,10 @@ def assemble_hops(handovers: list[dict], follow_lines: list[dict], records: list
                 if line.get("mode") != "ahead"]
     lines_of, taken = [], set()
     for h in handovers:  # each handover's own event: the closest one within EVENT_MATCH_S
-        near = [(abs(ev_at - h["at"]), i) for ev_at, i, _ln in by_event
-                if ev_at is not None and abs(ev_at - h["at"]) <= EVENT_MATCH_S and i not in taken]
+        # the event's time stamp is the platform's (its simulated clock), as the handover's event_at
+        h_at = h.get("event_at", h["at"])
+        near = [(abs(ev_at - h_at), i) for ev_at, i, _ln in by_event
+                if ev_at is not None and abs(ev_at - h_at) <= EVENT_MATCH_S and i not in taken]
         line_i = min(near)[1] if near else None
         taken.add(line_i)
         lines_of.append(line_i)

@@ -260,7 +260,10 @@ class Drive:
 
     def _collect(self, epoch, samples, start_zone, zone_changes, ap_changes, notes) -> dict:
         end = epoch + self.duration
-        handovers = [{"at": epoch + t, "from_zone": a, "to_zone": b} for t, a, b in zone_changes]
+        # when the sandbox reached each zone change (its clock may lag the wall clock after the machine was held),
+        # and the platform's own time stamp of it (what the event carries)
+        handovers = [{"at": analysis.wall_time_of(samples, t, epoch), "event_at": epoch + t, "from_zone": a,
+                      "to_zone": b} for t, a, b in zone_changes]
         follow_lines = read_follow_lines(self.out / "follow")
         records = read_records(self.out / "follow")
         hops = analysis.assemble_hops(handovers, follow_lines, records, samples, self.lab.zone_host, end)

@@ -300,3 +300,19 @@ def test_a_hop_given_up_because_the_ue_left_is_no_missing_event_and_no_failure()
     hops = analysis.assemble_hops(handovers, follow, [gave_up], samples, ZH, 30.0)
     assert [h["outcome"] for h in hops] == ["given_up", "coalesced"]
     assert not analysis.hop_failed(gave_up)
+
+
+def test_a_handover_is_timed_when_the_sandbox_reached_it_not_at_epoch_plus_its_simulated_time():
+    """The machine was held 15 s at wall 100 (the sandbox's monotonic clock stood still: its simulated time then
+    lags the wall clock by 15 s): a handover at simulated 150 s happens for the UE at wall 165 s, which the probe's
+    samples (wall t, simulated sim) show."""
+    samples = [{"t": t, "sim": t if t <= 100 else t - 15.0} for t in (0.0, 50.0, 100.0, 115.2, 130.0, 170.0, 200.0)]
+    assert analysis.wall_time_of(samples, 150.0, 0.0) == pytest.approx(165.0)
+    assert analysis.wall_time_of(samples, 25.0, 0.0) == pytest.approx(25.0)  # before the hold: epoch + t
+    assert analysis.wall_time_of(samples, 190.0, 0.0) == pytest.approx(205.0)  # after the last sample
+    assert analysis.wall_time_of([], 12.0, 1000.0) == 1012.0
+    # the event carries the platform's time stamp (epoch + simulated): it is matched by event_at, timed by at
+    handovers = [{"at": 165.0, "event_at": 150.0, "from_zone": "zone01", "to_zone": "zone02"}]
+    lines = [line(1, "zone02", "h1", "h2", True, False, 150.0, 165.01, 166.0, 180.0)]
+    hops = analysis.assemble_hops(handovers, lines, [], [], {"zone01": "h1", "zone02": "h2"}, 300.0)
+    assert hops[0]["event_delay_s"] == pytest.approx(0.01) and hops[0]["event_received_at"] == 165.01
