@@ -10,10 +10,12 @@ checked host keys.
 - m1 Podman -> Podman -> Docker: the volume counter goes on; the image's configuration is lost (and listed) as on
   Docker, and the command the app runs with follows.
 - A host whose migration_engine is not what it runs, and m3 on Podman, are refused before any change.
+- m2 Podman -> Podman whose target start fails (a port held there): the source comes back, the target is cleaned.
 
 The app is tests/integration/files/counter_app (mec-test/counter:1 built on this machine and loaded onto the
 source hosts). Bring the lab up with ``ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_podman.yml``;
-without it every test here fails (never skipped). Cost on the lab: ~5 migrations and 2 refused ones, ~2-3 min.
+without it every test here fails (never skipped). Cost on the Podman lab: 6 migrations, 1 rolled back and 2
+refused ones, ~4 min.
 """
 import json
 import os
@@ -159,8 +161,10 @@ class PodApp(object):
             h.run("%s rm -f %s; %s volume rm -f %s; %s images --format '{{.Repository}}:{{.Tag}}' | grep -F "
                   "'mec-migration/%s:' | xargs -r %s rmi -f" % (h.cli, self.name, h.cli, self.volume, h.cli,
                                                                self.name, h.cli), check=False)
-            for rid in self.run_ids:
-                h.run(["rm", "-rf", "%s/%s" % (WORK_ROOT, rid)], check=False)
+            # a failed test may leave its run unfinished: its work dirs, journals and the app's lock go too
+            h.run(["rm", "-rf", "%s/locks/%s.lock" % (STATE_ROOT, self.name)]
+                  + ["%s/%s" % (WORK_ROOT, rid) for rid in self.run_ids]
+                  + ["%s/runs/%s.json" % (STATE_ROOT, rid) for rid in self.run_ids], check=False)
 
 
 @pytest.fixture
@@ -278,3 +282,49 @@ def test_refused_before_any_change(pod_app, pod_lab, tmp_path, case):
     assert pod2.run(["podman", "volume", "exists", pod_app.volume], check=False).returncode != 0
     for h in (pod1, pod2):
         assert h.holds_run(pod_app.name, pod_app.run_ids) == [], h.name
+
+
+PORT = 18081
+# holds PORT on a host (the process's id in PIDFILE, to end it by that id)
+PIDFILE = "/run/mec-test-port-holder.pid"
+HOLD_PORT = ("echo $$ > %s; exec python3 -c 'import socket, time; s = socket.socket(); "
+             "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\", %d)); s.listen(); "
+             "time.sleep(300)'" % (PIDFILE, PORT))
+
+
+def test_m2_podman_relocation_failure_brings_the_source_back(pod_app, pod_lab, tmp_path):
+    """The app publishes a port that something else holds on the target: the target's start fails after the source
+    stopped (the relocation), so the source must come back, and what the run made on the target must go."""
+    pod1, pod2 = pod_lab["mec-pod-source"], pod_lab["mec-pod-target"]
+    pod1.out("run", "-d", "--name", pod_app.name, "--restart", "unless-stopped", "-p", "%d:8080" % PORT,
+             "-v", pod_app.volume + ":/data", IMAGE)
+    pod1.wait_count(pod_app.name, 20)
+    before = pod1.inspect(pod_app.name)
+    holder = subprocess.Popen(["ssh"] + SSH_OPTS + ["root@" + pod2.address, HOLD_PORT], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while pod2.run("ss -Hltn 'sport = :%d' | grep -c LISTEN" % PORT, check=False).stdout.strip() in ("", "0"):
+            assert time.monotonic() < deadline, "the port holder did not start on %s" % pod2.name
+            time.sleep(0.2)
+        rc, out, record = pod_app.migrate(tmp_path, pod1, pod2, "m2")
+    finally:
+        pod2.run("kill $(cat %s) && rm -f %s" % (PIDFILE, PIDFILE), check=False)
+        holder.wait(timeout=30)
+    assert rc != 0
+    assert "address already in use" in " ".join(out.split()), out[-4000:]
+    assert record["status"] == "failed" and record["outcome"] == "rolled_back", record
+    assert record["phase"] == "relocation"
+    # the source was stopped for the relocation and runs again: the same container, its volume counting on
+    assert pod1.inspect(pod_app.name)["Id"] == before["Id"] and pod1.running(pod_app.name)
+    starts = pod1.starts(pod_app.name)
+    assert len(starts) == 2 and starts[-1] > 0, starts
+    assert pod1.wait_count(pod_app.name, starts[-1] + 1) > starts[-1]
+    # what the run made on the target is gone; no lock, journal or work directory holds the app
+    assert pod2.inspect(pod_app.name) is None
+    assert pod2.run(["podman", "volume", "exists", pod_app.volume], check=False).returncode != 0
+    assert pod2.run("podman images --format '{{.Repository}}' | grep -c %s" % pod_app.name,
+                    check=False).stdout.strip() == "0"
+    for h in (pod1, pod2):
+        assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, pod_app.name)], check=False).returncode != 0
+        assert h.run(["test", "-e", "%s/%s" % (WORK_ROOT, pod_app.run_ids[-1])], check=False).returncode != 0
