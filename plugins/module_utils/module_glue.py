@@ -29,6 +29,7 @@ def run_guarded(module, func, *args, **kwargs):
     the failure's result, so partial figures survive a failure.
     """
     from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError, fail
+    from ansible_collections.mec.migration.plugins.module_utils.engines import ENGINES, title
     extra = kwargs.pop("fail_extra", None)
     try:
         return func(*args, **kwargs)
@@ -38,8 +39,10 @@ def run_guarded(module, func, *args, **kwargs):
         details.setdefault("host", hostname())
         module.fail_json(msg=exc.msg, **details)
     except APIError as exc:
-        fail(module, "The Docker engine on host %s refused: %s" % (hostname(), getattr(exc, "explanation", None)
-                                                                   or exc), exc=exc, host=hostname(), **(extra or {}))
+        engine = (getattr(module, "params", None) or {}).get("engine")
+        fail(module, "The %s engine on host %s refused: %s" % (
+            title(engine) if engine in ENGINES else "container", hostname(), getattr(exc, "explanation", None) or exc),
+            exc=exc, host=hostname(), **(extra or {}))
     except (OSError, tarfile.TarError) as exc:
         fail(module, "%s on host %s: %s" % (type(exc).__name__, hostname(), exc), exc=exc, host=hostname(),
              **(extra or {}))
