@@ -115,8 +115,8 @@ if need zones_lab; then
     export MEC_ZONES_LAB=1
 fi
 # ---- Podman lab (issue 20): two Podman hosts and a Docker one, for the tests marked podman_lab --------------------
-# tests/integration/test_podman_lab.py and the Podman migrations; docs/podman.md. ~2.5 min from nothing (images and
-# the CRIU build cached on this machine); less when its hosts are up already (provisioning changes nothing then).
+# tests/integration/test_podman_lab.py and the Podman migrations; docs/podman.md. ~2.5-3 min: 2m31s from nothing
+# (images and the CRIU build cached on this machine), 2m40s for a re-run that changed nothing (load 5-7).
 # The role's Molecule scenario (roles/podman_engine/molecule/default) runs with the others below: ~4 min.
 if need podman_lab; then
     step "Podman lab: mec-pod-source and mec-pod-target (Podman), mec-pod-docker (Docker) (marker podman_lab)"
