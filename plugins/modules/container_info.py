@@ -40,6 +40,14 @@ options:
       - Also read, in the same call, the app's (O(name)) lock and its runs' journals under this state root (as
         C(mec.migration.migration_journal) C(action=read)); the migration's preflight reads both hosts this way.
     type: path
+  journals:
+    description:
+      - With O(journal_root), which of the app's runs' journals to return in RV(journals) - V(all), or V(unfinished)
+        only (the migration's preflight needs no more; an app with hundreds of past runs returns kilobytes, not a
+        quarter of a megabyte). RV(lock) and RV(unfinished) are the same either way.
+    type: str
+    choices: [all, unfinished]
+    default: all
   journal_work_root:
     description:
       - With O(journal_root), the migration's own work root. Every unfinished run's journal must name only what
@@ -74,7 +82,8 @@ lock:
   returned: with O(journal_root)
   type: dict
 journals:
-  description: The app's runs' journals on this host (O(journal_root)).
+  description: The app's runs' journals on this host (O(journal_root)); only the unfinished ones with
+    O(journals=unfinished).
   returned: with O(journal_root)
   type: list
   elements: dict
@@ -121,7 +130,7 @@ from ansible_collections.mec.migration.plugins.module_utils.module_glue import M
 from ansible_collections.mec.migration.plugins.module_utils.run_config import container_info
 
 
-def read_journals(root, app, work_root=None):
+def read_journals(root, app, work_root=None, which="all"):
     """The app's lock and its runs' journals on this host (migration_journal action=read); with ``work_root``
     every unfinished run's journal must name only what the run made (journal.check_recoverable)."""
     try:
@@ -129,8 +138,9 @@ def read_journals(root, app, work_root=None):
         unreadable = []
         journals = (jr.recoverable_journals(root, app, work_root, unreadable=unreadable) if work_root
                     else jr.app_journals(root, app, unreadable=unreadable))
-        return dict(lock=jr.read_lock(root, app), journals=journals, unfinished=jr.unfinished(journals),
-                    unreadable=unreadable)
+        unfinished = jr.unfinished(journals)
+        return dict(lock=jr.read_lock(root, app), journals=journals if which == "all" else unfinished,
+                    unfinished=unfinished, unreadable=unreadable)
     except jr.JournalError as exc:
         raise MigrationError(str(exc)) from exc
 
@@ -140,12 +150,15 @@ def main():
                                               sizes=dict(type="bool", default=True),
                                               journal_root=dict(type="path"),
                                               journal_work_root=dict(type="path"),
+                                              journals=dict(type="str", choices=["all", "unfinished"],
+                                                            default="all"),
                                               chain_ids=dict(type="bool", default=False), **DOCKER_COMMON_ARGS),
                            supports_check_mode=True)
     p = module.params
     extra = {}
     if p["journal_root"]:
-        extra = run_guarded(module, read_journals, p["journal_root"], p["name"], p["journal_work_root"])
+        extra = run_guarded(module, read_journals, p["journal_root"], p["name"], p["journal_work_root"],
+                            p["journals"])
     client = get_client(module)
     cfg = run_guarded(module, container_info, client, p["name"], p["sizes"])
     engine = run_guarded(module, engine_facts, client)

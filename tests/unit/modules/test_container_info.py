@@ -67,3 +67,16 @@ def test_reads_the_journals_and_the_layers_in_the_same_call(run_module, client, 
     result = run_module(container_info, {"name": "app", "journal_root": str(tmp_path), "chain_ids": True})
     assert result["lock"]["run_id"] == "r0" and [j["run_id"] for j in result["unfinished"]] == ["r0"]
     assert len(result["chain_ids"]) == 2 and "sha256:" + "a" * 64 in result["chain_ids"]
+
+
+def test_only_the_unfinished_journals_when_asked(run_module, client, tmp_path):
+    from ansible_collections.mec.migration.plugins.module_utils import journal as jr
+    jr.begin(str(tmp_path), "r0", "app", {}, [], "h")
+    jr.finish(str(tmp_path), "r0", "app", "done")
+    jr.begin(str(tmp_path), "r1", "app", {}, [], "h")
+    client.api.inspect_container.side_effect = NotFound("none")
+    every = run_module(container_info, {"name": "app", "journal_root": str(tmp_path)})
+    assert sorted(j["run_id"] for j in every["journals"]) == ["r0", "r1"]
+    few = run_module(container_info, {"name": "app", "journal_root": str(tmp_path), "journals": "unfinished"})
+    assert [j["run_id"] for j in few["journals"]] == ["r1"] == [j["run_id"] for j in few["unfinished"]]
+    assert few["lock"] == every["lock"] and few["lock"]["run_id"] == "r1"
