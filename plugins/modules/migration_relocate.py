@@ -27,7 +27,12 @@ description:
   - With O(transfer=ssh) the checkpoint goes with rsync over ssh into the target container's checkpoint
     directory, the volumes as a tarball with scp, and a marker file written over ssh is the signal.
   - O(role=target) receives the state into the container created during pre-relocation, waits (at most
-    O(wait_timeout) seconds), starts the container (from O(checkpoint) when given) and confirms it runs.
+    O(wait_timeout) seconds), starts the container (from O(checkpoint) when given) and confirms it runs. With
+    O(checkpoint) and O(transfer=stream) the pre-relocation checkpoint is moved, before the receiver listens, from the
+    engine's C(checkpoints/<checkpoint>/) to C(mec-checkpoint-images/<checkpoint>/) in the container's folder and
+    patched there; at the start the engine's folder gets the small images copied and a relative symbolic link per
+    page image, so that the engine's round trip of the checkpoint through containerd's content store carries no
+    page images (docs/m3.md).
   - Both report wall-clock instants (C(stopped_at) on the source, C(running_at) on the target; the hosts'
     clocks must agree, for example with NTP) and per-operation durations.
 version_added: 0.1.0
