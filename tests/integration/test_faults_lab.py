@@ -329,10 +329,14 @@ def _corrupt_checkpoint(run):
     # serves on the source), its page images are overwritten with garbage of the same size and time stamp:
     # rsync's quick check does not see it, the relocation's delta does (every file's SHA-256 against the
     # source's), so the run must roll back, the source restored from its own final checkpoint
-    ck = "/var/lib/docker/containers/*/checkpoints/*-final"
-    corrupt = ("ls %s/pages-*.img >/dev/null 2>&1 && for f in %s/pages-*.img; do s=$(stat -c %%s $f);"
-               " t=$(stat -c %%Y $f); head -c $s /dev/urandom > $f; touch -d @$t $f; done" % (ck, ck))
-    return _when(run, run.app.dst, "ls %s/pages-*.img >/dev/null 2>&1 && sleep 0.2" % ck, corrupt)
+    # (where the target keeps it: the engine's checkpoints/<run>-final/ as it arrives, the container's own
+    # mec-checkpoint-images/<run>-final/ once the relocation's receiver moved it out of the engine's folder)
+    pages = " ".join("/var/lib/docker/containers/*/%s/*-final/pages-*.img" % d
+                     for d in ("checkpoints", "mec-checkpoint-images"))
+    corrupt = ("n=0; for f in %s; do [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; s=$(stat -c %%s \"$f\");"
+               " t=$(stat -c %%Y \"$f\"); head -c $s /dev/urandom > \"$f\"; touch -d @$t \"$f\"; n=$((n+1)); done;"
+               " [ $n -gt 0 ]" % pages)
+    return _when(run, run.app.dst, "ls %s 2>/dev/null | grep -q . && sleep 0.2" % pages, corrupt)
 
 
 @contextlib.contextmanager
