@@ -33,12 +33,47 @@ attributes:
     support: full
     description: The same results give the same decision.
 options:
+  step:
+    description:
+      - C(read) after C(mec.migration.container_info) on both hosts (a host that cannot be read, a run that holds
+        the app or left it unfinished, an app already migrated); C(preflight) after C(mec.migration.migration_preflight)
+        on both hosts; C(end) the decision above.
+    type: str
+    choices: [read, preflight, end]
+    default: end
+  source_host:
+    description: The source's inventory name.
+    type: str
+  target_host:
+    description: The target's inventory name.
+    type: str
   source:
-    description: The registered result of C(mec.migration.container_info) on the source, now.
+    description: The registered result of C(mec.migration.container_info) on the source, now (with O(step=preflight),
+      of C(mec.migration.migration_preflight)).
     type: raw
   target:
-    description: The registered result of C(mec.migration.container_info) on the target, now.
+    description: The registered result of C(mec.migration.container_info) on the target, now (with
+      O(step=preflight), of C(mec.migration.migration_preflight)).
     type: raw
+  registered:
+    description:
+      - With O(step=read) or O(step=preflight), instead of O(source) and O(target) - the name of the variable in
+        which both hosts (O(source_host), O(target_host)) registered that result; the action reads it as stored,
+        without passing it through the templating engine (much less CPU for a large result, e.g. an app with many
+        past runs' journals).
+    type: str
+  app:
+    description: The app's container name (O(step=read)'s messages).
+    type: str
+  state_root:
+    description: The hosts' state folder (O(step=read)'s messages).
+    type: str
+    default: /var/lib/mec-migration
+  recover:
+    description: With O(step=read), unfinished runs are returned (fact C(migration_unfinished)) to be recovered
+      first instead of refusing the run.
+    type: bool
+    default: false
   source_relocation:
     description: The source's registered result of C(mec.migration.migration_relocate), if it ran.
     type: raw

@@ -28,6 +28,11 @@ notes:
 """
 
 # DOCUMENTATION first, the layout ansible-doc and ansible-test expect
+import ctypes  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+
+from ansible.executor.process import worker  # noqa: E402
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 
@@ -44,13 +49,44 @@ else:
     StrategyMixin = ansible_mitogen.strategy.StrategyMixin
 
 
+def _workers_die_with(parent):
+    """Makes each worker forked from now on die with ``parent`` (this ansible-playbook process): ansible-core's
+    workers start their own session (WorkerProcess._detach: os.setsid), so a kill of ansible-playbook's process
+    group does not reach them, and a worker waiting on Mitogen's connection process for a task's result would wait
+    forever once ansible-playbook was killed (SIGKILL: seen in the fault campaign's dead-controller runs). Linux
+    prctl(PR_SET_PDEATHSIG); elsewhere nothing changes. Returns the function that undoes it."""
+    original = getattr(worker.WorkerProcess, "_detach", None)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None
+    if original is None or prctl is None:  # an ansible-core without _detach (no own session), or not Linux
+        return lambda: None
+
+    def _detach(self):
+        original(self)
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    worker.WorkerProcess._detach = _detach
+
+    def undo():
+        worker.WorkerProcess._detach = original
+    return undo
+
+
 if MITOGEN_ERROR is None:
     class StrategyModule(StrategyMixin, LinearStrategyModule):
         """Mitogen's mitogen_linear: its StrategyMixin over ansible-core's linear strategy."""
 
         def run(self, iterator, play_context, result=0):
             display.vv("mec.migration.mitogen_linear: the play runs with Mitogen for Ansible")
-            return super().run(iterator, play_context)
+            undo = _workers_die_with(os.getpid())
+            try:
+                return super().run(iterator, play_context)
+            finally:
+                undo()
 else:
     class StrategyModule(LinearStrategyModule):
         """Mitogen could not be imported: ansible-core's linear strategy, with a warning."""

@@ -9,7 +9,9 @@ import base64
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -378,3 +380,58 @@ def test_the_collections_mitogen_strategy_without_mitogen_runs_linear_and_says_s
     assert "pip install mitogen" in out and "migration_play_strategy=linear" in out
     assert not any("(mitogen:" in line for line in ancestors), ancestors
     assert "SSH: EXEC" in out, "the play did not run over ansible-core's ssh connection"
+
+
+def _processes_with(marker):
+    """The pids of this machine's processes whose environment holds ``marker`` (a test's own variable)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as fh:
+                if marker.encode() in fh.read():
+                    pids.append(int(pid))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_a_killed_controller_leaves_no_worker_behind_with_mitogen(lab, tmp_path):
+    """ansible-playbook killed (SIGKILL to its process group, as a dead controller) while a task runs on a host
+    under mec.migration.mitogen_linear: its workers (each in its own session, so the kill does not reach them)
+    end with it instead of waiting forever for Mitogen's answer. About 10 s."""
+    play = tmp_path / "slow.yml"
+    play.write_text("- hosts: source\n  gather_facts: false\n  strategy: mec.migration.mitogen_linear\n  tasks:\n"
+                    "    - ansible.builtin.command: sleep 20\n")
+    marker = "MEC_TEST_CONTROLLER=%s" % uuid.uuid4().hex
+    name, value = marker.split("=")
+    proc = subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", INVENTORY, str(play)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, **{name: value}))
+    src, sleeping = lab[0], ""
+    try:
+        for _ in range(100):  # the task runs on the host (up to 20 s)
+            sleeping = src.run("pgrep -x -f 'sleep 20'", check=False).stdout.split()
+            if sleeping:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the task never started on the host")
+        assert len(_processes_with(marker)) >= 2, "no worker besides ansible-playbook"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        for _ in range(50):
+            left = _processes_with(marker)
+            if not left:
+                break
+            time.sleep(0.1)
+        assert not left, "processes of the killed ansible-playbook remain: %s" % left
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _processes_with(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if sleeping:  # the task's own process on the host, by its pid
+            src.run(["kill"] + sleeping, check=False)
