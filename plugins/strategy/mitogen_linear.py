@@ -21,7 +21,7 @@ description:
     with ansible-core's C(linear) strategy and a warning names the cause and what to install; nothing else changes.
   - The migration play (C(mec.migration.migrate), C(playbooks/migrate.yml)) uses it by default; C(-e
     migration_play_strategy=linear) turns Mitogen off for a run.
-author: mec.migration developers
+author: mec.migration developers (@mec-migration)
 notes:
   - Install Mitogen on the controller with C(pip install mitogen) (C(scripts/bootstrap.sh) does, from
     C(requirements.txt)); the managed hosts need nothing but Python.
