@@ -130,8 +130,8 @@ def main(argv=None):
             wall = summarize([r["wall"] for r in sel])
             ops = summarize([r["operations_sum"] for r in sel])
             n_all = len([r for r in runs if r["pair"] == pair and r["strategy"] == strategy])
-            summary["%s_%s" % (pair.replace("-", "_"), strategy)] = dict(wall_s=wall, operations_s=ops,
-                                                                        ok=len(sel), runs=n_all)
+            key = "%s_%s" % (pair.replace("-", "_"), strategy)
+            summary[key] = dict(wall_s=wall, operations_s=ops, ok=len(sel), runs=n_all)
             if wall["n"]:
                 print("%-14s %-3s %10.3f (%.3f-%.3f) %10.3f (%.3f-%.3f) %d/%d" % (
                     pair, strategy, wall["median"], wall["min"], wall["max"], ops["median"], ops["min"], ops["max"],

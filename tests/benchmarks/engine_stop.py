@@ -69,9 +69,8 @@ def main(argv=None):
     for name in args.hosts.split(","):
         host = lab[name]
         url = "unix:///run/podman/podman.sock" if host.engine == "podman" else "unix:///var/run/docker.sock"
-        proc = subprocess.run(["ssh"] + SSH_OPTS + ["root@" + host.address, "python3", "-", str(args.runs),
-                                                     host.engine, url],
-                              input=REMOTE, capture_output=True, text=True, timeout=1800, check=True)
+        argv = ["ssh"] + SSH_OPTS + ["root@" + host.address, "python3", "-", str(args.runs), host.engine, url]
+        proc = subprocess.run(argv, input=REMOTE, capture_output=True, text=True, timeout=1800, check=True)
         for r in json.loads(proc.stdout.strip().splitlines()[-1]):
             runs.append(dict(r, host=name, engine=host.engine))
         for way in WAYS:

@@ -233,8 +233,8 @@ def main():
     if stages:
         print("the downtime by stage (the record's downtime.stages; target_receive runs within transfer):")
         for k, v in stages.items():
-            print("  %-22s median %.4f s  min %.4f  max %.4f  (%d runs)" % (k, statistics.median(v), min(v), max(v),
-                                                                        len(v)))
+            print("  %-22s median %.4f s  min %.4f  max %.4f  (%d runs)"
+                  % (k, statistics.median(v), min(v), max(v), len(v)))
     if fl:
         print("floor on %s, the same A2 process without the engine (%d runs): criu dump median %.3f s, "
               "criu restore median %.3f s, images %.1f MB" % (last_host.address, len(fl),

@@ -457,6 +457,7 @@ def test_rulebook_reactive_and_ahead_event_to_serving(zones, app, tmp_path, mode
                 # the predictor's mark opened the gate, before the UE entered the zone
                 assert os.path.basename(hop["gate"]["decided_by"] or "") == f"{CAR}.approach.json", hop["gate"]
                 assert hop["gate"]["opened_at"] < entered_at, (hop["gate"], entered_at)
+
                 # the zone change's own run moves nothing: coalesced with the hop, or the app already runs there
                 def after_entry(zone=zone, entered_at=entered_at):
                     return [h for h in _hops(run.results) if h["zone"] == zone and not h["moved"]

@@ -46,6 +46,23 @@ if not os.path.exists(ANSIBLE_PLAYBOOK):
     ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or "ansible-playbook"
 
 
+def wait_container_int(run, cli, name, path, where, minimum=1, timeout=20):
+    """The integer in ``path`` of the running container ``name`` (``cli exec ... cat`` through ``run``, a host's
+    run), read every 0.2 s until it is at least ``minimum``; AssertionError naming ``where`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        p = run([cli, "exec", name, "cat", path], check=False)
+        try:
+            last = int(p.stdout.strip())
+            if last >= minimum:
+                return last
+        except ValueError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("%s:%s on %s stayed at %s (< %s)" % (name, path, where, last, minimum))
+
+
 class Host(object):
     def __init__(self, address):
         """``address``: a lab host's address, or its ``LabHost`` from ``lab_hosts()``."""
@@ -91,18 +108,7 @@ class Host(object):
         return self.docker("exec", name, "cat", path)
 
     def wait_int(self, name, path, minimum=1, timeout=20):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            p = self.run(["docker", "exec", name, "cat", path], check=False)
-            try:
-                last = int(p.stdout.strip())
-                if last >= minimum:
-                    return last
-            except ValueError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("%s:%s on %s stayed at %s (< %s)" % (name, path, self.address, last, minimum))
+        return wait_container_int(self.run, "docker", name, path, self.address, minimum, timeout)
 
     def stopped_file(self, name, path):
         """A file of a stopped container (docker cp)."""

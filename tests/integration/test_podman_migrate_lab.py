@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from labtools import STATE_ROOT, WORK_ROOT, migrate
+from labtools import STATE_ROOT, WORK_ROOT, migrate, wait_container_int
 from podman_labtools import INVENTORY, SSH_OPTS, podman_lab_hosts
 
 pytestmark = [pytest.mark.lab, pytest.mark.podman_lab]
@@ -82,18 +82,7 @@ class PodLabHost(object):
                 if line.startswith("counter started: volume count ")]
 
     def wait_count(self, name, minimum, timeout=20):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            p = self.run([self.cli, "exec", name, "cat", "/data/count"], check=False)
-            try:
-                last = int(p.stdout.strip())
-                if last >= minimum:
-                    return last
-            except ValueError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("%s:/data/count on %s stayed at %s (< %s)" % (name, self.name, last, minimum))
+        return wait_container_int(self.run, self.cli, name, "/data/count", self.name, minimum, timeout)
 
     def holds_run(self, app, run_ids):
         """Whether a run of ``app`` left anything on the host: the app's lock, a run's journal or work directory."""
@@ -159,8 +148,8 @@ class PodApp(object):
     def cleanup(self):
         for h in self.lab.values():
             h.run("%s rm -f %s; %s volume rm -f %s; %s images --format '{{.Repository}}:{{.Tag}}' | grep -F "
-                  "'mec-migration/%s:' | xargs -r %s rmi -f" % (h.cli, self.name, h.cli, self.volume, h.cli,
-                                                               self.name, h.cli), check=False)
+                  "'mec-migration/%s:' | xargs -r %s rmi -f"
+                  % (h.cli, self.name, h.cli, self.volume, h.cli, self.name, h.cli), check=False)
             # a failed test may leave its run unfinished: its work dirs, journals and the app's lock go too
             h.run(["rm", "-rf", "%s/locks/%s.lock" % (STATE_ROOT, self.name)]
                   + ["%s/%s" % (WORK_ROOT, rid) for rid in self.run_ids]
@@ -240,8 +229,8 @@ def test_m2_docker_to_podman_to_podman_to_docker_keeps_the_volume_and_the_image_
     assert docker.inspect(pod_app.name)["Config"]["Env"].count("RUN_ENV=1") == 1
 
 
-def test_m1_podman_to_podman_to_docker_keeps_the_volume_and_lists_the_lost_config(pod_app, pod_lab, pod_image,
-                                                                                    tmp_path):
+def test_m1_podman_to_podman_to_docker_keeps_the_volume_and_lists_the_lost_config(
+        pod_app, pod_lab, pod_image, tmp_path):
     pod1, pod2 = pod_lab["mec-pod-source"], pod_lab["mec-pod-target"]
     before = pod_app.start(pod1)
     record = _hop(pod_app, tmp_path, pod1, pod2, "m1")

@@ -85,8 +85,8 @@ def test_declared_podman_on_a_docker_host_names_what_answers_instead():
     with mock.patch.object(docker_client.docker, "DockerClient", side_effect=ctor) as made:
         with pytest.raises(AnsibleFailJson) as exc:
             docker_client.get_client(_module({"engine": "podman"}))
-    assert [c.kwargs["base_url"] for c in made.call_args_list] == ["unix:///run/podman/podman.sock",
-                                                                    "unix:///var/run/docker.sock"]
+    assert [c.kwargs["base_url"] for c in made.call_args_list] == [
+        "unix:///run/podman/podman.sock", "unix:///var/run/docker.sock"]
     msg = exc.value.result["msg"]
     assert msg.startswith("Host %s runs Docker 20.10.24+dfsg1 (answering at unix:///var/run/docker.sock), but its "
                           "migration_engine is podman: set migration_engine: docker" % docker_client.hostname())
