@@ -22,10 +22,20 @@ What the engines do differently and the migration has to know:
 * Podman 4.3's compatible API has no container update (``/containers/{id}/update``): a restart policy cannot be
   changed after creation (``can_update_restart_policy()``), and need not be for the migration's stop, which
   Podman's restart policy never undoes (a stop through the API counts as the user's);
-* Docker's checkpoints (m3) are not Podman's: m3 runs only Docker -> Docker (``strategy_problems()``).
+* Docker's checkpoints (m3) are not Podman's: m3 runs Docker -> Docker and Podman -> Podman, never across
+  (``strategy_problems()``); Podman's checkpoints need no experimental features, but the podman and runc
+  binaries on the host (``checkpoint_needs_experimental()``, ``checkpoint_tools()``);
+* Podman's stop returns ~0.2 s after the container's process exited (libpod polls the process every 100 ms, then
+  waits for conmon's clean-up: the network's teardown, the unmounts): ``stop_container()`` returns once the process
+  has exited and lets the engine finish its stop meanwhile.
 """
 
 from __future__ import annotations
+
+import os
+import select
+import threading
+import time
 
 ENGINES = ("docker", "podman")
 
@@ -39,6 +49,9 @@ _SPECS = dict(
                "start docker) or point docker_host at it"),
         loads_partial_archives=True,
         can_update_restart_policy=True,
+        # checkpoints (m3) need the daemon's experimental features; the binaries m3 runs on the host besides criu
+        checkpoint_needs_experimental=True,
+        checkpoint_tools=(),
     ),
     podman=dict(
         title="Podman",
@@ -49,6 +62,9 @@ _SPECS = dict(
                "at it"),
         loads_partial_archives=False,
         can_update_restart_policy=False,
+        checkpoint_needs_experimental=False,
+        # the target container is prepared with `podman container init/cleanup`; runc pauses before the dump
+        checkpoint_tools=("podman", "runc"),
     ),
 )
 
@@ -148,16 +164,97 @@ def can_update_restart_policy(engine):
 
 
 def strategy_problems(checkpoint, host, engine, peer, peer_engine):
-    """Why a strategy cannot run between these engines (empty: it can). m3 (``checkpoint``) is Docker -> Docker
-    only: Docker's checkpoints (``docker start --checkpoint`` from the container's own checkpoint directory) and
-    Podman's (``podman container restore --import`` of one archive) are different files in different places, and
-    the migration's m3 path is written for Docker's."""
-    if not checkpoint or (engine == "docker" and peer_engine == "docker"):
+    """Why a strategy cannot run between these engines (empty: it can). m3 (``checkpoint``) runs between two hosts of
+    the same engine only: Docker starts a container from a checkpoint in its own ``checkpoints/`` folder through
+    containerd, Podman restores one in its bundle folder with the OCI spec it wrote there, and each engine's
+    container (its network namespace, mounts and cgroup as the runtime set them up) is not what the other engine
+    restores into."""
+    if not checkpoint or engine == peer_engine:
         return []
-    return ["Strategy m3 (CRIU checkpoint/restore) runs only between two Docker hosts for now: %s is %s and %s is %s "
-            "(m3 on Podman, and across engines, is not supported yet; a checkpoint of one engine is not restored "
-            "by the other). Use strategy m2 (commit/save/load; the app restarts from its volumes) or two Docker "
-            "hosts. Nothing was changed." % (host, title(engine), peer, title(peer_engine))]
+    return ["Strategy m3 (CRIU checkpoint/restore) runs only between two hosts of the same engine: %s is %s and %s "
+            "is %s (a checkpoint of one engine is not restored by the other). Use strategy m2 (commit/save/load; "
+            "the app restarts from its volumes) across engines, or two %s hosts. Nothing was changed."
+            % (host, title(engine), peer, title(peer_engine), title(engine))]
+
+
+def checkpoint_needs_experimental(engine):
+    """Whether the engine's checkpoints (m3) need its experimental features on (Docker 20.10: yes)."""
+    return _SPECS[check_engine(engine)]["checkpoint_needs_experimental"]
+
+
+def checkpoint_tools(engine):
+    """The binaries m3 runs on a host of the engine besides criu."""
+    return list(_SPECS[check_engine(engine)]["checkpoint_tools"])
+
+
+class Stopping(object):
+    """A container's stop through its engine's API, running in a thread: ``exited`` (the container's main process
+    has exited), ``wait()`` (the engine's stop returned; raises its error)."""
+
+    def __init__(self, client, container_id, timeout):
+        self.error = None
+        self.exited_after = None  # seconds from the stop's call until the process's exit was seen (None: not seen)
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._stop, args=(client, container_id, timeout), daemon=True)
+        self._thread.start()
+
+    def _stop(self, client, container_id, timeout):
+        try:
+            client.api.stop(container_id, timeout=timeout)
+        except BaseException as exc:  # handed to wait()
+            self.error = exc
+
+    def done(self):
+        return not self._thread.is_alive()
+
+    def wait(self, timeout=None):
+        """Wait until the engine's stop returned (at most ``timeout`` s); raises the stop's error."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("the engine's stop did not return within %ss" % timeout)
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+def _pidfd(pid):
+    """A pidfd of process ``pid`` (this host's), or None (no such process, no pidfd_open, not this PID namespace)."""
+    if not isinstance(pid, int) or pid <= 0 or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def stop_container(client, info, timeout):
+    """Stop container ``info`` (its inspect data, running) as the engine's stop does (its stop signal, SIGKILL after
+    ``timeout`` seconds; a stop the engine's restart policy does not undo), and return a ``Stopping`` once the
+    container's main process has exited: its writes are done, its volumes complete.
+
+    Docker: the stop returns when the process exited (the call itself). Podman: the stop's call returns ~0.2 s after
+    that (libpod polls the process every 100 ms, then waits for conmon's clean-up of the network and mounts), so the
+    stop runs in a thread and the process's exit is seen on a pidfd of its ``State.Pid`` (the module runs on the
+    container's host). Where no pidfd can be had (the process already gone, or another PID namespace), the stop's
+    own return is waited for. The caller ``wait()``s for the stop's return before the container is used again."""
+    if engine_of(client) != "podman":
+        stopping = Stopping(client, info["Id"], timeout)
+        stopping.wait()
+        stopping.exited_after = round(time.monotonic() - stopping._t0, 6)
+        return stopping
+    fd = _pidfd((info.get("State") or {}).get("Pid"))
+    stopping = Stopping(client, info["Id"], timeout)
+    try:
+        while fd is not None and not stopping.done():
+            if select.select([fd], [], [], 0.05)[0]:
+                stopping.exited_after = round(time.monotonic() - stopping._t0, 6)
+                return stopping
+    finally:
+        if fd is not None:
+            os.close(fd)
+    stopping.wait()  # the stop returned first (or no pidfd): the process exited, as the engine says
+    stopping.exited_after = round(time.monotonic() - stopping._t0, 6)
+    return stopping
 
 
 def short_image_name(engine, name):
