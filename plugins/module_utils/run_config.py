@@ -261,3 +261,34 @@ def wait_running(client, container, timeout=10.0):
         if time.monotonic() >= deadline or state.get("Status") in ("exited", "dead"):
             return False, state
         time.sleep(0.02)
+
+
+# How long a started container must keep running, as the same start, before its migration counts: an app that exits
+# (or is restarted by its restart policy) right after its start, e.g. on a volume state it refuses, is caught here.
+SETTLE_WINDOW = 0.5
+
+
+def check_settled(client, container, state, since, restart_count=0, window=SETTLE_WINDOW, host=None, name=None):
+    """After ``wait_running`` saw the container run (``state``, its State then; ``since``, time.monotonic() then):
+    wait until ``window`` seconds after ``since`` and require the container to run still as that same start (the same
+    ``StartedAt``, ``restart_count`` restarts: its count before the start). Returns the State now; raises
+    MigrationError naming the host, the container and what happened otherwise."""
+    left = since + window - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+    info = client.api.inspect_container(container)
+    now = info.get("State") or {}
+    restarts = info.get("RestartCount") or 0
+    what = None
+    if not now.get("Running") or now.get("Restarting"):
+        what = "exited within %ss of its start (status %s, exit code %s, error %r)" % (
+            window, now.get("Status"), now.get("ExitCode"), now.get("Error"))
+    elif now.get("StartedAt") != state.get("StartedAt") or restarts != (restart_count or 0):
+        what = ("was started again within %ss of its start (it exited and its restart policy restarted it: started at "
+                "%s, then %s; %s restart(s))" % (window, state.get("StartedAt"), now.get("StartedAt"), restarts))
+    if what:
+        raise MigrationError("Container %s did not stay running on host %s: it %s. The app may refuse its state or "
+                             "configuration there; see `%s logs %s` on that host."
+                             % (name or container, host or hostname(), what, engines.engine_of(client),
+                                name or container), state=now)
+    return now
