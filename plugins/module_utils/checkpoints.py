@@ -15,6 +15,7 @@ import time
 
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
     RUNC_CRIU_CONFIG, candidate_logs, failure_report, log_errors, log_phases, read_text, restore_timing)
+from ansible_collections.mec.migration.plugins.module_utils import podman_checkpoint as podman
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, free_bytes, sha256_of
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
@@ -26,6 +27,10 @@ def docker_root(client):
 
 
 def container_checkpoint_dir(client, container_id, name=None):
+    """Where a checkpoint sent to the container arrives (Docker: the engine's ``checkpoints/``; Podman: a folder
+    beside its ``checkpoint/`` in the container's bundle folder, see podman_checkpoint)."""
+    if podman.handles(client):
+        return podman.staging_dir(podman.static_dir(client, container_id), name)
     base = os.path.join(docker_root(client), "containers", container_id, "checkpoints")
     return os.path.join(base, name) if name else base
 
@@ -92,6 +97,8 @@ def remove_checkpoint(client, container_id, checkpoint, checkpoint_dir=None):
 def place_checkpoint(client, container, src_dir, checkpoint):
     """Copy checkpoint dir ``src_dir`` into the container's own ``checkpoints/<name>/``."""
     info = require_container(client, container)
+    if podman.handles(client):
+        return podman.place(podman.static_dir(client, info["Id"]), src_dir)
     dest = container_checkpoint_dir(client, info["Id"], checkpoint)
     if os.path.realpath(src_dir) != os.path.realpath(dest):
         if os.path.isdir(dest):
@@ -103,7 +110,10 @@ def place_checkpoint(client, container, src_dir, checkpoint):
 def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None, timing=None):
     """The engine's start from a checkpoint (``docker start --checkpoint``; the checkpoint in the container's
     own ``checkpoints/`` unless ``checkpoint_dir``). Returns the duration; a failure names CRIU's reason.
-    ``timing`` (a dict) gets the call's wall-clock ``called_at`` and ``returned_at`` (for restore_stages)."""
+    ``timing`` (a dict) gets the call's wall-clock ``called_at`` and ``returned_at`` (for restore_stages).
+    Podman: its restore of the container from its own ``checkpoint/`` (podman_checkpoint.restore)."""
+    if podman.handles(client):
+        return podman.restore(client, container, podman.static_dir(client, container), timing=timing)
     params = {"checkpoint": checkpoint}
     if checkpoint_dir:
         params["checkpoint-dir"] = checkpoint_dir
@@ -161,7 +171,9 @@ LINK_DEPTH = 64
 def checkpoint_images_dir(client, container_id, name):
     """Where the target keeps a checkpoint's images during a relocation: in the container's own folder (the
     engine's, root only; removed with the container), beside ``checkpoints/``, not inside it (the engine lists
-    every folder there as a checkpoint)."""
+    every folder there as a checkpoint). Podman: the folder its restore reads, ``<bundle>/checkpoint``."""
+    if podman.handles(client):
+        return podman.checkpoint_path(podman.static_dir(client, container_id))
     return os.path.join(docker_root(client), "containers", container_id, "mec-checkpoint-images", name)
 
 
@@ -211,7 +223,8 @@ def link_checkpoint(images_dir, ck_dir, depth=LINK_DEPTH):
 # engine, dumps the same container straight into a directory of our choice (0.19 s); the engine sees the
 # container exit as after its own checkpoint with exit, and starts it from these images as from its own.
 
-RUNC_ROOTS = ("/run/docker/runtime-runc/moby", "/var/run/docker/runtime-runc/moby")
+# Docker's (moby namespace), then root Podman's (its runc's default root)
+RUNC_ROOTS = ("/run/docker/runtime-runc/moby", "/var/run/docker/runtime-runc/moby", podman.RUNC_ROOT)
 
 
 def runtime_root(container_id, roots=RUNC_ROOTS):

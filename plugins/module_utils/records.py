@@ -44,7 +44,10 @@ FIELDS = {
     "criu": {"tcp_policy": "str", "checkpoint_via": "str", "dump_duration": "num", "dump_attempts": "num",
              "dump_retried_after": "str", "errors": "list", "log": "str",
              # the target's restore (m3), from CRIU's restore log: its own work, the runtime's hooks it waited for
-             "restore_duration": "num", "restore_hooks": "nums", "restore_log": "str"},
+             "restore_duration": "num", "restore_hooks": "nums", "restore_log": "str",
+             # the engine's own figures where it gives them (Podman's --print-stats, microseconds): runtime_us (the
+             # runtime's checkpoint or restore), CRIU's freezing/frozen/memdump/memwrite or forking/restore times
+             "engine_dump_stats": "nums", "engine_restore_stats": "nums"},
     "network": "str",
     "source": {"host": "str", "address": "str", "engine": "str"},
     "target": {"host": "str", "address": "str", "engine": "str"},
@@ -303,7 +306,10 @@ def build_record(inputs, finished_at=None):
                  "dump_retried_after": _text(rs.get("criu_dump_retried_after")), "errors": errors, "log": log,
                  "restore_duration": number(restore.get("criu_restore")),
                  "restore_hooks": _nums(restore.get("criu_hooks_by_name")) if restore else None,
-                 "restore_log": _text(restore.get("criu_log"))},
+                 "restore_log": _text(restore.get("criu_log")),
+                 "engine_dump_stats": _nums(rs.get("engine_dump_stats")) if rs.get("engine_dump_stats") else None,
+                 "engine_restore_stats": (_nums(rt.get("engine_restore_stats")) if rt.get("engine_restore_stats")
+                                          else None)},
         "network": inputs["network"],
         "source": {"host": _text(source.get("host")), "address": _text(source.get("address")),
                    "engine": _text(source.get("engine"))},

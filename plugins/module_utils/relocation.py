@@ -7,9 +7,11 @@ the app's phase notification before it."""
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import time
 
+from ansible_collections.mec.migration.plugins.module_utils import podman_checkpoint as podman
 from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
     LineReader, apply_checkpoint_delta, checkpoint_images_dir, container_checkpoint_dir, create_checkpoint,
     link_checkpoint, place_checkpoint, restore_stages, runtime_checkpoint, runtime_root, stage_checkpoint,
@@ -36,11 +38,17 @@ def notify_phase(url, timeout=5, method="GET", validate_certs=True):
                 duration=round(time.monotonic() - t0, 6))
 
 
-def _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw, result):
+def _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw, result, bundle=None):
     """The final checkpoint (the app stops): through the runtime into the work directory where its state is
-    known, else through the engine's API. Fills ``result``; returns the checkpoint's directory."""
+    known, else through the engine's API; on Podman (``bundle``: the container's folder) always Podman's own, which
+    its restart policy and a rollback know (podman_checkpoint.final_checkpoint). Fills ``result``; returns the
+    checkpoint's directory."""
     with sw.step("checkpoint"):
-        if local_workdir and runtime_root(info["Id"]):
+        if bundle:
+            ck = podman.final_checkpoint(module, client, info["Id"], bundle)
+            result["checkpoint_via"] = "engine"
+            result["engine_dump_stats"] = ck["engine_stats"]
+        elif local_workdir and runtime_root(info["Id"]):
             ck = runtime_checkpoint(module, info["Id"], os.path.join(local_workdir, checkpoint), leave_running=False)
             result["checkpoint_via"] = "runtime"
         else:
@@ -98,11 +106,14 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
     if policy.get("Name") not in (None, "", "no") and can_update_restart_policy(engine_of(client)):
         client.api.update_container(info["Id"], restart_policy={"Name": "no", "MaximumRetryCount": 0})
         result["restart_policy_cleared"] = policy
+    # Podman's final checkpoint goes into the container's own folder: an older one there is removed first
+    bundle = podman.prepare_source(client, info["Id"]) if checkpoint and podman.handles(client) else None
     try:
         result["stopped_at"] = wall_clock()
         result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
         if checkpoint:
-            ck_path = _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw, result)
+            ck_path = _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw, result,
+                                        bundle=bundle)
         else:
             with sw.step("stop"):
                 client.api.stop(info["Id"], timeout=stop_timeout)
@@ -169,7 +180,19 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
     deadline = time.monotonic() + timeout
     ck_dir = container_checkpoint_dir(client, info["Id"], checkpoint) if checkpoint else None
     images_dir = None
-    if checkpoint and transfer_method == "stream" and link_pages:
+    on_podman = bool(checkpoint) and podman.handles(client)
+    if checkpoint:
+        # the pre-relocation checkpoint must be this engine's (the app still serves on the source)
+        podman.check_marker(ck_dir, engine_of(client))
+    if on_podman:
+        # Podman restores the container in place (podman_checkpoint): it writes the target's own OCI spec now,
+        # and the pre-relocation checkpoint moves into the folder its restore reads, where the delta patches it
+        t0 = time.monotonic()
+        podman.prepare_target(module, info["Id"])
+        images_dir = checkpoint_images_dir(client, info["Id"], checkpoint)
+        result["checkpoint_staged"] = stage_checkpoint(ck_dir, images_dir)
+        result["checkpoint_staging_duration"] = round(time.monotonic() - t0, 6)
+    elif checkpoint and transfer_method == "stream" and link_pages:
         # before the receiver listens (the source stops its app only once it is connected): the pre-relocation
         # checkpoint leaves the engine's folder for one beside it, where the delta patches it and from where
         # its page images are linked (link_checkpoint: they stay out of the engine's round trip)
@@ -218,7 +241,7 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
         with sw.step("volume_restore"):
             with open(os.path.join(workdir, "volumes.tar"), "rb") as fh:
                 result["members"] = extract_volumes_tar(fh, volumes)
-    if images_dir:
+    if images_dir and not on_podman:
         with sw.step("place"):
             result["checkpoint_placed"] = link_checkpoint(images_dir, ck_dir)
     call = {}
@@ -238,10 +261,17 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
     result["durations"] = sw.durations
     result["target_duration"] = round(sum(v for k, v in sw.durations.items() if k != "wait"), 6)
     # after the downtime's end: where the start's time went (CRIU's restore log) and when the app answered
-    restore = restore_stages(info["Id"], call["called_at"], call["returned_at"]) if call else None
+    if call and on_podman:
+        bundle = os.path.dirname(images_dir)
+        restore = podman.restore_stages(bundle, call["called_at"], call["returned_at"], call.get("engine_stats"))
+        result["engine_restore_stats"] = call.get("engine_stats")
+    else:
+        restore = restore_stages(info["Id"], call["called_at"], call["returned_at"]) if call else None
     if restore is not None:
         restore["running_check"] = running_check
     result["restore_stages"] = restore
+    if on_podman and os.path.isdir(images_dir):
+        shutil.rmtree(images_dir, ignore_errors=True)  # Podman keeps it (keep=true, for the figures): not needed now
     try:
         result["serving"] = first_connect(client, info)
     except Exception as exc:  # a figure only: the app runs, its migration stands
@@ -285,6 +315,23 @@ def _restore_policy(client, info, restart_policy):
     return False
 
 
+def _rollback_podman(client, info, checkpoint):
+    """A Podman source: restored in place from Podman's own final checkpoint when Podman holds one (m3), else
+    started."""
+    method, errors = "start", []
+    held, bundle = podman.checkpointed(client, info["Id"]) if checkpoint else (False, None)
+    if held:
+        try:
+            podman.restore(client, info["Id"], bundle)
+            method = "checkpoint"
+        except MigrationError as exc:
+            errors.append(exc.msg)
+    if method == "start":
+        client.api.start(info["Id"])
+    running, state = wait_running(client, info["Id"], timeout=10)
+    return dict(changed=True, method=method, running=running, state=state, errors=errors)
+
+
 def rollback_source(client, name, checkpoint=None, restart_policy=None, checkpoint_dir=None):
     """Bring the source container back: from its final checkpoint (m3) or a plain start with its volumes.
 
@@ -296,6 +343,8 @@ def rollback_source(client, name, checkpoint=None, restart_policy=None, checkpoi
     if (info.get("State") or {}).get("Running"):
         policy_changed = _restore_policy(client, info, restart_policy)
         return dict(changed=policy_changed, method="already running", running=True)
+    if podman.handles(client):
+        return _rollback_podman(client, info, checkpoint)
     if checkpoint and checkpoint_dir and not os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)) \
             and os.path.isdir(os.path.join(checkpoint_dir, checkpoint)):
         place_checkpoint(client, info["Id"], os.path.join(checkpoint_dir, checkpoint), checkpoint)

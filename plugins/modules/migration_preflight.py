@@ -248,12 +248,16 @@ def check(module, client, p):
     engine = engines.facts(client)
     problems += engines.strategy_problems(p["criu"], host, engine["name"], "the %s host" % (
         "target" if p["role"] == "source" else "source"), p["peer_engine"])
-    for tool in needed_tools(p["role"], p["transfer"], p["criu"]) + list(p["tools"]):
+    tools = needed_tools(p["role"], p["transfer"], p["criu"]) + list(p["tools"])
+    if p["criu"]:
+        tools += engines.checkpoint_tools(engine["name"])
+    for tool in tools:
         if not module.get_bin_path(tool):
             problems.append("%s is not installed on %s (needed for transfer=%s%s)." % (
-                tool, host, p["transfer"], ", strategy m3" if tool in ("rsync", "criu") and p["criu"] else ""))
+                tool, host, p["transfer"], ", strategy m3" if tool in ("rsync", "criu", "podman", "runc") and p["criu"]
+                else ""))
     if p["criu"]:
-        if not engine["experimental"]:
+        if engines.checkpoint_needs_experimental(engine["name"]) and not engine["experimental"]:
             problems.append("The Docker engine on %s does not have experimental features on (needed for "
                             "checkpoints, strategy m3): set \"experimental\": true in /etc/docker/daemon.json."
                             % host)

@@ -1,5 +1,7 @@
 """What the modules do differently on Podman (each test runs one module's main() with a mocked client whose
 mec_engine is the engine, as docker_client.get_client marks it): exact calls and results."""
+from unittest import mock
+
 from docker.errors import NotFound
 import pytest
 
@@ -90,17 +92,31 @@ def _preflight(run_module, tmp_path, **args):
     return exc.value.result
 
 
-@pytest.mark.parametrize("engine,peer", [("podman", "podman"), ("docker", "podman"), ("podman", "docker")])
-def test_preflight_refuses_m3_unless_both_hosts_are_docker(run_module, client, run_command, tmp_path, engine, peer):
+@pytest.mark.parametrize("engine,peer", [("docker", "podman"), ("podman", "docker")])
+def test_preflight_refuses_m3_across_engines(run_module, client, run_command, tmp_path, engine, peer):
     client.mec_engine = engine
     client.api.inspect_container.return_value = inspect_container(running=True)
     run_command.return_value = (0, "Looks good.", "")
     res = _preflight(run_module, tmp_path, criu=True, engine=engine, peer_engine=peer)
     (m3,) = [p for p in res["problems"] if p.startswith("Strategy m3")]
-    assert m3.startswith("Strategy m3 (CRIU checkpoint/restore) runs only between two Docker hosts for now: %s is %s "
-                         "and the target host is %s (" % (migration_preflight.hostname(), engine.title(), peer.title()))
+    assert m3.startswith("Strategy m3 (CRIU checkpoint/restore) runs only between two hosts of the same engine: %s "
+                         "is %s and the target host is %s (" % (migration_preflight.hostname(), engine.title(),
+                                                                peer.title()))
     assert "Use strategy m2" in m3
     assert res["engine"]["name"] == engine
+
+
+def test_preflight_checks_m3_podman_to_podman_for_its_tools(run_module, client, run_command, tmp_path):
+    """m3 between two Podman hosts: no engine problem, no Docker experimental features asked for; CRIU checked, and
+    the podman and runc binaries m3 runs there are required."""
+    client.mec_engine = "podman"
+    client.api.inspect_container.return_value = inspect_container(running=True)
+    run_command.return_value = (0, "Looks good.", "")
+    with mock.patch("ansible.module_utils.basic.AnsibleModule.get_bin_path",
+                    side_effect=lambda name, *a, **kw: None if name == "runc" else "/usr/bin/" + name):
+        res = _preflight(run_module, tmp_path, criu=True, engine="podman", peer_engine="podman")
+    assert not [p for p in res["problems"] if p.startswith("Strategy m3") or "experimental" in p], res["problems"]
+    assert [p for p in res["problems"] if p.startswith("runc is not installed on")], res["problems"]
 
 
 def test_preflight_passes_m2_across_engines(run_module, client, tmp_path):
