@@ -64,15 +64,24 @@ def wait_container_int(run, cli, name, path, where, minimum=1, timeout=20):
 
 
 class Host(object):
+    """A lab host reached over SSH as root, with the CLI of its engine (``cli``: docker, or podman on a Podman host:
+    the subcommands the tests use are the same)."""
+
+    cli = "docker"
+
     def __init__(self, address):
         """``address``: a lab host's address, or its ``LabHost`` from ``lab_hosts()``."""
         self.address = address.address if isinstance(address, LabHost) else address
+
+    def ssh_argv(self):
+        """``ssh`` and its options up to the destination (the local lab's key and known_hosts)."""
+        return ["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address]
 
     def run(self, argv, check=True, timeout=120, stdin=None):
         """Run ``argv`` on the host over ssh (each word quoted)."""
         cmd = argv if isinstance(argv, str) else " ".join(shlex.quote(a) for a in argv)
         # stdin: never pytest's own (ssh may make an inherited one non-blocking, which breaks Ansible runs)
-        p = subprocess.run(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address, cmd], capture_output=True,
+        p = subprocess.run(self.ssh_argv() + [cmd], capture_output=True,
                            timeout=timeout, stdin=subprocess.DEVNULL if stdin is None else stdin,
                            text=stdin is None)
         if check and p.returncode != 0:
@@ -82,8 +91,7 @@ class Host(object):
     def put(self, data, argv, timeout=120):
         """Run ``argv`` on the host with ``data`` (bytes) on its stdin."""
         cmd = " ".join(shlex.quote(a) for a in argv)
-        p = subprocess.run(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address, cmd], input=data,
-                           capture_output=True, timeout=timeout)
+        p = subprocess.run(self.ssh_argv() + [cmd], input=data, capture_output=True, timeout=timeout)
         if p.returncode != 0:
             raise AssertionError("on %s: %s -> rc %s: %s" % (self.address, cmd, p.returncode, p.stderr))
 
@@ -92,11 +100,12 @@ class Host(object):
         return (res.stdout if isinstance(res.stdout, str) else res.stdout.decode()).strip()
 
     def docker(self, *args, **kw):
-        return self.out(["docker"] + list(args), **kw)
+        """The host's engine CLI (docker, or podman on a Podman host)."""
+        return self.out([self.cli] + list(args), **kw)
 
     def inspect(self, name):
         # a container only: a bare `docker inspect` also matches an image whose id starts with the name
-        p = self.run(["docker", "container", "inspect", name], check=False)
+        p = self.run([self.cli, "container", "inspect", name], check=False)
         return json.loads(p.stdout)[0] if p.returncode == 0 else None
 
     def running(self, name):
@@ -108,13 +117,13 @@ class Host(object):
         return self.docker("exec", name, "cat", path)
 
     def wait_int(self, name, path, minimum=1, timeout=20):
-        return wait_container_int(self.run, "docker", name, path, self.address, minimum, timeout)
+        return wait_container_int(self.run, self.cli, name, path, self.address, minimum, timeout)
 
     def stopped_file(self, name, path):
         """A file of a stopped container (docker cp)."""
         tmp = "/tmp/mec-test-cp-%s" % name
         try:
-            self.out(["docker", "cp", "%s:%s" % (name, path), tmp])
+            self.out([self.cli, "cp", "%s:%s" % (name, path), tmp])
             return self.out(["cat", tmp])
         finally:
             self.run(["rm", "-f", tmp], check=False)
@@ -123,12 +132,18 @@ class Host(object):
         mp = self.docker("volume", "inspect", "-f", "{{.Mountpoint}}", volume)
         return self.out(["cat", os.path.join(mp, path)])
 
+    def app_images(self, name):
+        """The repositories of the host's images that a migration of app ``name`` made (mec-migration/<name>; Podman
+        names them localhost/mec-migration/<name>), one per line; empty when there is none."""
+        return self.run("%s images --format '{{.Repository}}' | grep -F 'mec-migration/%s' || true"
+                        % (self.cli, name)).stdout.strip()
+
 
 def load_image(image, host):
-    """docker save on this machine | docker load on the lab host (no registry)."""
+    """docker save on this machine | docker load (or podman load) on the lab host (no registry)."""
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
     try:
-        host.run(["docker", "load"], stdin=save.stdout, timeout=600)
+        host.run([host.cli, "load"], stdin=save.stdout, timeout=600)
     finally:
         save.stdout.close()
         save.wait()
@@ -226,13 +241,13 @@ STARTED = re.compile(r"^counter started: volume count (\d+)$", re.M)
 def counter_starts(host, name):
     """The volume counts the container ``name`` on ``host`` started from, oldest first (its log's start lines;
     a restored process adds none)."""
-    p = host.run(["docker", "logs", name], check=False)
+    p = host.run([host.cli, "logs", name], check=False)
     return [int(n) for n in STARTED.findall((p.stdout or "") + (p.stderr or ""))]
 
 
 def read_int_now(host, name, path):
     """One read of a counter file of a running container, no waiting: an int, or None."""
-    p = host.run(["docker", "exec", name, "cat", path], check=False)
+    p = host.run([host.cli, "exec", name, "cat", path], check=False)
     try:
         return int(p.stdout.strip())
     except ValueError:
@@ -254,7 +269,7 @@ class StateWatch(object):
         script = ("i=0; while [ $i -lt 24000 ]; do v=$(cat %s 2>/dev/null); m=$(cat %s 2>/dev/null);"
                   " echo \"${v:--} ${m:--}\"; sleep 0.05; i=$((i+1)); done"
                   % (shlex.quote(mp + "/" + volume_file), shlex.quote(upper + memory_file)))
-        self._proc = subprocess.Popen(["ssh", "-i", KEY] + SSH_OPTS + ["root@" + host.address, script],
+        self._proc = subprocess.Popen(host.ssh_argv() + [script],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True)
         self.lines = []

@@ -47,3 +47,26 @@ def ssh(address, command, check=True, timeout=300):
         raise AssertionError("on %s: %s -> rc %s: %s %s" % (address, command, proc.returncode, proc.stdout[-2000:],
                                                             proc.stderr[-2000:]))
     return proc
+
+
+def podman_pair():
+    """(source, target) of the Podman lab as labtools.Host objects with the podman CLI (mec-pod-source and
+    mec-pod-target, the hosts of its groups ``source`` and ``target``), each answering; the lab's absence fails."""
+    from labtools import Host
+
+    class PodHost(Host):
+        cli = "podman"
+
+        def ssh_argv(self):
+            return ["ssh"] + SSH_OPTS + ["root@" + self.address]
+
+    hosts = podman_lab_hosts()
+    pair = []
+    for group in ("source", "target"):
+        host = next(h for h in hosts.values() if h.group == group)
+        assert host.engine == "podman", "the Podman lab's %s %s runs %s" % (group, host.name, host.engine)
+        h = PodHost(host.address)
+        h.name = host.name
+        h.out(["podman", "version", "--format", "{{.Version}}"])
+        pair.append(h)
+    return tuple(pair)

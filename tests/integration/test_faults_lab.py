@@ -19,6 +19,11 @@ death, the lock and m1's lost configuration have tests of their own.
 Then bad inputs: each refused with a clear message before anything changes on either host.
 Every test uses its own app name and a migration port of its own (4780x), so runs of other sessions on the
 same lab do not collide with these.
+
+A representative set runs on the Podman lab's pair too (mec-pod-source -> mec-pod-target, inventories/podman;
+marker podman_lab; ids ending in -podman): the faults whose injection or handling is Podman's own (no daemon: its
+API service killed on the target during the relocation, and on the source before the pre-relocation's engine calls;
+the target's volume in Podman's store full; the controller killed, then recover.yml). ~80 s each, ~5 min together.
 """
 import contextlib
 import errno
@@ -38,7 +43,8 @@ from typing import Callable, Optional
 import pytest
 
 from labtools import (ANSIBLE_PLAYBOOK, INVENTORY, ROOT, STATE_ROOT, WORK_ROOT, StateWatch, counter_starts,
-                      migrate, read_int_now)
+                      docker_cli, load_image, migrate, read_int_now)
+from podman_labtools import INVENTORY as PODMAN_INVENTORY, podman_pair
 
 pytestmark = pytest.mark.lab
 
@@ -51,11 +57,15 @@ _PORTS = iter(range(47810, 47900))
 
 
 class App(object):
-    """A counter app on the lab's source; everything it leaves on both hosts is removed at teardown."""
+    """A counter app on the lab's source; everything it leaves on both hosts is removed at teardown. ``engine``:
+    the lab's (docker: the local lab, inventories/local; podman: the Podman lab's two Podman hosts,
+    inventories/podman)."""
 
-    def __init__(self, lab, image, strategy):
+    def __init__(self, lab, image, strategy, engine="docker"):
         self.src, self.dst = lab
-        self.image, self.strategy = image, strategy
+        self.image, self.strategy, self.engine = image, strategy, engine
+        self.inventory = INVENTORY if engine == "docker" else str(PODMAN_INVENTORY)
+        self.cli = self.src.cli
         self.name = "mf" + uuid.uuid4().hex[:8]
         self.volume = self.name + "-data"
         self.port = next(_PORTS)
@@ -64,14 +74,14 @@ class App(object):
         self.watch = None
 
     def start(self):
-        argv = ["docker", "run", "-d", "--name", self.name, "--label", "mec.migration.test=1",
+        argv = [self.cli, "run", "-d", "--name", self.name, "--label", "mec.migration.test=1",
                 "--restart", "unless-stopped", "-v", self.volume + ":/data"]
         if self.strategy == "m3":
             argv += ["--user", "0"]  # CRIU dumps only root tasks on hosts without CAP_SYS_RESOURCE
         self.src.out(argv + [self.image])
         self.src.wait_int(self.name, "/data/count", minimum=3)
         # the volume's mark: a volume made again (empty) on either host lacks it
-        self.src.out(["docker", "exec", self.name, "sh", "-c", "echo %s > /data/mark" % self.mark])
+        self.src.out([self.cli, "exec", self.name, "sh", "-c", "echo %s > /data/mark" % self.mark])
         return self.src.inspect(self.name)
 
     def watch_state(self):
@@ -94,7 +104,7 @@ class App(object):
         return dict(extra, app=self.name, strategy=self.strategy)
 
     def migrate(self, tmp_path, **extra):
-        return migrate(tmp_path, **self.migrate_vars(**extra))
+        return migrate(tmp_path, inventory=self.inventory, **self.migrate_vars(**extra))
 
     def locked_on(self, host):
         return host.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, self.name)], check=False).returncode == 0
@@ -103,20 +113,37 @@ class App(object):
         if self.watch is not None:
             self.watch.stop()
         for h in (self.src, self.dst):
-            h.run("docker rm -f {n}; docker volume rm -f {v};"
-                  " docker images -q 'mec-migration/{n}' | xargs -r docker rmi -f;"
-                  " rm -f {s}/locks/{n}.lock".format(n=self.name, v=self.volume, s=STATE_ROOT), check=False)
+            h.run("{c} rm -f {n}; {c} volume rm -f {v};"
+                  " {c} images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -F 'mec-migration/{n}:'"
+                  " | xargs -r {c} rmi -f;"
+                  " rm -f {s}/locks/{n}.lock".format(c=h.cli, n=self.name, v=self.volume, s=STATE_ROOT), check=False)
             for rid in self.run_ids:
                 h.run(["rm", "-rf", "%s/%s" % (WORK_ROOT, rid), "%s/runs/%s.json" % (STATE_ROOT, rid),
                        _marker(rid), "/tmp/mec-fault-%s" % rid], check=False)
 
 
+@pytest.fixture(scope="session")
+def podman_fault_lab(counter_image):
+    """(source, target) of the Podman lab (labtools.Host with the podman CLI), the counter image on the source."""
+    pair = podman_pair()
+    want = docker_cli("image", "inspect", "-f", "{{.Id}}", counter_image).stdout.strip()
+    if pair[0].run(["podman", "image", "inspect", "-f", "{{.Id}}", counter_image], check=False).stdout.strip() != want:
+        load_image(counter_image, pair[0])
+    return pair
+
+
 @pytest.fixture
-def make_app(lab, lab_image):
+def make_app(request):
+    """make_app(strategy, engine="docker"): a counter app on the source of the engine's lab (the local lab for
+    docker, the Podman lab for podman: only that lab is needed)."""
     apps = []
 
-    def _make(strategy):
-        a = App(lab, lab_image, strategy)
+    def _make(strategy, engine="docker"):
+        if engine == "docker":
+            a = App(request.getfixturevalue("lab"), request.getfixturevalue("lab_image"), strategy)
+        else:
+            a = App(request.getfixturevalue("podman_fault_lab"), request.getfixturevalue("counter_image"), strategy,
+                    engine="podman")
         apps.append(a)
         return a
     yield _make
@@ -134,7 +161,8 @@ def lost_nothing(app, memory_kept):
     count_now = read_int_now(host, app.name, "/data/count")  # once, at once: no waiting for a counter to catch up
     mem_now = read_int_now(host, app.name, "/tmp/mem.value")
     vol_series, mem_series = watch.volume(), watch.memory()
-    mark = host.run("cat \"$(docker volume inspect -f '{{.Mountpoint}}' %s)/mark\"" % app.volume, check=False)
+    mark = host.run("cat \"$(%s volume inspect -f '{{.Mountpoint}}' %s)/mark\"" % (host.cli, app.volume),
+                    check=False)
     assert mark.stdout.strip() == app.mark, \
         "the volume on %s is not the app's (its mark is gone: made again empty): %s" % (host.address,
                                                                                         mark.stderr.strip())
@@ -182,7 +210,7 @@ def check_outcome(app, record, fault, out, expect, memory_kept=True):
             assert h.run(["test", "-e", "%s/%s" % (WORK_ROOT, rid)], check=False).returncode != 0, \
                 "%s:%s/%s left behind" % (h.address, WORK_ROOT, rid)
     if src_runs:
-        assert app.dst.out("docker images -q 'mec-migration/%s'" % app.name) == "", "the target keeps the run's image"
+        assert app.dst.app_images(app.name) == "", "the target keeps the run's image"
         assert app.dst.inspect(app.name) is None, "the target keeps the half-made container"
     for h in (app.src, app.dst):
         assert not app.locked_on(h), "%s keeps the app's lock" % h.address
@@ -191,7 +219,7 @@ def check_outcome(app, record, fault, out, expect, memory_kept=True):
 
 
 def _fill_volume(app, mib):
-    app.src.out(["docker", "exec", app.name, "dd", "if=/dev/zero", "of=/data/filler", "bs=1M", "count=%d" % mib])
+    app.src.out([app.cli, "exec", app.name, "dd", "if=/dev/zero", "of=/data/filler", "bs=1M", "count=%d" % mib])
 
 
 def _marker(rid):
@@ -233,14 +261,25 @@ def _when(run, host, condition, action, undo=None):
 
 
 def _streaming(app):
-    return "[ -s \"$(docker volume inspect -f '{{.Mountpoint}}' %s 2>/dev/null)/filler\" ]" % app.volume
+    return "[ -s \"$(%s volume inspect -f '{{.Mountpoint}}' %s 2>/dev/null)/filler\" ]" % (app.cli, app.volume)
+
+
+# Podman's API service answers (the modules' way to the engine; the podman CLI needs no service)
+_PODMAN_API_UP = ("python3 -c \"import docker; docker.DockerClient(base_url='unix:///run/podman/podman.sock')"
+                  ".ping()\"")
 
 
 def _engine_back(host):
-    host.run(["/usr/local/sbin/mec-dockerd-supervisor", "start"], check=False)
+    """The engine of ``host`` started again by its supervisor (dockerd, or Podman's API service), answering."""
+    if host.cli == "podman":
+        host.run(["/usr/local/sbin/mec-podman-service-supervisor", "start"], check=False)
+        up = _PODMAN_API_UP
+    else:
+        host.run(["/usr/local/sbin/mec-dockerd-supervisor", "start"], check=False)
+        up = "docker info --format '{{.ServerVersion}}'"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if host.run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False).returncode == 0:
+        if host.run(up, check=False).returncode == 0:
             return
         time.sleep(0.5)
     raise AssertionError("the engine of %s did not come back" % host.address)
@@ -268,7 +307,7 @@ def _latest_record(results_dir):
 
 
 def _recover(app, tmp_path):
-    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "recover.yml"),
+    p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", app.inventory, os.path.join(ROOT, "playbooks", "recover.yml"),
                         "-e", json.dumps(dict(app=app.name, results_dir=str(tmp_path)))],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     return p.returncode, p.stdout + p.stderr, _latest_record(tmp_path)
@@ -291,9 +330,14 @@ class FaultRun(object):
         return fired_at(self.fired_on, self.rid) if self.fired_on is not None else None
 
 
+# the engine's processes as their supervisors record them: dockerd; Podman has no daemon, the modules reach it
+# through its API service (`podman system service`; each container's conmon is left alone)
+_ENGINE_PIDS = dict(docker="$(cat /run/mec-dockerd.pid.supervisor) $(cat /run/mec-dockerd.pid)",
+                    podman="$(cat /run/mec-podman-service.pid.supervisor) $(cat /run/mec-podman-service.pid)")
+
+
 def _kill_target_engine(run):
-    return _when(run, run.app.dst, _streaming(run.app),
-                 "kill -KILL $(cat /run/mec-dockerd.pid.supervisor) $(cat /run/mec-dockerd.pid)",
+    return _when(run, run.app.dst, _streaming(run.app), "kill -KILL %s" % _ENGINE_PIDS[run.app.engine],
                  undo=lambda: _engine_back(run.app.dst))
 
 
@@ -316,10 +360,13 @@ def _fill_target_work_dir(run):
                  undo=lambda: run.app.dst.run("umount %s 2>/dev/null; rm -rf %s" % (wd, wd), check=False))
 
 
+_VOLUME_ROOT = dict(docker="/var/lib/docker/volumes", podman="/var/lib/containers/storage/volumes")
+
+
 def _fill_target_volume(run):
     # the target's volume (made with the container during pre-relocation) gets a 4 MiB file system: the
     # volume stream (64 MiB) does not fit
-    mp = "/var/lib/docker/volumes/%s/_data" % run.app.volume
+    mp = "%s/%s/_data" % (_VOLUME_ROOT[run.app.engine], run.app.volume)
     return _when(run, run.app.dst, "[ -d %s ]" % mp, "mount -t tmpfs -o size=4m tmpfs %s" % mp,
                  undo=lambda: run.app.dst.run("umount %s 2>/dev/null" % mp, check=False))
 
@@ -368,6 +415,15 @@ def _restart_source_engine(run):
     # policy unless-stopped); the tarball's stream from the engine is cut, so the pre-relocation fails
     return _when(run, run.app.src, "[ -s %s/%s/image.tar ]" % (WORK_ROOT, run.rid),
                  "kill -TERM $(cat /run/mec-dockerd.pid)", undo=lambda: _engine_back(run.app.src))
+
+
+def _source_api_service_dead(run):
+    # Podman: its API service (and the supervisor that would start it again) killed once the run's work dir is made
+    # on the source, back only after the run: the pre-relocation's calls to the engine fail there, the app runs on
+    # in its conmon. (Podman's save answers once it wrote the whole archive, so the "engine restarted while the
+    # tarball is written" fault finds the stream complete: the API service must be gone before the save.)
+    return _when(run, run.app.src, "[ -d %s/%s ]" % (WORK_ROOT, run.rid), "kill -KILL %s" % _ENGINE_PIDS["podman"],
+                 undo=lambda: _engine_back(run.app.src))
 
 
 def _hostile_tar(name):
@@ -526,8 +582,25 @@ def _save_cut_by_the_engine(run):
     assert rec["outcome"] == "rolled_back" and rec["phase"] in ("pre_relocation", "relocation"), \
         (rec["phase"], rec.get("error"))
     if rec["phase"] == "relocation":
-        assert "Docker engine" in (rec.get("error") or ""), rec.get("error")
+        assert "%s engine" % ("Docker" if run.app.engine == "docker" else "Podman") in (rec.get("error") or ""), \
+            rec.get("error")
     assert run.fired_at() < rec["timestamps"]["finished_at"]
+
+
+def _api_service_named(run):
+    """The run failed in the pre-relocation on the source, its error naming the host and how to start the API
+    service; the app was never stopped there (the same container, started once)."""
+    rec = run.record
+    assert rec["phase"] == "pre_relocation", (rec["phase"], rec.get("error"))
+    err = " ".join((run.out or "").split())
+    want = ("The Podman engine on host %s is not reachable (unix:///run/podman/podman.sock)" % run.app.src.name,
+            "Start its API service (systemctl start podman.socket, or podman system service")
+    assert all(w in err for w in want) and all(w in " ".join(rec["error"].split()) for w in want), err[-3000:]
+    # the rollback could not ask the engine either: the source's state is not known, and recover.yml is named
+    assert "Source: not known to run (its rollback failed: The Podman engine on host %s" % run.app.src.name in err
+    assert "playbooks/recover.yml -e app=%s" % run.app.name in err
+    assert run.app.src.inspect(run.app.name)["Id"] == run.started["Id"]
+    assert counter_starts(run.app.src, run.app.name) == [0]
 
 
 def _hostile_archives_dropped(run):
@@ -560,16 +633,19 @@ class Fault:
     check: Optional[Callable] = None  # (FaultRun) -> the fault's own assertions, after the invariants
     # m3: the in-memory count survives (false where the fault itself restarts the app: the source's engine)
     memory_kept: bool = True
+    # the strategies also run on the Podman lab's pair (the faults whose injection or handling is Podman's own:
+    # no daemon, an API service to lose, Podman's volume store, its save through the API)
+    podman: tuple = ()
 
 
 FAULTS = [
     Fault("target_engine_killed_during_relocation", "target engine killed (relocation)", _kill_target_engine,
-          ("rolled_back",), fill_mib=160, recover=True, check=_rolled_back_first),
+          ("rolled_back",), fill_mib=160, recover=True, check=_rolled_back_first, podman=("m2",)),
     Fault("transfer_cut_mid_stream", "transfer cut mid-stream", _cut_transfer, ("rolled_back",), fill_mib=160),
     Fault("target_disk_full_during_pre_relocation", "target disk full (pre-relocation)", _fill_target_work_dir,
           ("rolled_back",), check=_image_refused_in_pre_relocation),
     Fault("target_disk_full_during_relocation", "target disk full (relocation)", _fill_target_volume,
-          ("rolled_back",), fill_mib=64, recover=True, check=_rolled_back_first),
+          ("rolled_back",), fill_mib=64, recover=True, check=_rolled_back_first, podman=("m2",)),
     Fault("corrupted_checkpoint_on_target", "corrupted checkpoint (target)", _corrupt_checkpoint,
           ("rolled_back",), strategies=("m3",), check=_checkpoint_mismatch_caught),
     Fault("criu_missing_on_target", "CRIU missing (target)", lambda run: _criu_on_target(run, broken=False),
@@ -581,15 +657,22 @@ FAULTS = [
     Fault("source_engine_restarted_during_pre_relocation", "source engine restarted (pre-relocation)",
           _restart_source_engine, ("rolled_back",), strategies=("m2", "m3"), recover=True,
           check=_save_cut_by_the_engine, memory_kept=False),
+    Fault("source_api_service_dead_during_pre_relocation", "source API service dead (pre-relocation)",
+          _source_api_service_dead, ("rolled_back",), strategies=(), podman=("m2",), recover=True,
+          check=_api_service_named),
     Fault("foreign_client_with_hostile_archive_is_dropped", "foreign client, hostile archive", _send_hostile_archives,
           ("migrated",), exit="ok", check=_hostile_archives_dropped),
 ]
 
 
-@pytest.mark.parametrize("fault,strategy", [(f, s) for f in FAULTS for s in f.strategies],
-                         ids=["%s-%s" % (f.id, s) for f in FAULTS for s in f.strategies])
-def test_fault_during_migration(make_app, tmp_path, fault, strategy):
-    app = make_app(strategy)
+_FAULT_RUNS = [pytest.param(f, s, "docker", id="%s-%s" % (f.id, s)) for f in FAULTS for s in f.strategies] + \
+    [pytest.param(f, s, "podman", id="%s-%s-podman" % (f.id, s), marks=pytest.mark.podman_lab)
+     for f in FAULTS for s in f.podman]
+
+
+@pytest.mark.parametrize("fault,strategy,engine", _FAULT_RUNS)
+def test_fault_during_migration(make_app, tmp_path, fault, strategy, engine):
+    app = make_app(strategy, engine)
     run = FaultRun(app, app.start())
     if fault.fill_mib:
         _fill_volume(app, fault.fill_mib)
@@ -613,7 +696,8 @@ def _kill_controller_when(app, tmp_path, host, condition, **extra):
     """Run migrate.yml in the background and SIGKILL its whole process group once ``condition`` holds on
     ``host``; then wait until the dead controller's modules ended on the hosts."""
     extra = app.migrate_vars(results_dir=str(tmp_path), **extra)
-    args = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "migrate.yml"), "-e", json.dumps(extra)]
+    args = [ANSIBLE_PLAYBOOK, "-i", app.inventory, os.path.join(ROOT, "playbooks", "migrate.yml"),
+            "-e", json.dumps(extra)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 300
@@ -638,10 +722,11 @@ def _kill_controller_when(app, tmp_path, host, condition, **extra):
     return killed
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("when", ["pre_relocation", "relocation"])
-def test_controller_killed_then_recovered(make_app, tmp_path, strategy, when):
-    app = make_app(strategy)
+@pytest.mark.parametrize("strategy,when,engine", [
+    pytest.param(s, w, "docker", id="%s-%s" % (w, s)) for s in STRATEGIES for w in ("pre_relocation", "relocation")] + [
+    pytest.param("m2", "relocation", "podman", id="relocation-m2-podman", marks=pytest.mark.podman_lab)])
+def test_controller_killed_then_recovered(make_app, tmp_path, strategy, when, engine):
+    app = make_app(strategy, engine)
     app.start()
     if when == "relocation":
         _fill_volume(app, 160)

@@ -9,13 +9,15 @@ checked host keys.
   that holds the others (Podman -> Docker).
 - m1 Podman -> Podman -> Docker: the volume counter goes on; the image's configuration is lost (and listed) as on
   Docker, and the command the app runs with follows.
-- A host whose migration_engine is not what it runs, and m3 on Podman, are refused before any change.
+- Refused before any change, with the record saying so: a host whose migration_engine is not what it runs (either
+  way), Podman's API service down on the target at the start (the error names the host and how to start it), m3
+  across engines.
 - m2 Podman -> Podman whose target start fails (a port held there): the source comes back, the target is cleaned.
 
 The app is tests/integration/files/counter_app (mec-test/counter:1 built on this machine and loaded onto the
 source hosts). Bring the lab up with ``ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_podman.yml``;
-without it every test here fails (never skipped). Cost on the Podman lab: 6 migrations, 1 rolled back and 2
-refused ones, ~4 min.
+without it every test here fails (never skipped). Cost on the Podman lab: 6 migrations, 1 rolled back and 4
+refused ones, ~5 min (the refused ones ~15-20 s each).
 """
 import json
 import os
@@ -249,27 +251,63 @@ def test_m1_podman_to_podman_to_docker_keeps_the_volume_and_lists_the_lost_confi
     assert docker.inspect(pod_app.name)["Config"]["Cmd"] == pod_image["Entrypoint"] + pod_image["Cmd"]
 
 
-@pytest.mark.parametrize("case", ["inventory says docker", "m3 on podman"])
+# the Podman API service's supervisor and the service, by the pids they record (docs/podman.md)
+API_PIDS = "$(cat /run/mec-podman-service.pid.supervisor) $(cat /run/mec-podman-service.pid)"
+API_UP = "python3 -c \"import docker; docker.DockerClient(base_url='unix:///run/podman/podman.sock').ping()\""
+
+
+def _api_service_back(host):
+    host.run(["/usr/local/sbin/mec-podman-service-supervisor", "start"], check=False)
+    deadline = time.monotonic() + 60
+    while host.run(API_UP, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "Podman's API service did not come back on %s" % host.name
+        time.sleep(0.5)
+
+
+REFUSED = {
+    # an extra var is every host's: both Podman hosts are declared Docker
+    "inventory says docker": ("mec-pod-source", "mec-pod-target", "m2", dict(migration_engine="docker"),
+                              "Host mec-pod-source runs Podman 4.3.1 (answering at unix:///run/podman/podman.sock), "
+                              "but its migration_engine is docker: set migration_engine: podman for mec-pod-source"),
+    # and the Docker host declared Podman (its Podman socket does not exist; Docker answers on its own)
+    "inventory says podman": ("mec-pod-docker", "mec-pod-source", "m2", dict(migration_engine="podman"),
+                              "Host mec-pod-docker runs Docker 20.10"),
+    # Podman's API service down on the target at the start: the preflight names the host and how to start it
+    "api service down": ("mec-pod-source", "mec-pod-target", "m2", {},
+                         "The Podman engine on host mec-pod-target is not reachable (unix:///run/podman/podman.sock)"),
+    # m3 across engines: a checkpoint of one engine is not restored by the other
+    "m3 docker to podman": ("mec-pod-docker", "mec-pod-source", "m3", {}, "Strategy m3 (CRIU checkpoint/restore)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
 def test_refused_before_any_change(pod_app, pod_lab, tmp_path, case):
-    pod1, pod2 = pod_lab["mec-pod-source"], pod_lab["mec-pod-target"]
-    before = pod_app.start(pod1)
-    if case == "inventory says docker":
-        # an extra var is every host's: both Podman hosts are declared Docker
-        rc, out, record = pod_app.migrate(tmp_path, pod1, pod2, "m2", migration_engine="docker")
-        want = ("runs Podman 4.3.1 (answering at unix:///run/podman/podman.sock), but its migration_engine is docker: "
-                "set migration_engine: podman for")
-    else:
-        rc, out, record = pod_app.migrate(tmp_path, pod1, pod2, "m3")
-        want = "Strategy m3 (CRIU checkpoint/restore) runs only between two Docker hosts for now"
+    src_name, dst_name, strategy, extra, want = REFUSED[case]
+    src, dst = pod_lab[src_name], pod_lab[dst_name]
+    before = pod_app.start(src)
+    if case == "api service down":
+        dst.run("kill -KILL %s" % API_PIDS)
+        assert dst.run(API_UP, check=False).returncode != 0
+    try:
+        rc, out, record = pod_app.migrate(tmp_path, src, dst, strategy, **extra)
+    finally:
+        if case == "api service down":
+            _api_service_back(dst)
     assert rc != 0
     assert want in " ".join(out.split()), out[-4000:]
     assert record["status"] == "failed" and record["outcome"] == "unchanged", record
+    assert record["phase"] == "preflight", record
     assert want in " ".join(record["error"].split())
+    if case == "inventory says podman":
+        assert "but its migration_engine is podman: set migration_engine: docker for mec-pod-docker" in \
+            " ".join(record["error"].split())
+    if case == "api service down":
+        assert "Start its API service (systemctl start podman.socket" in " ".join(record["error"].split())
     # nothing changed: the same source container runs, nothing on the target, no lock or journal left
-    assert pod1.running(pod_app.name) and pod1.inspect(pod_app.name)["Id"] == before["Id"]
-    assert pod2.inspect(pod_app.name) is None
-    assert pod2.run(["podman", "volume", "exists", pod_app.volume], check=False).returncode != 0
-    for h in (pod1, pod2):
+    assert src.running(pod_app.name) and src.inspect(pod_app.name)["Id"] == before["Id"]
+    assert dst.inspect(pod_app.name) is None
+    assert dst.run([dst.cli, "volume", "inspect", pod_app.volume], check=False).returncode != 0
+    for h in (src, dst):
         assert h.holds_run(pod_app.name, pod_app.run_ids) == [], h.name
 
 
