@@ -271,8 +271,9 @@ SETTLE_WINDOW = 0.5
 def check_settled(client, container, state, since, restart_count=0, window=SETTLE_WINDOW, host=None, name=None):
     """After ``wait_running`` saw the container run (``state``, its State then; ``since``, time.monotonic() then):
     wait until ``window`` seconds after ``since`` and require the container to run still as that same start (the same
-    ``StartedAt``, ``restart_count`` restarts: its count before the start). Returns the State now; raises
-    MigrationError naming the host, the container and what happened otherwise."""
+    ``StartedAt``, ``restart_count`` restarts: its count before the start). Returns the State now; otherwise stops the
+    container (one its restart policy started again would run on, and the rescue would take it for the app's
+    migrated copy) and raises MigrationError naming the host, the container and what happened."""
     left = since + window - time.monotonic()
     if left > 0:
         time.sleep(left)
@@ -287,6 +288,12 @@ def check_settled(client, container, state, since, restart_count=0, window=SETTL
         what = ("was started again within %ss of its start (it exited and its restart policy restarted it: started at "
                 "%s, then %s; %s restart(s))" % (window, state.get("StartedAt"), now.get("StartedAt"), restarts))
     if what:
+        # a half that reports its failure leaves no app running (the rescue would take a running target for a
+        # relocation that went through): one restarted by its policy is stopped, which no restart policy undoes
+        try:
+            client.api.stop(container, timeout=1)
+        except Exception:  # the failure below is the one to report
+            pass
         raise MigrationError("Container %s did not stay running on host %s: it %s. The app may refuse its state or "
                              "configuration there; see `%s logs %s` on that host."
                              % (name or container, host or hostname(), what, engines.engine_of(client),

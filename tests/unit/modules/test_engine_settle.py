@@ -28,6 +28,7 @@ def test_a_container_that_runs_on_as_the_same_start_passes_after_the_window(engi
     assert time.monotonic() - since >= 0.3
     assert now == FIRST
     client.api.inspect_container.assert_called_once_with("c1")
+    client.api.stop.assert_not_called()
 
 
 def test_the_window_counts_from_the_running_not_from_the_call():
@@ -48,6 +49,7 @@ def test_an_app_that_exited_right_after_its_start_fails_with_what_happened(engin
                           "(status exited, exit code 3")
     assert "see `%s logs app` on that host" % engine in msg
     assert err.value.details["state"] == exited
+    client.api.stop.assert_called_once_with("c1", timeout=1)
 
 
 @pytest.mark.parametrize("change", [dict(StartedAt="2026-12-07T04:20:00.9Z"), dict(restarts=1),
@@ -61,6 +63,8 @@ def test_an_app_restarted_by_its_policy_fails(change):
     assert "did not stay running on host edge-2" in err.value.msg
     if "Restarting" not in change:
         assert "was started again within 0.05s of its start" in err.value.msg
+    # stopped, so that its policy does not keep it running (the rescue would take it for the migrated app)
+    client.api.stop.assert_called_once_with("c1", timeout=1)
 
 
 def test_restarts_before_the_start_are_not_counted():
