@@ -17,11 +17,12 @@ from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
     link_checkpoint, place_checkpoint, restore_stages, runtime_checkpoint, runtime_root, stage_checkpoint,
     start_from_checkpoint, write_checkpoint_delta)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
-from ansible_collections.mec.migration.plugins.module_utils.engines import can_update_restart_policy, engine_of
+from ansible_collections.mec.migration.plugins.module_utils.engines import (
+    can_update_restart_policy, engine_of, stop_container)
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.run_config import (
-    require_container, volume_mounts, volume_streams, wait_running)
+    check_settled, require_container, volume_mounts, volume_streams, wait_running)
 from ansible_collections.mec.migration.plugins.module_utils.timing import Stopwatch, wall_clock
 from ansible_collections.mec.migration.plugins.module_utils.transport import (
     StreamReceiver, StreamSender, ssh_command, transfer, wait_remote_ready)
@@ -108,6 +109,7 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
         result["restart_policy_cleared"] = policy
     # Podman's final checkpoint goes into the container's own folder: an older one there is removed first
     bundle = podman.prepare_source(client, info["Id"]) if checkpoint and podman.handles(client) else None
+    stopping = None
     try:
         result["stopped_at"] = wall_clock()
         result["source_stopped"] = True  # from here on a failure needs a rollback (idempotent if it still runs)
@@ -116,7 +118,8 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
                                         bundle=bundle)
         else:
             with sw.step("stop"):
-                client.api.stop(info["Id"], timeout=stop_timeout)
+                # returns once the app's process exited (Podman's own stop returns ~0.2 s later: engines)
+                stopping = stop_container(client, info, stop_timeout)
         if transfer_method == "stream":
             with sw.step("transfer"):
                 if checkpoint:
@@ -150,7 +153,14 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
     except BaseException:
         if sender is not None:
             sender.abort()  # the target sees the stream end early and fails at once
+        if stopping is not None:
+            try:
+                stopping.wait(60)  # a rollback must not start the container while its stop still runs
+            except Exception:
+                pass
         raise
+    if stopping is not None:
+        stopping.wait(60)  # the engine's stop returned: nothing of it is left running
     # after the target confirmed: figures for the record, outside the downtime
     result["sizes"]["volume"] = sum(dir_size(mp) for mp in volumes.values())
     result["durations"] = sw.durations
@@ -252,7 +262,8 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
             client.api.start(info["Id"])
         t_check = time.monotonic()
         running, state = wait_running(client, info["Id"], timeout=10)
-        running_check = round(time.monotonic() - t_check, 6)
+        running_since = time.monotonic()
+        running_check = round(running_since - t_check, 6)
     result["running_at"] = wall_clock()
     if not running:
         raise MigrationError("Container %s did not stay running on the target host %s (status %s, exit code %s, "
@@ -276,6 +287,8 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
         result["serving"] = first_connect(client, info)
     except Exception as exc:  # a figure only: the app runs, its migration stands
         result["serving"] = dict(seconds=None, address=None, error="%s: %s" % (type(exc).__name__, exc))
+    # after the downtime: an app that exits (or is restarted) right after its start has not migrated
+    check_settled(client, info["Id"], state, running_since, restart_count=info.get("RestartCount") or 0, name=name)
     return result
 
 

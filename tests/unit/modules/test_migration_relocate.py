@@ -33,8 +33,9 @@ def _volume(path, name="appdata"):
 
 def _target_client(dst_mp, states):
     c = mock.MagicMock(name="target client")
-    c.api.inspect_container.side_effect = lambda _id: inspect_container(cid=DST_ID, running=states.pop(0),
-                                                                        mounts=_volume(dst_mp))
+    # the states in turn; the last one stays (the settle check after the start reads it again)
+    c.api.inspect_container.side_effect = lambda _id: inspect_container(
+        cid=DST_ID, running=states.pop(0) if len(states) > 1 else states[0], mounts=_volume(dst_mp))
     return c
 
 
