@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what it needs (scripts/bootstrap.sh),
 # runs the Python lint (ruff, ruff.toml) and ansible-test sanity, brings up the local lab and its services, then runs
-#   1. pytest: unit tests, engine tests, the lab's integration tests (tests/), the zones lab's follow tests,
-#   2. the Molecule scenarios of the roles (roles/*/molecule/default).
+#   1. pytest: unit tests, engine tests, the lab's integration tests (tests/), the zones lab's drive,
+#   2. the Molecule scenarios of the roles (roles/*/molecule/default), and beside them the zones lab's other follow
+#      tests (a second pytest, results/pytest-zones.log; both must pass).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x. With arguments, only what the selected tests
 # need is brought up (pytest collects them first, nothing runs: scripts/pytest_selection.py): the local lab and its
 # services for tests marked lab, the zones lab for zones_lab (which counts as lab too), this machine's Docker engine
@@ -124,23 +125,59 @@ if need podman_lab; then
 fi
 # ---- end of the Podman lab ------------------------------------------------------------------------------------------
 
+# Without arguments, the zones lab's tests (marker zones_lab) run beside the Molecule scenarios, after the main run:
+# they use only their own four hosts and loopback, and mostly wait on a simulated clock that stands while the hosts
+# work (~6 min that no longer add to the ~10 min of Molecule). The drive (marker real_time: its margins are
+# wall-clock seconds) stays in the main run. With arguments, everything selected runs here, in one pytest.
+split=()
+if [ $# -eq 0 ] && need zones_lab; then
+    split=(-m "not zones_lab or real_time")
+fi
+pytest_ok() {  # pytest_ok LOG RC: exit 5 (nothing collected) is a failure too; in CI a skipped test is one as well
+    [ "$2" -eq 0 ] || { echo "pytest failed (rc=$2, $1)"; exit "$2"; }
+    # (tests/conftest.py turns skips into failures in CI; this is the safety net)
+    if [ "${CI:-}" = "true" ] && tail -n 1 "$1" | grep -q "skipped"; then
+        echo "pytest skipped tests in CI (CI=true, $1): a missing lab, engine, CRIU or tool is a failure"; exit 1
+    fi
+}
+
 step "pytest"
 set +e
-python -m pytest -p pytest_selection --durations=25 "$@" 2>&1 | tee results/pytest.log
+python -m pytest -p pytest_selection --durations=25 ${split[@]+"${split[@]}"} "$@" 2>&1 | tee results/pytest.log
 rc=${PIPESTATUS[0]}
 set -e
-# pytest's exit 5 means that it collected no test, a failure here too.
-[ "$rc" -eq 0 ] || { echo "pytest failed (rc=$rc)"; exit "$rc"; }
-# In CI a skipped test is a failed one (tests/conftest.py turns skips into failures; this is the safety net).
-if [ "${CI:-}" = "true" ] && tail -n 1 results/pytest.log | grep -q "skipped"; then
-    echo "pytest skipped tests in CI (CI=true): a missing lab, engine, CRIU or tool is a failure"; exit 1
-fi
+pytest_ok results/pytest.log "$rc"
 
 if [ $# -eq 0 ]; then
-    for scenario in roles/*/molecule/default/molecule.yml; do
-        role_dir=$(dirname "$(dirname "$(dirname "$scenario")")")
-        step "molecule test: $(basename "$role_dir")"
-        (cd "$role_dir" && molecule test)
-    done
+    zones_pid=""
+    if need zones_lab; then
+        step "pytest of the zones lab (marker zones_lab, not real_time), beside Molecule: results/pytest-zones.log"
+        python -m pytest -p pytest_selection --durations=10 -m "zones_lab and not real_time" \
+            > results/pytest-zones.log 2>&1 &
+        zones_pid=$!
+        trap 'rm -rf "$sanity_root"; [ -z "$zones_pid" ] || kill "$zones_pid" 2> /dev/null || true' EXIT
+    fi
+    set +e
+    (
+        set -e
+        for scenario in roles/*/molecule/default/molecule.yml; do
+            role_dir=$(dirname "$(dirname "$(dirname "$scenario")")")
+            step "molecule test: $(basename "$role_dir")"
+            (cd "$role_dir" && molecule test)
+        done
+    )
+    molecule_rc=$?
+    if [ -n "$zones_pid" ]; then
+        wait "$zones_pid"
+        zones_rc=$?
+        zones_pid=""
+        step "pytest of the zones lab (results/pytest-zones.log)"
+        cat results/pytest-zones.log
+    fi
+    set -e
+    [ "$molecule_rc" -eq 0 ] || { echo "molecule failed (rc=$molecule_rc)"; exit "$molecule_rc"; }
+    if need zones_lab; then
+        pytest_ok results/pytest-zones.log "$zones_rc"
+    fi
 fi
 step "all tests passed"

@@ -29,6 +29,8 @@ def load_plugin(name="mec_mobility"):
 def pytest_configure(config):
     config.addinivalue_line("markers", "zones_lab: needs a separate lab of N MEC hosts, one per zone "
                                        "(MEC_ZONES_LAB=1, set by scripts/test.sh; see docs/follow.md)")
+    config.addinivalue_line("markers", "real_time: a zones-lab test whose margins are wall-clock time (the drive); "
+                                       "scripts/test.sh runs it with the main run, not beside the Molecule scenarios")
 
 
 def pytest_collection_modifyitems(config, items):
