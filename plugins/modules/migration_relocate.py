@@ -33,6 +33,14 @@ description:
     patched there; at the start the engine's folder gets the small images copied and a relative symbolic link per
     page image, so that the engine's round trip of the checkpoint through containerd's content store carries no
     page images (docs/m3.md).
+  - On Podman (O(engine=podman), both hosts; m3 across engines is refused by M(mec.migration.migration_preflight)) the
+    source's final checkpoint is Podman's own (libpod REST API, kept in the container's bundle folder, after a runc
+    pause), so that Podman's restart policy leaves the container stopped and a rollback restores it in place; the
+    target container is initialised and cleaned up again before the receiver listens (Podman writes its own OCI spec
+    for it), the pre-relocation checkpoint is moved into its bundle's C(checkpoint/) and patched there, and Podman's
+    restore (libpod REST API) starts it in place; Podman's C(--print-stats) figures are returned
+    (C(engine_dump_stats), C(engine_restore_stats), microseconds). A checkpoint folder made for the other engine
+    (its C(mec-checkpoint.json)) is refused before the source stops.
   - Both report wall-clock instants (C(stopped_at) on the source, C(running_at) on the target; the hosts'
     clocks must agree, for example with NTP) and per-operation durations.
 version_added: 0.1.0

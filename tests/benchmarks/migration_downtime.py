@@ -77,7 +77,120 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+# --------------------------------------------------------------------------- m3 on both engines, side by side
+#
+#     .venv/bin/python tests/benchmarks/migration_downtime.py --engines --runs 10
+# m3 of the counter (volume, root) N times on the Podman lab (mec-pod-source -> mec-pod-target, under
+# /tmp/mec-coord/podman.lock when that exists) and N times on the local Docker lab, one series right after the other;
+# each run checks that the restored process kept its state (the difference of its in-memory and volume counts, which
+# a fresh start would not keep). Writes benchmarks/results/m3-engines-<engine>.json per engine with the medians (min,
+# max) of the wall downtime and of every downtime stage, and Podman's own --print-stats figures. The counter has no
+# network service: no UE probe here (m3_a2_downtime.py has it, for A2 on the Docker lab).
+
+STAGES = ("source_pause", "source_criu_dump", "source_runtime", "transfer", "target_receive", "target_place",
+          "engine_before_criu", "criu_hooks", "criu_restore", "engine_after_criu", "running_check", "target_other",
+          "unaccounted")
+
+
+def _counts(host, name):
+    out = host.out([host.cli, "exec", name, "sh", "-c", "cat /tmp/mem.value; cat /data/count"]).split()
+    return int(out[0]), int(out[1])
+
+
+def engine_run(src, dst, inventory, results, engine):
+    name = "me" + uuid.uuid4().hex[:8]
+    run_id = "e" + uuid.uuid4().hex[:10]
+    src.out([src.cli, "run", "-d", "--name", name, "--user", "0", "-v", name + "-data:/data", IMAGE])
+    try:
+        src.wait_int(name, "/tmp/mem.value", minimum=5)
+        before = _counts(src, name)
+        rc, out, record = migrate(results, inventory=inventory, app=name, strategy="m3", network_label="bench",
+                                  run_id=run_id, migration_cleanup=True)
+        ok = rc == 0 and bool(record) and record["status"] == "ok"
+        kept = None
+        if ok:
+            mem, vol = _counts(dst, name)
+            kept = mem > before[0] and abs((vol - mem) - (before[1] - before[0])) <= 1
+        if not ok:
+            print("  run failed: %s" % ((record or {}).get("error") or out[-1500:]), file=sys.stderr)
+        return dict(engine=engine, ok=ok, state_kept=kept, before=before, run_id=run_id,
+                    wall=(record or {}).get("downtime", {}).get("wall") if ok else None,
+                    stages=(record or {}).get("downtime", {}).get("stages") if ok else None,
+                    engine_dump_stats=(record or {}).get("criu", {}).get("engine_dump_stats") if ok else None,
+                    engine_restore_stats=(record or {}).get("criu", {}).get("engine_restore_stats") if ok else None,
+                    error=None if ok else ((record or {}).get("error") or out[-500:]))
+    finally:
+        for h in (src, dst):
+            h.run("%s rm -f %s; %s volume rm -f %s-data; %s images -q 'mec-migration/%s' | xargs -r %s rmi -f; "
+                  "rm -rf %s/%s" % (h.cli, name, h.cli, name, h.cli, name, h.cli, WORK_ROOT, run_id), check=False)
+
+
+def engine_series(engine, runs):
+    """N m3 runs on one engine's lab; writes and returns its results file's summary."""
+    if engine == "podman":
+        from podman_labtools import INVENTORY as POD_INVENTORY, podman_pair
+        src, dst = podman_pair()
+        inventory = str(POD_INVENTORY)
+        lock = "/tmp/mec-coord/podman.lock"
+    else:
+        hosts = lab_hosts()
+        src, dst = Host(hosts["source"]), Host(hosts["target"])
+        inventory = INVENTORY
+        lock = "/tmp/mec-coord/lab.lock"
+        ensure_image(src)
+    holder = open(lock, "a") if os.path.isdir(os.path.dirname(lock)) else None
+    if holder is not None:
+        import fcntl
+        fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        start()
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:
+            for i in range(runs):
+                row = engine_run(src, dst, inventory, os.path.join(results, str(i)), engine)
+                rows.append(row)
+                if row["ok"]:
+                    print("  %s run %d: wall %.3f s, state kept %s" % (engine, i + 1, row["wall"], row["state_kept"]),
+                          flush=True)
+    finally:
+        if holder is not None:
+            holder.close()
+    good = [r for r in rows if r["ok"]]
+    summary = {"runs": len(rows), "ok": len(good), "ok_state_kept": len([r for r in good if r["state_kept"]]),
+               "wall_s": summarize([r["wall"] for r in good]),
+               "stages_s": dict((k, summarize([r["stages"][k] for r in good if r["stages"].get(k) is not None]))
+                                for k in STAGES if any(r["stages"].get(k) is not None for r in good))}
+    for key in ("engine_dump_stats", "engine_restore_stats"):
+        stats = [r[key] for r in good if r[key]]
+        if stats:
+            summary[key + "_us"] = dict((k, summarize([s[k] for s in stats if s.get(k) is not None]))
+                                        for k in sorted(stats[0]))
+    path = write_results("m3-engines-%s" % engine, rows, summary,
+                         extra={"app": "counter (volume, root)", "strategy": "m3", "inventory": inventory})
+    print("%s: %d of %d ok, %d with the state kept; wall median %.3f s (min %.3f, max %.3f); results file %s" % (
+        engine, summary["ok"], summary["runs"], summary["ok_state_kept"], summary["wall_s"]["median"],
+        summary["wall_s"]["min"], summary["wall_s"]["max"], path))
+    for k, v in summary["stages_s"].items():
+        print("  %-20s median %.3f  min %.3f  max %.3f" % (k, v["median"], v["min"], v["max"]))
+    return summary
+
+
+def engines_main(argv):
+    ap = argparse.ArgumentParser(description="m3 of the counter on the Podman lab and the local Docker lab")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--engines", default="podman,docker")
+    args = ap.parse_args(argv)
+    for engine in args.engines.split(","):
+        engine_series(engine, args.runs)
+
+
 def main():
+    if "--engines" in sys.argv:
+        i = sys.argv.index("--engines")
+        rest = sys.argv[1:i] + sys.argv[i + 1:]
+        if rest[:1] and not rest[0].startswith("-"):
+            rest = ["--engines"] + rest
+        return engines_main(rest)
     if "--a2" in sys.argv:
         # m3 of the real app A2 with the UE probe and a held connection (issue #9's benchmark)
         sys.argv.remove("--a2")
