@@ -100,9 +100,10 @@ def staging_dir(bundle, name=None):
     return os.path.join(base, name) if name else base
 
 
-def write_marker(image_dir, engine="podman", container_id=None):
+def write_marker(image_dir, engine="podman", container_id=None, final=False):
+    """Name the engine (and, for a source's final checkpoint, ``final``) in the checkpoint folder."""
     with open(os.path.join(image_dir, MARKER), "w") as fh:
-        json.dump(dict(engine=engine, container=container_id, host=hostname()), fh)
+        json.dump(dict(engine=engine, container=container_id, host=hostname(), final=final), fh)
 
 
 def marker_engine(image_dir):
@@ -156,15 +157,34 @@ def prepare_source(client, container_id):
     """Before the source's stop: its bundle folder, with any older checkpoint of Podman's removed (the final
     checkpoint must hold only its own images: the delta sends every file of the folder)."""
     bundle = static_dir(client, container_id)
-    if os.path.isdir(checkpoint_path(bundle)):
-        shutil.rmtree(checkpoint_path(bundle))
+    for path in (checkpoint_path(bundle), checkpoint_path(bundle) + ".work"):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
     return bundle
 
 
-def final_checkpoint(module, client, container_id, bundle, runc_root=RUNC_ROOT):
+def runtime_dump_safe(info):
+    """Whether the final checkpoint may be runc's own, without Podman (its inspect data ``info``, Docker-compatible):
+    Podman then sees the app's process end as an exit, so only a container that Podman would neither restart (a
+    restart policy) nor remove (``--rm``) on an exit. Podman's own checkpoint costs ~0.25 s more in the downtime
+    (its network teardown, unmount and state after runc's dump: docs/m3.md)."""
+    host = info.get("HostConfig") or {}
+    return (host.get("RestartPolicy") or {}).get("Name") in (None, "", "no") and not host.get("AutoRemove")
+
+
+def final_checkpoint(module, client, container_id, bundle, runc_root=RUNC_ROOT, runtime=False):
     """The source's final checkpoint (the app stops) through Podman, the container paused by runc first; a failure
-    resumes it (it keeps serving). Returns the images' folder, size, durations and Podman's figures."""
+    resumes it (it keeps serving). Returns the images' folder, size, durations and Podman's figures. With
+    ``runtime`` (runtime_dump_safe) runc dumps it into the same folder without Podman (checkpoints.runtime_checkpoint:
+    pause, dump, the exit Podman then cleans up after), and a rollback restores it from there as well."""
     from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError
+    if runtime:
+        from ansible_collections.mec.migration.plugins.module_utils.checkpoints import runtime_checkpoint
+        path = checkpoint_path(bundle)
+        ck = runtime_checkpoint(module, container_id, path, leave_running=False, root=runc_root)
+        write_marker(path, container_id=container_id, final=True)
+        ck.update(engine_stats=None, via="runtime")
+        return ck
     runc = module.get_bin_path("runc", required=True)
     t0 = time.monotonic()
     rc, out, err = module.run_command([runc, "--root", runc_root, "pause", container_id], environ_update=LANG_C)
@@ -181,10 +201,10 @@ def final_checkpoint(module, client, container_id, bundle, runc_root=RUNC_ROOT):
     duration = round(time.monotonic() - t0, 6)
     path = checkpoint_path(bundle)
     phases = log_phases(read_text(os.path.join(bundle, "dump.log")) or "")
-    write_marker(path, container_id=container_id)
+    write_marker(path, container_id=container_id, final=True)
     return dict(path=path, size=dir_size(path), duration=duration, pause_duration=round(t_paused - t0, 6),
                 criu_duration=phases.get("total"), criu_log=os.path.join(bundle, "dump.log"),
-                engine_stats=_stats(answer, "runtime_checkpoint_duration", DUMP_STATS))
+                engine_stats=_stats(answer, "runtime_checkpoint_duration", DUMP_STATS), via="engine")
 
 
 def prepare_target(module, container_id):
@@ -239,14 +259,28 @@ def restore_stages(bundle, called_at, returned_at, engine_stats=None):
                 engine_stats=engine_stats)
 
 
-def checkpointed(client, container_id):
-    """Whether Podman holds a checkpoint of the (stopped) container to restore it from: its state says so and the
-    images are in its folder. ``(bool, bundle)``."""
-    data = inspect(client, container_id) or {}
-    bundle = data.get("StaticDir")
-    ok = bool((data.get("State") or {}).get("Checkpointed")) and bool(bundle) and \
-        os.path.isfile(os.path.join(checkpoint_path(bundle), "inventory.img"))
-    return ok, bundle
+def checkpointed(client, container_id, wait=10.0):
+    """Whether the (stopped) container has a final checkpoint to restore it from: the images in its folder, and
+    Podman's state says checkpointed, or the folder is a final checkpoint of runc's (its marker) and Podman has seen
+    the exit (waited for up to ``wait`` seconds: conmon's clean-up after runc's dump). ``(bool, bundle)``."""
+    deadline = time.monotonic() + wait
+    while True:
+        data = inspect(client, container_id) or {}
+        bundle, state = data.get("StaticDir"), data.get("State") or {}
+        if not bundle or not os.path.isfile(os.path.join(checkpoint_path(bundle), "inventory.img")):
+            return False, bundle
+        if state.get("Checkpointed"):
+            return True, bundle
+        try:
+            with open(os.path.join(checkpoint_path(bundle), MARKER)) as fh:
+                final = bool((json.load(fh) or {}).get("final"))
+        except (OSError, ValueError):
+            final = False
+        if not final:
+            return False, bundle
+        if not state.get("Running") or time.monotonic() > deadline:
+            return not state.get("Running"), bundle
+        time.sleep(0.05)
 
 
 def place(bundle, src_dir):

@@ -46,8 +46,8 @@ def _final_checkpoint(module, client, info, name, checkpoint, local_workdir, sw,
     checkpoint's directory."""
     with sw.step("checkpoint"):
         if bundle:
-            ck = podman.final_checkpoint(module, client, info["Id"], bundle)
-            result["checkpoint_via"] = "engine"
+            ck = podman.final_checkpoint(module, client, info["Id"], bundle, runtime=podman.runtime_dump_safe(info))
+            result["checkpoint_via"] = ck["via"]
             result["engine_dump_stats"] = ck["engine_stats"]
         elif local_workdir and runtime_root(info["Id"]):
             ck = runtime_checkpoint(module, info["Id"], os.path.join(local_workdir, checkpoint), leave_running=False)

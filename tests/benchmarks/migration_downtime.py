@@ -82,10 +82,12 @@ def median(values):
 #     .venv/bin/python tests/benchmarks/migration_downtime.py --engines --runs 10
 # m3 of the counter (volume, root) N times on the Podman lab (mec-pod-source -> mec-pod-target, under
 # /tmp/mec-coord/podman.lock when that exists) and N times on the local Docker lab, one series right after the other;
-# each run checks that the restored process kept its state (the difference of its in-memory and volume counts, which
-# a fresh start would not keep). Writes benchmarks/results/m3-engines-<engine>.json per engine with the medians (min,
-# max) of the wall downtime and of every downtime stage, and Podman's own --print-stats figures. The counter has no
-# network service: no UE probe here (m3_a2_downtime.py has it, for A2 on the Docker lab).
+# with --restart POLICY the app has that restart policy (on Podman the final checkpoint is then Podman's own: see
+# podman_checkpoint.runtime_dump_safe); each run checks that the restored process kept its state (the difference of
+# its in-memory and volume counts, which a fresh start would not keep). Writes
+# benchmarks/results/m3-engines-<engine>.json per engine with the medians (min, max) of the wall downtime and of
+# every downtime stage, and Podman's own --print-stats figures. The counter has no network service: no UE probe here
+# (m3_a2_downtime.py has it, for A2 on the Docker lab).
 
 STAGES = ("source_pause", "source_criu_dump", "source_runtime", "transfer", "target_receive", "target_place",
           "engine_before_criu", "criu_hooks", "criu_restore", "engine_after_criu", "running_check", "target_other",
@@ -97,10 +99,11 @@ def _counts(host, name):
     return int(out[0]), int(out[1])
 
 
-def engine_run(src, dst, inventory, results, engine):
+def engine_run(src, dst, inventory, results, engine, restart=None):
     name = "me" + uuid.uuid4().hex[:8]
     run_id = "e" + uuid.uuid4().hex[:10]
-    src.out([src.cli, "run", "-d", "--name", name, "--user", "0", "-v", name + "-data:/data", IMAGE])
+    policy = ["--restart", restart] if restart else []
+    src.out([src.cli, "run", "-d", "--name", name, "--user", "0"] + policy + ["-v", name + "-data:/data", IMAGE])
     try:
         src.wait_int(name, "/tmp/mem.value", minimum=5)
         before = _counts(src, name)
@@ -113,7 +116,8 @@ def engine_run(src, dst, inventory, results, engine):
             kept = mem > before[0] and abs((vol - mem) - (before[1] - before[0])) <= 1
         if not ok:
             print("  run failed: %s" % ((record or {}).get("error") or out[-1500:]), file=sys.stderr)
-        return dict(engine=engine, ok=ok, state_kept=kept, before=before, run_id=run_id,
+        return dict(engine=engine, ok=ok, state_kept=kept, before=before, run_id=run_id, restart=restart,
+                    checkpoint_via=(record or {}).get("criu", {}).get("checkpoint_via") if ok else None,
                     wall=(record or {}).get("downtime", {}).get("wall") if ok else None,
                     stages=(record or {}).get("downtime", {}).get("stages") if ok else None,
                     engine_dump_stats=(record or {}).get("criu", {}).get("engine_dump_stats") if ok else None,
@@ -125,8 +129,9 @@ def engine_run(src, dst, inventory, results, engine):
                   "rm -rf %s/%s" % (h.cli, name, h.cli, name, h.cli, name, h.cli, WORK_ROOT, run_id), check=False)
 
 
-def engine_series(engine, runs):
-    """N m3 runs on one engine's lab; writes and returns its results file's summary."""
+def engine_series(engine, runs, restart=None):
+    """N m3 runs on one engine's lab (the app with the ``restart`` policy, if any); writes and returns its results
+    file's summary."""
     if engine == "podman":
         from podman_labtools import INVENTORY as POD_INVENTORY, podman_pair
         src, dst = podman_pair()
@@ -147,7 +152,7 @@ def engine_series(engine, runs):
         rows = []
         with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:
             for i in range(runs):
-                row = engine_run(src, dst, inventory, os.path.join(results, str(i)), engine)
+                row = engine_run(src, dst, inventory, os.path.join(results, str(i)), engine, restart)
                 rows.append(row)
                 if row["ok"]:
                     print("  %s run %d: wall %.3f s, state kept %s" % (engine, i + 1, row["wall"], row["state_kept"]),
@@ -165,8 +170,10 @@ def engine_series(engine, runs):
         if stats:
             summary[key + "_us"] = dict((k, summarize([s[k] for s in stats if s.get(k) is not None]))
                                         for k in sorted(stats[0]))
-    path = write_results("m3-engines-%s" % engine, rows, summary,
-                         extra={"app": "counter (volume, root)", "strategy": "m3", "inventory": inventory})
+    summary["checkpoint_via"] = sorted(set(r["checkpoint_via"] for r in good))
+    path = write_results("m3-engines-%s%s" % (engine, "-restart-policy" if restart else ""), rows, summary,
+                         extra={"app": "counter (volume, root)", "strategy": "m3", "inventory": inventory,
+                                "restart": restart})
     print("%s: %d of %d ok, %d with the state kept; wall median %.3f s (min %.3f, max %.3f); results file %s" % (
         engine, summary["ok"], summary["runs"], summary["ok_state_kept"], summary["wall_s"]["median"],
         summary["wall_s"]["min"], summary["wall_s"]["max"], path))
@@ -179,9 +186,11 @@ def engines_main(argv):
     ap = argparse.ArgumentParser(description="m3 of the counter on the Podman lab and the local Docker lab")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--engines", default="podman,docker")
+    ap.add_argument("--restart", help="the app's restart policy (e.g. unless-stopped: on Podman the final checkpoint "
+                                      "is then Podman's own, not runc's); file m3-engines-<engine>-restart-policy")
     args = ap.parse_args(argv)
     for engine in args.engines.split(","):
-        engine_series(engine, args.runs)
+        engine_series(engine, args.runs, args.restart)
 
 
 def main():

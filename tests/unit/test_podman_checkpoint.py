@@ -181,3 +181,43 @@ def test_restore_stages_from_podmans_restore_log(tmp_path):
     assert stages["criu_log"] == str(log) and stages["engine_stats"] == {"runtime_us": 87794}
     assert stages["engine_before_criu"] > 0.1 and stages["engine_after_criu"] >= 0.0
     assert pc.restore_stages(str(tmp_path), ended + 5, ended + 6) is None  # an older restore's log
+
+
+@pytest.mark.parametrize("policy,auto_remove,safe", [("no", False, True), ("", False, True), (None, False, True),
+                                                     ("unless-stopped", False, False), ("no", True, False)])
+def test_runc_dumps_the_final_checkpoint_only_where_podman_would_not_restart_or_remove(policy, auto_remove, safe):
+    info = {"HostConfig": {"RestartPolicy": {"Name": policy} if policy is not None else None,
+                           "AutoRemove": auto_remove}}
+    assert pc.runtime_dump_safe(info) is safe
+
+
+def test_final_checkpoint_through_runc_into_podmans_folder(tmp_path):
+    client = client_for("podman", str(tmp_path))
+    seen = {}
+
+    def fake_runtime_checkpoint(module, cid, path, leave_running=True, root=None):
+        seen.update(cid=cid, path=path, leave_running=leave_running, root=root)
+        os.makedirs(path)
+        return dict(path=path, size=1, duration=0.1, pause_duration=0.01, criu_duration=0.05, attempts=1)
+    with mock.patch.object(checkpoints, "runtime_checkpoint", fake_runtime_checkpoint):
+        ck = pc.final_checkpoint(Commands(), client, CID, str(tmp_path), runtime=True)
+    assert seen == dict(cid=CID, path=str(tmp_path / "checkpoint"), leave_running=False, root="/run/runc")
+    client.api.post.assert_not_called()  # Podman is not asked
+    assert ck["via"] == "runtime" and ck["engine_stats"] is None
+    with open(str(tmp_path / "checkpoint" / pc.MARKER)) as fh:
+        assert json.load(fh) == dict(engine="podman", container=CID, host=mock.ANY, final=True)
+
+
+def test_rollback_finds_runcs_final_checkpoint_once_podman_saw_the_exit(tmp_path):
+    os.makedirs(str(tmp_path / "checkpoint"))
+    (tmp_path / "checkpoint" / "inventory.img").write_bytes(b"i")
+    client = client_for("podman", str(tmp_path))
+    client.api.get.side_effect = [response({"StaticDir": str(tmp_path), "State": {"Running": True}}),
+                                  response({"StaticDir": str(tmp_path), "State": {"Running": False}})]
+    pc.write_marker(str(tmp_path / "checkpoint"), container_id=CID, final=True)
+    assert pc.checkpointed(client, CID) == (True, str(tmp_path))
+    # a pre-relocation checkpoint (not final) left there is never restored from
+    client.api.get.side_effect = None
+    client.api.get.return_value = response({"StaticDir": str(tmp_path), "State": {"Running": False}})
+    pc.write_marker(str(tmp_path / "checkpoint"), container_id=CID)
+    assert pc.checkpointed(client, CID) == (False, str(tmp_path))
