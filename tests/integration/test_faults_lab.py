@@ -23,7 +23,8 @@ same lab do not collide with these.
 A representative set runs on the Podman lab's pair too (mec-pod-source -> mec-pod-target, inventories/podman;
 marker podman_lab; ids ending in -podman): the faults whose injection or handling is Podman's own (no daemon: its
 API service killed on the target during the relocation, and on the source before the pre-relocation's engine calls;
-the target's volume in Podman's store full; the controller killed, then recover.yml). ~80 s each, ~5 min together.
+the target's volume in Podman's store full; the controller killed, then recover.yml) and, for m3, CRIU missing on the
+target (refused at the preflight, ~30 s). ~70-80 s each otherwise, ~5.5 min together.
 """
 import contextlib
 import errno
@@ -649,7 +650,7 @@ FAULTS = [
     Fault("corrupted_checkpoint_on_target", "corrupted checkpoint (target)", _corrupt_checkpoint,
           ("rolled_back",), strategies=("m3",), check=_checkpoint_mismatch_caught),
     Fault("criu_missing_on_target", "CRIU missing (target)", lambda run: _criu_on_target(run, broken=False),
-          ("unchanged",), strategies=("m3",), check=_refused_at_preflight_for_criu),
+          ("unchanged",), strategies=("m3",), check=_refused_at_preflight_for_criu, podman=("m3",)),
     Fault("criu_broken_on_target", "CRIU broken (target)", lambda run: _criu_on_target(run, broken=True),
           ("rolled_back",), strategies=("m3",), check=_restore_failed_on_target),
     # not m1: dockerd's graceful stop lets a running `docker export` finish, so the engine may be back before the
