@@ -13,11 +13,14 @@ checked host keys.
   way), Podman's API service down on the target at the start (the error names the host and how to start it), m3
   across engines.
 - m2 Podman -> Podman whose target start fails (a port held there): the source comes back, the target is cleaned.
+- m2 to a Podman target (restart policy unless-stopped) and to a Docker target (none) whose app exits 0.3 s after
+  its start (it refuses the volume another container wrote): the start's settle check fails the run, which rolls
+  back (without it the run was recorded as migrated).
 
 The app is tests/integration/files/counter_app (mec-test/counter:1 built on this machine and loaded onto the
 source hosts). Bring the lab up with ``ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_podman.yml``;
-without it every test here fails (never skipped). Cost on the Podman lab: 6 migrations, 1 rolled back and 4
-refused ones, ~5 min (the refused ones ~15-20 s each).
+without it every test here fails (never skipped). Cost on the Podman lab: 6 migrations, 3 rolled back and 4
+refused ones, ~6 min (the refused ones ~15-20 s each, the settle check's two ~20-25 s each).
 """
 import json
 import os
@@ -353,5 +356,41 @@ def test_m2_podman_relocation_failure_brings_the_source_back(pod_app, pod_lab, t
     assert pod2.run("podman images --format '{{.Repository}}' | grep -c %s" % pod_app.name,
                     check=False).stdout.strip() == "0"
     for h in (pod1, pod2):
+        assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, pod_app.name)], check=False).returncode != 0
+        assert h.run(["test", "-e", "%s/%s" % (WORK_ROOT, pod_app.run_ids[-1])], check=False).returncode != 0
+
+
+# The counter, but refusing a volume another container wrote (its hostname, the container id's start, differs on
+# the target): it says so and exits 0.3 s after its start, after the engine reported it running.
+REFUSING = ("h=$(hostname); o=$(cat /data/owner 2>/dev/null); if [ -n \"$o\" ] && [ \"$o\" != \"$h\" ]; then "
+            "echo \"refusing the volume of $o\"; sleep 0.3; exit 3; fi; echo \"$h\" > /data/owner; "
+            "exec /bin/sh /opt/counter/counter.sh")
+
+
+@pytest.mark.parametrize("target,policy", [("mec-pod-target", "unless-stopped"), ("mec-pod-docker", "no")])
+def test_m2_target_app_that_exits_right_after_its_start_is_rolled_back(pod_app, pod_lab, tmp_path, target, policy):
+    """The target's app exits right after its start (with a restart policy, Podman starts it again): the migration
+    fails after the start's settle window with an error naming the host, and rolls back; the source serves again."""
+    pod1, dst = pod_lab["mec-pod-source"], pod_lab[target]
+    pod1.out("run", "-d", "--name", pod_app.name, "--restart", policy, "-v", pod_app.volume + ":/data", IMAGE,
+             "-c", REFUSING)
+    pod1.wait_count(pod_app.name, 10)
+    before = pod1.inspect(pod_app.name)
+    rc, out, record = pod_app.migrate(tmp_path, pod1, dst, "m2")
+    assert rc != 0, out[-4000:]
+    flat = " ".join(out.split())
+    assert "Container %s did not stay running on host %s: it " % (pod_app.name, target) in flat, out[-4000:]
+    assert ("exited within 0.5s of its start" if policy == "no" else "within 0.5s of its start") in flat
+    assert record["status"] == "failed" and record["outcome"] == "rolled_back", record
+    assert record["phase"] == "relocation", record
+    # the source runs again (the same container, its volume counting on); the target keeps nothing of the run
+    assert pod1.inspect(pod_app.name)["Id"] == before["Id"] and pod1.running(pod_app.name)
+    starts = pod1.starts(pod_app.name)
+    assert len(starts) == 2, starts
+    assert pod1.wait_count(pod_app.name, starts[-1] + 1) > starts[-1]
+    assert dst.inspect(pod_app.name) is None
+    assert dst.run([dst.cli, "volume", "inspect", pod_app.volume], check=False).returncode != 0
+    # no lock or work directory holds the app (the run's journal stays, closed: the app's history)
+    for h in (pod1, dst):
         assert h.run(["test", "-e", "%s/locks/%s.lock" % (STATE_ROOT, pod_app.name)], check=False).returncode != 0
         assert h.run(["test", "-e", "%s/%s" % (WORK_ROOT, pod_app.run_ids[-1])], check=False).returncode != 0
