@@ -196,11 +196,13 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
         podman.check_marker(ck_dir, engine_of(client))
     if on_podman:
         # Podman restores the container in place (podman_checkpoint): it writes the target's own OCI spec now,
-        # and the pre-relocation checkpoint moves into the folder its restore reads, where the delta patches it
+        # and the pre-relocation checkpoint moves into the folder its restore reads, where the stream's delta
+        # patches it (transfer=ssh: rsync patches it where it is, and it moves once the source is done)
         t0 = time.monotonic()
         podman.prepare_target(module, info["Id"])
         images_dir = checkpoint_images_dir(client, info["Id"], checkpoint)
-        result["checkpoint_staged"] = stage_checkpoint(ck_dir, images_dir)
+        if transfer_method == "stream":
+            result["checkpoint_staged"] = stage_checkpoint(ck_dir, images_dir)
         result["checkpoint_staging_duration"] = round(time.monotonic() - t0, 6)
     elif checkpoint and transfer_method == "stream" and link_pages:
         # before the receiver listens (the source stops its app only once it is connected): the pre-relocation
@@ -254,6 +256,9 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
     if images_dir and not on_podman:
         with sw.step("place"):
             result["checkpoint_placed"] = link_checkpoint(images_dir, ck_dir)
+    elif on_podman and transfer_method != "stream":
+        with sw.step("place"):
+            result["checkpoint_staged"] = stage_checkpoint(ck_dir, images_dir)  # a rename
     call = {}
     with sw.step("start"):
         if checkpoint:
