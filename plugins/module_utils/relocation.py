@@ -6,6 +6,7 @@ the app's phase notification before it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tarfile
@@ -336,17 +337,24 @@ def _restore_policy(client, info, restart_policy):
 def _rollback_podman(client, info, checkpoint):
     """A Podman source: restored in place from Podman's own final checkpoint when Podman holds one (m3), else
     started."""
-    method, errors = "start", []
     held, bundle = podman.checkpointed(client, info["Id"]) if checkpoint else (False, None)
-    if held:
+    restore = functools.partial(podman.restore, client, info["Id"], bundle) if held else None
+    return _restore_or_start(client, info["Id"], restore)
+
+
+def _restore_or_start(client, container_id, restore):
+    """Bring a stopped source back through ``restore`` (a call, or None when there is no checkpoint to restore
+    from), else, or when the restore fails, with a plain start; then wait until it runs."""
+    method, errors = "start", []
+    if restore is not None:
         try:
-            podman.restore(client, info["Id"], bundle)
+            restore()
             method = "checkpoint"
         except MigrationError as exc:
             errors.append(exc.msg)
     if method == "start":
-        client.api.start(info["Id"])
-    running, state = wait_running(client, info["Id"], timeout=10)
+        client.api.start(container_id)
+    running, state = wait_running(client, container_id, timeout=10)
     return dict(changed=True, method=method, running=running, state=state, errors=errors)
 
 
@@ -366,16 +374,9 @@ def rollback_source(client, name, checkpoint=None, restart_policy=None, checkpoi
     if checkpoint and checkpoint_dir and not os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)) \
             and os.path.isdir(os.path.join(checkpoint_dir, checkpoint)):
         place_checkpoint(client, info["Id"], os.path.join(checkpoint_dir, checkpoint), checkpoint)
-    method = "start"
-    errors = []
+    restore = None
     if checkpoint and os.path.isdir(container_checkpoint_dir(client, info["Id"], checkpoint)):
-        try:
-            start_from_checkpoint(client, info["Id"], checkpoint)
-            method = "checkpoint"
-        except MigrationError as exc:
-            errors.append(exc.msg)
-    if method == "start":
-        client.api.start(info["Id"])
-    running, state = wait_running(client, info["Id"], timeout=10)
+        restore = functools.partial(start_from_checkpoint, client, info["Id"], checkpoint)
+    result = _restore_or_start(client, info["Id"], restore)
     _restore_policy(client, info, restart_policy)
-    return dict(changed=True, method=method, running=running, state=state, errors=errors)
+    return result
