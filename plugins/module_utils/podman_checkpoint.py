@@ -20,10 +20,12 @@ archive in the downtime. So the migration restores into the container it prepare
   relocation's delta patches it there, and ``POST /libpod/containers/{id}/restore`` starts the app from it: no
   archive, no copy in the downtime.
 
-On the source, the final checkpoint is Podman's own (``POST /libpod/containers/{id}/checkpoint?keep=true``):
-Podman then counts the container as checkpointed (its restart policy does not restart it, as after a stop), and
-a rollback restores it in place from the same folder. runc pauses the container first (its freezer answers in
-microseconds; CRIU, left to freeze it, polls every 100 ms).
+On the source, the final checkpoint is runc's own dump into the container's ``checkpoint/`` folder, as on Docker,
+where Podman would neither restart nor remove the container on the exit it then sees (``runtime_dump_safe``: no
+restart policy, no ``--rm``); otherwise it is Podman's own (``POST /libpod/containers/{id}/checkpoint?keep=true``),
+after which Podman counts the container as checkpointed (its restart policy does not restart it, as after a stop).
+Either way a rollback restores it in place from that folder. runc pauses the container first (its freezer answers
+in microseconds; CRIU, left to freeze it, polls every 100 ms).
 
 Measured on the Podman lab (docs/m3.md): restore into the prepared container 0.21-0.37 s (runtime 0.09-0.13 s,
 CRIU 0.04-0.06 s); through the CLI the same plus the podman process's start.
