@@ -271,9 +271,14 @@ SETTLE_WINDOW = 0.5
 def check_settled(client, container, state, since, restart_count=0, window=SETTLE_WINDOW, host=None, name=None):
     """After ``wait_running`` saw the container run (``state``, its State then; ``since``, time.monotonic() then):
     wait until ``window`` seconds after ``since`` and require the container to run still as that same start (the same
-    ``StartedAt``, ``restart_count`` restarts: its count before the start). Returns the State now; otherwise stops the
-    container (one its restart policy started again would run on, and the rescue would take it for the app's
-    migrated copy) and raises MigrationError naming the host, the container and what happened."""
+    ``StartedAt``, ``restart_count`` restarts: its count before the start). Returns the State now; otherwise removes
+    the container (its last output goes into the error) and raises MigrationError naming the host, the container and
+    what happened.
+
+    Removed, not stopped: a container that exited and has a restart policy is started again by its engine a moment
+    later (Podman's clean-up process, Docker's restart manager), and a stop of a container that is not running at
+    that moment changes nothing, so the rescue would find the target running and take it for the app's migrated
+    copy. A forced removal leaves nothing to restart; the rescue's clean-up would remove it anyway."""
     left = since + window - time.monotonic()
     if left > 0:
         time.sleep(left)
@@ -288,14 +293,29 @@ def check_settled(client, container, state, since, restart_count=0, window=SETTL
         what = ("was started again within %ss of its start (it exited and its restart policy restarted it: started at "
                 "%s, then %s; %s restart(s))" % (window, state.get("StartedAt"), now.get("StartedAt"), restarts))
     if what:
-        # a half that reports its failure leaves no app running (the rescue would take a running target for a
-        # relocation that went through): one restarted by its policy is stopped, which no restart policy undoes
+        output = _last_output(client, container)
         try:
-            client.api.stop(container, timeout=1)
-        except Exception:  # the failure below is the one to report
-            pass
+            client.api.remove_container(container, force=True)
+            gone = "the container was removed"
+        except Exception as exc:  # the failure below is the one to report; at least stop it
+            gone = "the container could not be removed (%s)" % exc
+            try:
+                client.api.stop(container, timeout=1)
+            except Exception:
+                pass
         raise MigrationError("Container %s did not stay running on host %s: it %s. The app may refuse its state or "
-                             "configuration there; see `%s logs %s` on that host."
-                             % (name or container, host or hostname(), what, engines.engine_of(client),
-                                name or container), state=now)
+                             "configuration there; %s. Its last output (%s logs): %s"
+                             % (name or container, host or hostname(), what, gone, engines.engine_of(client),
+                                output or "(none)"), state=now)
     return now
+
+
+def _last_output(client, container, lines=20, limit=2000):
+    """The container's last ``lines`` lines of output, at most ``limit`` characters, as one line (for an error)."""
+    try:
+        raw = client.api.logs(container, stdout=True, stderr=True, tail=lines)
+    except Exception as exc:
+        return "(not readable: %s)" % exc
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    text = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text[-limit:]
