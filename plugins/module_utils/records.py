@@ -45,6 +45,7 @@ FIELDS = {
              "dump_retried_after": "str", "errors": "list", "log": "str",
              # the target's restore (m3), from CRIU's restore log: its own work, the runtime's hooks it waited for
              "restore_duration": "num", "restore_hooks": "nums", "restore_log": "str",
+             "restore_attempts": "num", "restore_retried_after": "str",
              # the engine's own figures where it gives them (Podman's --print-stats, microseconds): runtime_us (the
              # runtime's checkpoint or restore), CRIU's freezing/frozen/memdump/memwrite or forking/restore times
              "engine_dump_stats": "nums", "engine_restore_stats": "nums"},
@@ -307,6 +308,9 @@ def build_record(inputs, finished_at=None):
                  "restore_duration": number(restore.get("criu_restore")),
                  "restore_hooks": _nums(restore.get("criu_hooks_by_name")) if restore else None,
                  "restore_log": _text(restore.get("criu_log")),
+                 # the target's starts from the checkpoint (2: the first failed in the runtime's notification handling)
+                 "restore_attempts": number(rt.get("restore_attempts")),
+                 "restore_retried_after": _text(rt.get("restore_retried_after")),
                  "engine_dump_stats": _nums(rs.get("engine_dump_stats")) if rs.get("engine_dump_stats") else None,
                  "engine_restore_stats": (_nums(rt.get("engine_restore_stats")) if rt.get("engine_restore_stats")
                                           else None)},

@@ -264,6 +264,8 @@ def relocate_target(module, client, name, transfer_method, checkpoint=None, port
     with sw.step("start"):
         if checkpoint:
             start_from_checkpoint(client, info["Id"], checkpoint, timing=call)
+            result["restore_attempts"] = call.get("attempts")
+            result["restore_retried_after"] = call.get("retried_after")
         else:
             client.api.start(info["Id"])
         t_check = time.monotonic()

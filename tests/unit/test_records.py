@@ -107,8 +107,8 @@ def test_m2_record_has_the_figures_of_a_real_run():
     assert rec["commit_freeze"] == 0.064595 and rec["commit_freeze_source"] == "engine events"
     assert rec["criu"] == {"tcp_policy": None, "checkpoint_via": None, "dump_duration": None, "dump_attempts": None,
                            "dump_retried_after": None, "errors": [], "log": None, "restore_duration": None,
-                           "restore_hooks": None, "restore_log": None,
-                           "engine_dump_stats": None, "engine_restore_stats": None}
+                           "restore_hooks": None, "restore_log": None, "restore_attempts": None,
+                           "restore_retried_after": None, "engine_dump_stats": None, "engine_restore_stats": None}
     assert rec["state_check"] == {"command_rc": None, "command_stdout": None, "url_status": 200, "passed": True}
     assert rec["rollback"] is None and rec["unreachable"] == []
     assert rec["cleanup"]["source"]["images"] == ["mec-migration/a2:x"]
@@ -144,6 +144,7 @@ def test_m3_record_has_checkpoints_and_criu():
     assert rec["criu"] == {"tcp_policy": "close", "checkpoint_via": "runtime", "dump_duration": 0.078483,
                            "dump_attempts": None, "dump_retried_after": None, "errors": [], "log": None,
                            "restore_duration": None, "restore_hooks": None, "restore_log": None,
+                           "restore_attempts": None, "restore_retried_after": None,
                            "engine_dump_stats": None, "engine_restore_stats": None}
     assert rec["sizes"]["checkpoint_full"] == 13738109 and rec["sizes"]["checkpoint_final"] == 13756911
     assert rec["sizes"]["checkpoint_delta"] == 875387 and rec["sizes"]["rsync_transferred_bytes"] == 881085
