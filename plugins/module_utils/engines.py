@@ -237,12 +237,8 @@ def stop_container(client, info, timeout):
     stop runs in a thread and the process's exit is seen on a pidfd of its ``State.Pid`` (the module runs on the
     container's host). Where no pidfd can be had (the process already gone, or another PID namespace), the stop's
     own return is waited for. The caller ``wait()``s for the stop's return before the container is used again."""
-    if engine_of(client) != "podman":
-        stopping = Stopping(client, info["Id"], timeout)
-        stopping.wait()
-        stopping.exited_after = round(time.monotonic() - stopping._t0, 6)
-        return stopping
-    fd = _pidfd((info.get("State") or {}).get("Pid"))
+    # Docker: no pidfd, the stop's own return is the exit
+    fd = _pidfd((info.get("State") or {}).get("Pid")) if engine_of(client) == "podman" else None
     stopping = Stopping(client, info["Id"], timeout)
     try:
         while fd is not None and not stopping.done():
