@@ -24,7 +24,10 @@ A representative set runs on the Podman lab's pair too (mec-pod-source -> mec-po
 marker podman_lab; ids ending in -podman): the faults whose injection or handling is Podman's own (no daemon: its
 API service killed on the target during the relocation, and on the source before the pre-relocation's engine calls;
 the target's volume in Podman's store full; the controller killed, then recover.yml) and, for m3, CRIU missing on the
-target (refused at the preflight, ~30 s). ~70-80 s each otherwise, ~5.5 min together.
+target (refused at the preflight, ~30 s) and CRIU broken on the target for an app without a restart policy (the
+source's final checkpoint is then runc's own dump, not Podman's: the target's restore fails after the stop and the
+rollback restores the source in place from that dump, its in-memory count going on; ~30 s). ~70-80 s each
+otherwise, ~6 min together.
 """
 import contextlib
 import errno
@@ -62,9 +65,9 @@ class App(object):
     the lab's (docker: the local lab, inventories/local; podman: the Podman lab's two Podman hosts,
     inventories/podman)."""
 
-    def __init__(self, lab, image, strategy, engine="docker"):
+    def __init__(self, lab, image, strategy, engine="docker", restart="unless-stopped"):
         self.src, self.dst = lab
-        self.image, self.strategy, self.engine = image, strategy, engine
+        self.image, self.strategy, self.engine, self.restart = image, strategy, engine, restart
         self.inventory = INVENTORY if engine == "docker" else str(PODMAN_INVENTORY)
         self.cli = self.src.cli
         self.name = "mf" + uuid.uuid4().hex[:8]
@@ -76,7 +79,7 @@ class App(object):
 
     def start(self):
         argv = [self.cli, "run", "-d", "--name", self.name, "--label", "mec.migration.test=1",
-                "--restart", "unless-stopped", "-v", self.volume + ":/data"]
+                "-v", self.volume + ":/data"] + (["--restart", self.restart] if self.restart else [])
         if self.strategy == "m3":
             argv += ["--user", "0"]  # CRIU dumps only root tasks on hosts without CAP_SYS_RESOURCE
         self.src.out(argv + [self.image])
@@ -135,16 +138,17 @@ def podman_fault_lab(counter_image):
 
 @pytest.fixture
 def make_app(request):
-    """make_app(strategy, engine="docker"): a counter app on the source of the engine's lab (the local lab for
-    docker, the Podman lab for podman: only that lab is needed)."""
+    """make_app(strategy, engine="docker", restart="unless-stopped"): a counter app on the source of the engine's lab
+    (the local lab for docker, the Podman lab for podman: only that lab is needed), with that restart policy (None:
+    none)."""
     apps = []
 
-    def _make(strategy, engine="docker"):
+    def _make(strategy, engine="docker", restart="unless-stopped"):
         if engine == "docker":
-            a = App(request.getfixturevalue("lab"), request.getfixturevalue("lab_image"), strategy)
+            a = App(request.getfixturevalue("lab"), request.getfixturevalue("lab_image"), strategy, restart=restart)
         else:
             a = App(request.getfixturevalue("podman_fault_lab"), request.getfixturevalue("counter_image"), strategy,
-                    engine="podman")
+                    engine="podman", restart=restart)
         apps.append(a)
         return a
     yield _make
@@ -390,15 +394,16 @@ def _corrupt_checkpoint(run):
 @contextlib.contextmanager
 def _criu_on_target(run, broken):
     """The target's CRIU moved away (``broken``: replaced by one whose `criu check` passes and all else fails,
-    so that the restore on the target breaks after the stop; its marker is its first other call); put back
-    afterwards."""
+    so that the restore on the target breaks after the stop; its marker has a line per other call, its time and
+    arguments, the first one being the fault's time); put back afterwards."""
     dst, criu = run.app.dst, "/usr/local/sbin/criu"
     run.fired_on = dst
     dst.out(["mv", criu, criu + ".mec-fault"])
     try:
         if broken:
             dst.out(["sh", "-c", "printf '#!/bin/sh\\n[ \"$1\" = check ] && { echo Looks good.; exit 0; }\\n"
-                                 "date +%%%%s.%%%%N >> %s; echo broken criu >&2; exit 1\\n' > %s && chmod 0755 %s"
+                                 "echo \"$(date +%%%%s.%%%%N) $*\" >> %s; echo broken criu >&2; exit 1\\n'"
+                                 " > %s && chmod 0755 %s"
                      % (_marker(run.rid), criu, criu)])
         else:
             # the marker: the lab's CRIU (the criu role's) is gone from its place; the distribution's older one
@@ -574,6 +579,23 @@ def _restore_failed_on_target(run):
     assert run.record["phase"] == "relocation" and run.record["outcome"] == "rolled_back", run.record.get("error")
 
 
+def _restored_in_place_from_runc_checkpoint(run):
+    """Podman, an app without a restart policy: the source's final checkpoint was runc's own dump (not Podman's),
+    the target's restore failed (the broken CRIU was called there, after the source stopped), and the rollback
+    restored the source in place from that checkpoint (the campaign's checks: the in-memory count went on, no second
+    start line)."""
+    rec = run.record
+    assert rec["phase"] == "relocation" and rec["outcome"] == "rolled_back", (rec["phase"], rec.get("error"))
+    assert rec["criu"]["checkpoint_via"] == "runtime" and rec["criu"]["engine_dump_stats"] is None, rec["criu"]
+    stopped = rec["timestamps"]["source_stopped_at"]
+    calls = run.fired_on.run(["cat", _marker(run.rid)], check=False).stdout.splitlines()
+    assert stopped is not None and any(float(c.split()[0]) > stopped for c in calls), \
+        "the target's CRIU was not called after the source's stop (stopped at %s; its calls: %s)" % (stopped, calls)
+    assert "restore" in (rec.get("error") or "").lower() and run.app.dst.name in rec["error"], rec.get("error")
+    assert rec["rollback"]["method"] == "checkpoint" and rec["rollback"]["running"] is True, rec["rollback"]
+    assert run.app.src.inspect(run.app.name)["Id"] == run.started["Id"], "the source's container was replaced"
+
+
 def _save_cut_by_the_engine(run):
     """The engine went down once the tarball was being written: the save is cut (the pre-relocation fails), or,
     when the tarball was complete first (a small image: only the layers the target lacks), the relocation finds
@@ -637,6 +659,8 @@ class Fault:
     # the strategies also run on the Podman lab's pair (the faults whose injection or handling is Podman's own:
     # no daemon, an API service to lose, Podman's volume store, its save through the API)
     podman: tuple = ()
+    # the app's restart policy (None: none; on Podman m3's final checkpoint is then runc's own dump)
+    restart: Optional[str] = "unless-stopped"
 
 
 FAULTS = [
@@ -653,6 +677,11 @@ FAULTS = [
           ("unchanged",), strategies=("m3",), check=_refused_at_preflight_for_criu, podman=("m3",)),
     Fault("criu_broken_on_target", "CRIU broken (target)", lambda run: _criu_on_target(run, broken=True),
           ("rolled_back",), strategies=("m3",), check=_restore_failed_on_target),
+    # Podman without a restart policy: the source's final checkpoint is runc's dump, which Podman sees as an exit;
+    # the rollback must restore the source in place from it (not start it afresh)
+    Fault("criu_broken_on_target_runc_checkpoint", "CRIU broken (target), runc's checkpoint",
+          lambda run: _criu_on_target(run, broken=True), ("rolled_back",), strategies=(), podman=("m3",),
+          restart=None, check=_restored_in_place_from_runc_checkpoint),
     # not m1: dockerd's graceful stop lets a running `docker export` finish, so the engine may be back before the
     # relocation and the run then completes with nothing lost: the fault does not determine m1's outcome
     Fault("source_engine_restarted_during_pre_relocation", "source engine restarted (pre-relocation)",
@@ -673,7 +702,7 @@ _FAULT_RUNS = [pytest.param(f, s, "docker", id="%s-%s" % (f.id, s)) for f in FAU
 
 @pytest.mark.parametrize("fault,strategy,engine", _FAULT_RUNS)
 def test_fault_during_migration(make_app, tmp_path, fault, strategy, engine):
-    app = make_app(strategy, engine)
+    app = make_app(strategy, engine, restart=fault.restart)
     run = FaultRun(app, app.start())
     if fault.fill_mib:
         _fill_volume(app, fault.fill_mib)
