@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from labtools import (BASE_IMAGES, INVENTORY, ROOT, Host, docker_cli, lab_hosts, load_image,  # noqa: F401
+from labtools import (BASE_IMAGES, INVENTORY, ROOT, Host, LabPair, docker_cli, lab_hosts, load_image,  # noqa: F401
                       local_base_image, skip_or_fail)
 
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
@@ -88,6 +88,17 @@ def lab():
     for h in (src, dst):
         h.out(["docker", "info", "--format", "{{.ServerVersion}}"])
     return src, dst
+
+
+@pytest.fixture(scope="module")
+def lab_pair(request):
+    """The LabPair of the lab the test is parametrized with (labtools.LAB_PAIRS, indirect; the local lab where it is
+    not parametrized): "local" (through ``lab``, which fails when the local lab is not up) or "podman" (the Podman
+    lab's source and target; its absence fails)."""
+    which = getattr(request, "param", "local")
+    if which == "local":
+        request.getfixturevalue("lab")
+    return LabPair(which)
 
 
 @pytest.fixture(scope="session")

@@ -70,8 +70,10 @@ class Host(object):
     cli = "docker"
 
     def __init__(self, address):
-        """``address``: a lab host's address, or its ``LabHost`` from ``lab_hosts()``."""
+        """``address``: a lab host's address, or its ``LabHost`` from ``lab_hosts()`` (then ``name`` is its inventory
+        name; the address otherwise)."""
         self.address = address.address if isinstance(address, LabHost) else address
+        self.name = address.name if isinstance(address, LabHost) else address
 
     def ssh_argv(self):
         """``ssh`` and its options up to the destination (the local lab's key and known_hosts)."""
@@ -176,6 +178,66 @@ def reverse_inventory():
         fh.write("# The local lab with source and target swapped (written by the tests and benchmarks).\n")
         yaml.safe_dump(inv, fh, default_flow_style=False, sort_keys=False)
     return path
+
+
+# the labs a test that runs on either lab is parametrized over: ``@pytest.mark.parametrize("lab_pair", LAB_PAIRS,
+# indirect=True)`` (conftest.py's fixture lab_pair gives the LabPair); the Podman lab's cases are marked podman_lab
+LAB_PAIRS = [pytest.param("local", id="local"), pytest.param("podman", id="podman", marks=pytest.mark.podman_lab)]
+
+
+class LabPair(object):
+    """The two hosts of one lab, for the tests that run on either lab (parametrized over ``LAB_PAIRS``): ``which``
+    is "local" (the local lab's two Docker hosts, inventories/local) or "podman" (the Podman lab's two Podman hosts,
+    inventories/podman); ``src`` and ``dst`` (Host objects with the engine's CLI and the inventory name in ``name``)
+    are the hosts of the inventory's groups source and target."""
+
+    def __init__(self, which):
+        self.which = which
+        if which == "local":
+            hosts = lab_hosts()
+            self.src, self.dst = Host(hosts["source"]), Host(hosts["target"])
+            self.inventory = INVENTORY
+        else:
+            from podman_labtools import INVENTORY as PODMAN_INVENTORY, podman_pair
+            self.src, self.dst = podman_pair()
+            self.inventory = str(PODMAN_INVENTORY)
+        self.engine = self.src.cli
+
+    def __repr__(self):
+        return "LabPair(%s: %s -> %s)" % (self.which, self.src.name, self.dst.name)
+
+    def __iter__(self):
+        """``src, dst = pair``."""
+        return iter((self.src, self.dst))
+
+    def other(self, host):
+        return self.dst if host is self.src else self.src
+
+    def running_on(self, name):
+        """The one host of the pair that runs the container ``name``; AssertionError when none or both do."""
+        on = [h for h in (self.src, self.dst) if h.running(name)]
+        assert len(on) == 1, "%s must run on exactly one host of the %s lab, it runs on %s" % (
+            name, self.which, [h.name for h in on])
+        return on[0]
+
+    def move(self, results_dir, app, frm, to, timeout=900, **extra):
+        """migrate.yml for ``app`` from host ``frm`` to host ``to`` of this lab (migration_source_host and
+        migration_target_host: either way with the lab's own inventory); (rc, output, record)."""
+        return migrate(results_dir, timeout=timeout, inventory=self.inventory, app=app,
+                       migration_source_host=frm.name, migration_target_host=to.name, **extra)
+
+    def apps_up(self):
+        """The MEC apps as playbooks/apps.yml leaves them on this lab: the gateway on both hosts, each app on one
+        (earlier tests restart the hosts' engines, which stops the apps and gateways). apps.yml (it starts what is
+        stopped, changes nothing else; ~25 s on the local lab, ~35 s on the Podman lab) runs only when something
+        is not running. Whether it ran."""
+        if all(h.running("mec-gateway") for h in self) and \
+                all(sum(1 for h in self if h.running(a)) == 1 for a in ("a1", "a2", "a3")):
+            return False
+        p = subprocess.run([ANSIBLE_PLAYBOOK, "-i", self.inventory, os.path.join(ROOT, "playbooks", "apps.yml")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, "playbooks/apps.yml failed on the %s lab: %s" % (self.which, p.stdout[-3000:])
+        return True
 
 
 def http_json(address, port=3000, path="/state", timeout=15.0):
