@@ -119,9 +119,14 @@ fi
 # tests/integration/test_podman_lab.py and the Podman migrations; docs/podman.md. ~2.5-3 min: 2m31s from nothing
 # (images and the CRIU build cached on this machine), 2m40s for a re-run that changed nothing (load 5-7).
 # The role's Molecule scenario (roles/podman_engine/molecule/default) runs with the others below: ~4 min.
+# Then its services, as on the shared lab (~70 s from nothing: its own MEC sandbox on mec-pod from the shared lab's
+# image cache, the gateway's image built on each host, the apps' images built by Podman on mec-pod-source; ~35 s when
+# nothing changed): the apps A1-A3 run on mec-pod-source under Podman for the tests that migrate them.
 if need podman_lab; then
     step "Podman lab: mec-pod-source and mec-pod-target (Podman), mec-pod-docker (Docker) (marker podman_lab)"
     ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_podman.yml
+    step "services of the Podman lab: its MEC sandbox, gateways, apps A1-A3 on mec-pod-source (Podman)"
+    ansible-playbook -i inventories/podman/hosts.yml playbooks/apps.yml -e apps_reset=true
 fi
 # ---- end of the Podman lab ------------------------------------------------------------------------------------------
 
