@@ -16,7 +16,9 @@ The campaign's table is written to results/fault_campaign.json and printed at th
 
 The faults injected while one migrate.yml runs are a table (``FAULTS``) run by one test; the controller's
 death, the lock and m1's lost configuration have tests of their own.
-Then bad inputs: each refused with a clear message before anything changes on either host.
+Then bad inputs: each refused with a clear message before anything changes on either host (on the Podman pair
+too: the unknown container, which the source's Podman is asked about, and one of the controller's refusals; see
+PODMAN_BAD_INPUTS for why not all of them).
 Every test uses its own app name and a migration port of its own (4780x), so runs of other sessions on the
 same lab do not collide with these.
 
