@@ -60,8 +60,8 @@ class PodLab:
         """Run a command on a lab host as root; its output."""
         out = subprocess.run(["ssh"] + SSH_OPTS + ["root@" + host["address"], " ".join(argv)], capture_output=True,
                              text=True, timeout=120)
-        assert out.returncode == 0, "%s on %s: rc=%s %s" % (" ".join(argv), host["address"], out.returncode,
-                                                              out.stderr[-2000:])
+        what = "%s on %s" % (" ".join(argv), host["address"])
+        assert out.returncode == 0, "%s: rc=%s %s" % (what, out.returncode, out.stderr[-2000:])
         return out.stdout
 
     def inspect(self, host, *names):

@@ -41,8 +41,8 @@ def _render(task, peer_address, images, engine="docker", peer_engine="docker"):
     # the task's own variable: the peer's commands, after the peer's migration_engine
     peer_expr = task["vars"]["_peer_cmd"].strip()
     assert peer_expr.startswith("{{") and peer_expr.endswith("}}")
-    peer_cmd = env.compile_expression(peer_expr[2:-2])(_mec_apps_engines=engines, hostvars=hostvars,
-                                                        _mec_apps_peer="peer")
+    peer_of = env.compile_expression(peer_expr[2:-2])
+    peer_cmd = peer_of(_mec_apps_engines=engines, hostvars=hostvars, _mec_apps_peer="peer")
     return env.from_string(task["ansible.builtin.shell"]["cmd"]).render(
         _mec_apps_to_send=images, _mec_apps_peer="peer", hostvars=hostvars,
         _mec_apps_cmd=engines[engine], _peer_cmd=peer_cmd)
