@@ -6,6 +6,7 @@ A failed dump or restore names CRIU's own reason, read from its log on the host.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from ansible_collections.mec.migration.plugins.module_utils.criu import (
     RUNC_CRIU_CONFIG, candidate_logs, failure_report, log_errors, log_phases, read_text, restore_timing)
 from ansible_collections.mec.migration.plugins.module_utils import podman_checkpoint as podman
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
-from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, free_bytes, sha256_of
+from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, free_bytes
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
 from ansible_collections.mec.migration.plugins.module_utils.run_config import require_container
 
@@ -379,6 +380,62 @@ def _merge(runs, item):
     runs.append(item)
 
 
+def _page_key(page):
+    """The index key of one page: a 16-byte digest, so that an index of a large checkpoint costs 16 bytes a page,
+    not a copy of the page (a match found by it is then compared byte for byte)."""
+    return hashlib.blake2b(page, digest_size=16).digest()
+
+
+class DeltaBase(object):
+    """One file of the checkpoint the target holds, as the delta compares against it: its bytes and, built on the
+    first ask, the offsets of its pages by content (the first offset of equal pages wins)."""
+
+    def __init__(self, data, block=DELTA_BLOCK):
+        self.data, self.block, self._index = data, block, None
+
+    def index(self):
+        if self._index is None:
+            data, block, index = self.data, self.block, {}
+            for o in range(len(data) - block, -1, -block):
+                index[_page_key(data[o:o + block])] = o
+            self._index = index
+        return self._index
+
+
+def load_delta_base(base_dir, block=DELTA_BLOCK):
+    """Read and index the checkpoint the target holds (``base_dir``, the pre-relocation one), for
+    write_checkpoint_delta: the relocation does it before the app stops, so that only the final checkpoint is read
+    inside the downtime. ``{name: DeltaBase}`` of its regular files; {} when there is none."""
+    base = {}
+    if not base_dir or not os.path.isdir(base_dir):
+        return base
+    for name in os.listdir(base_dir):
+        path = os.path.join(base_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as fh:
+                base[name] = DeltaBase(fh.read(), block)
+            base[name].index()
+    return base
+
+
+def _delta_of(new, base, block=DELTA_BLOCK):
+    """``(literals, copies)`` making ``new`` (bytes) from ``base`` (a DeltaBase, or None: all of it literal)."""
+    if base is None:
+        return ([(0, len(new))] if new else []), []
+    old = base.data
+    literals, copies = [], []
+    for off in range(0, len(new), block):
+        page = new[off:off + block]
+        if old[off:off + block] == page:
+            continue
+        src = base.index().get(_page_key(page)) if len(page) == block else None
+        if src is not None and old[src:src + block] == page:
+            _merge(copies, (off, src, block))
+        else:
+            _merge(literals, (off, len(page)))
+    return literals, copies
+
+
 def delta_ops(new_path, old_path, block=DELTA_BLOCK):
     """How to make ``new_path`` from ``old_path`` (what the target holds), page by page:
     ``(literals, copies)``, ``literals`` as ``[(offset, length)]`` to send, ``copies`` as
@@ -387,31 +444,19 @@ def delta_ops(new_path, old_path, block=DELTA_BLOCK):
     match is compared byte for byte (the source holds both files)."""
     with open(new_path, "rb") as fh:
         new = fh.read()
-    literals, copies = [], []
-    if not old_path or not os.path.isfile(old_path):
-        return ([(0, len(new))] if new else []), []
-    with open(old_path, "rb") as fh:
-        old = fh.read()
-    index = None
-    for off in range(0, len(new), block):
-        page = new[off:off + block]
-        if old[off:off + block] == page:
-            continue
-        if index is None:
-            index = {}
-            for o in range(len(old) - block, -1, -block):  # the first offset of equal pages wins
-                index[old[o:o + block]] = o
-        src = index.get(page) if len(page) == block else None
-        if src is not None:
-            _merge(copies, (off, src, block))
-        else:
-            _merge(literals, (off, len(page)))
-    return literals, copies
+    base = None
+    if old_path and os.path.isfile(old_path):
+        with open(old_path, "rb") as fh:
+            base = DeltaBase(fh.read(), block)
+    return _delta_of(new, base, block)
 
 
-def write_checkpoint_delta(out, new_dir, base_dir):
-    """Write the delta of checkpoint ``new_dir`` against ``base_dir`` (what the target holds) into ``out``.
-    Returns ``dict(files, literal_bytes, total_bytes, stream_bytes)``."""
+def write_checkpoint_delta(out, new_dir, base_dir, base=None):
+    """Write the delta of checkpoint ``new_dir`` against ``base_dir`` (what the target holds) into ``out``;
+    ``base``: load_delta_base(base_dir) read beforehand (else it is read here). Returns ``dict(files,
+    literal_bytes, total_bytes, stream_bytes)``."""
+    if base is None:
+        base = load_delta_base(base_dir)
     written = [0]
     raw_write = out.write
 
@@ -426,18 +471,18 @@ def write_checkpoint_delta(out, new_dir, base_dir):
         if not os.path.isfile(path) or os.path.islink(path):
             raise MigrationError("The checkpoint %s holds %s, which is not a regular file." % (new_dir, name))
         _safe_image_name(name)
-        runs, copies = delta_ops(path, os.path.join(base_dir, name))
-        st = os.stat(path)
-        head = dict(name=name, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=sha256_of(path), runs=runs,
+        with open(path, "rb") as fh:
+            mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+            new = fh.read()
+        runs, copies = _delta_of(new, base.get(name))
+        head = dict(name=name, size=len(new), mode=mode, sha256=hashlib.sha256(new).hexdigest(), runs=runs,
                     copies=copies)
         write(json.dumps(head, separators=(",", ":")).encode("utf-8") + b"\n")
-        with open(path, "rb") as fh:
-            for offset, length in runs:
-                fh.seek(offset)
-                write(fh.read(length))
-                literal += length
-        total += st.st_size
-    for name in sorted(set(os.listdir(base_dir)) - set(names)) if os.path.isdir(base_dir) else []:
+        for offset, length in runs:
+            write(new[offset:offset + length])
+            literal += length
+        total += len(new)
+    for name in sorted(set(os.listdir(base_dir)) - set(names)) if base_dir and os.path.isdir(base_dir) else []:
         write(json.dumps(dict(name=_safe_image_name(name), delete=True)).encode("utf-8") + b"\n")
     write(json.dumps(dict(end=True, files=len(names))).encode("utf-8") + b"\n")
     return dict(files=len(names), literal_bytes=literal, total_bytes=total, stream_bytes=written[0])

@@ -16,7 +16,7 @@ from ansible_collections.mec.migration.plugins.module_utils import podman_checkp
 from ansible_collections.mec.migration.plugins.module_utils.checkpoints import (
     LineReader, apply_checkpoint_delta, checkpoint_images_dir, container_checkpoint_dir, create_checkpoint,
     link_checkpoint, place_checkpoint, restore_stages, runtime_checkpoint, runtime_root, stage_checkpoint,
-    start_from_checkpoint, write_checkpoint_delta)
+    load_delta_base, start_from_checkpoint, write_checkpoint_delta)
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import hostname
 from ansible_collections.mec.migration.plugins.module_utils.engines import (
     can_update_restart_policy, engine_of, stop_container)
@@ -110,6 +110,14 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
         result["restart_policy_cleared"] = policy
     # Podman's final checkpoint goes into the container's own folder: an older one there is removed first
     bundle = podman.prepare_source(client, info["Id"]) if checkpoint and podman.handles(client) else None
+    # the checkpoint the target holds is final by now: read and index it while the app still serves, so that
+    # only the final checkpoint is read inside the downtime
+    # (not one of the steps: it is not part of the downtime)
+    delta_base = None
+    if checkpoint and transfer_method == "stream":
+        t_base = time.monotonic()
+        delta_base = load_delta_base(base_checkpoint_dir)
+        result["delta_base_duration"] = round(time.monotonic() - t_base, 6)
     stopping = None
     try:
         result["stopped_at"] = wall_clock()
@@ -124,7 +132,7 @@ def relocate_source(module, client, name, transfer_method, target_host, checkpoi
         if transfer_method == "stream":
             with sw.step("transfer"):
                 if checkpoint:
-                    delta = write_checkpoint_delta(sender, ck_path, base_checkpoint_dir or "")
+                    delta = write_checkpoint_delta(sender, ck_path, base_checkpoint_dir or "", base=delta_base)
                     result["sizes"]["checkpoint_delta"] = delta["literal_bytes"]
                     result["sizes"]["checkpoint_transferred"] = delta["stream_bytes"]
                     result["checkpoint_delta"] = delta

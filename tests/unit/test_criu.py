@@ -177,6 +177,52 @@ def test_delta_of_shifted_pages_copies_them_instead_of_sending_them(tmp_path):
     assert (tmp_path / "target" / "pages-1.img").read_bytes() == new
 
 
+def _shifted_and_changed(tmp_path):
+    page = 4096
+    old = b"".join(bytes([i]) * page for i in range(40))
+    new = bytearray(old[:10 * page] + b"\xee" * (3 * page) + old[10 * page:] + old[:page])
+    new[20 * page + 7] ^= 1
+    _write(tmp_path / "base", {"pages-1.img": old, "core-1.img": b"core", "gone.img": b"x"})
+    _write(tmp_path / "new", {"pages-1.img": bytes(new), "core-1.img": b"core2", "new.img": b"fresh"})
+    return bytes(new)
+
+
+def test_delta_with_the_base_read_beforehand_is_the_same_stream(tmp_path):
+    """The relocation reads and indexes the target's checkpoint before the app stops (load_delta_base); the
+    stream must be byte for byte the one made by reading it inside the downtime, and patch the target alike."""
+    new = _shifted_and_changed(tmp_path)
+    inline, preloaded = io.BytesIO(), io.BytesIO()
+    checkpoints.write_checkpoint_delta(inline, str(tmp_path / "new"), str(tmp_path / "base"))
+    base = checkpoints.load_delta_base(str(tmp_path / "base"))
+    assert sorted(base) == ["core-1.img", "gone.img", "pages-1.img"]
+    sent = checkpoints.write_checkpoint_delta(preloaded, str(tmp_path / "new"), str(tmp_path / "base"), base=base)
+    assert preloaded.getvalue() == inline.getvalue()
+    assert sent["literal_bytes"] == 4 * 4096 + len(b"core2") + len(b"fresh")
+    _write(tmp_path / "target", {"pages-1.img": (tmp_path / "base" / "pages-1.img").read_bytes(),
+                                 "core-1.img": b"core", "gone.img": b"x"})
+    preloaded.seek(0)
+    checkpoints.apply_checkpoint_delta(checkpoints.LineReader(preloaded), str(tmp_path / "target"))
+    assert sorted(os.listdir(tmp_path / "target")) == ["core-1.img", "new.img", "pages-1.img"]
+    assert (tmp_path / "target" / "pages-1.img").read_bytes() == new
+    assert checkpoints.load_delta_base(str(tmp_path / "absent")) == {}
+
+
+def test_a_page_found_by_its_digest_is_copied_only_when_its_bytes_match(tmp_path, monkeypatch):
+    """The page index keys pages by a digest: a key that two different pages share must not make the target copy
+    the wrong page (every match is compared byte for byte)."""
+    new = _shifted_and_changed(tmp_path)
+    monkeypatch.setattr(checkpoints, "_page_key", lambda page: b"same key for every page")
+    literals, copies = checkpoints.delta_ops(str(tmp_path / "new" / "pages-1.img"),
+                                             str(tmp_path / "base" / "pages-1.img"))
+    assert all(new[o:o + n] == (tmp_path / "base" / "pages-1.img").read_bytes()[s:s + n] for o, s, n in copies)
+    buf = io.BytesIO()
+    checkpoints.write_checkpoint_delta(buf, str(tmp_path / "new"), str(tmp_path / "base"))
+    _write(tmp_path / "target", {"pages-1.img": (tmp_path / "base" / "pages-1.img").read_bytes()})
+    buf.seek(0)
+    checkpoints.apply_checkpoint_delta(checkpoints.LineReader(buf), str(tmp_path / "target"))
+    assert (tmp_path / "target" / "pages-1.img").read_bytes() == new
+
+
 def test_delta_applied_to_a_changed_copy_is_refused(tmp_path):
     _write(tmp_path / "base", {"core.img": b"a" * 8192})
     _write(tmp_path / "new", {"core.img": b"a" * 8192})
