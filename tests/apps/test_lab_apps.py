@@ -9,7 +9,6 @@ the gateway takes effect without restarting any application.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from apps_helpers import APPS, REPO
+from apps_helpers import APPS, REPO, memcached_get
 from labutil import SSH_OPTS
 
 if str(APPS) not in sys.path:
@@ -158,17 +157,7 @@ def test_a2_phase_switch_writes_the_runtime_log_to_its_volume(lab):
 
 def test_a3_holds_every_zone(lab):
     zones = http_json(SANDBOX + "/location/v2/queries/zones")["zoneList"]["zone"]
-    keys = [zone["zoneId"] for zone in zones]
-    with socket.create_connection((SOURCE, 11211), timeout=10) as sock:
-        sock.sendall(("get %s\r\n" % " ".join(keys)).encode())
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk, "memcached closed the connection"
-            data += chunk
-    lines = data.split(b"\r\n")
-    held = {lines[i].split()[1].decode(): lines[i + 1].decode()
-            for i in range(len(lines)) if lines[i].startswith(b"VALUE")}
+    held = memcached_get(SOURCE, 11211, [zone["zoneId"] for zone in zones])
     assert held == {zone["zoneId"]: str(zone["numberOfAccessPoints"]) for zone in zones}
 
 

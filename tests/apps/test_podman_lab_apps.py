@@ -11,7 +11,6 @@ Markers lab and podman_lab: a lab that is not up fails the test."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import urllib.request
 import pytest
 import yaml
 
-from apps_helpers import APPS, REPO
+from apps_helpers import APPS, REPO, memcached_get
 
 if str(APPS) not in sys.path:
     sys.path.insert(0, str(APPS))
@@ -162,16 +161,7 @@ def test_a2_counts_zone_changes_through_the_podman_hosts_gateway(podlab):
 
 def test_a3_holds_every_zone(podlab):
     zones = podlab.sandbox_json("/location/v2/queries/zones")["zoneList"]["zone"]
-    with socket.create_connection((podlab.source["address"], 11211), timeout=10) as sock:
-        sock.sendall(("get %s\r\n" % " ".join(zone["zoneId"] for zone in zones)).encode())
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk, "memcached closed the connection"
-            data += chunk
-    lines = data.split(b"\r\n")
-    held = {lines[i].split()[1].decode(): lines[i + 1].decode()
-            for i in range(len(lines)) if lines[i].startswith(b"VALUE")}
+    held = memcached_get(podlab.source["address"], 11211, [zone["zoneId"] for zone in zones])
     assert held == {zone["zoneId"]: str(zone["numberOfAccessPoints"]) for zone in zones}
 
 
