@@ -247,8 +247,8 @@ class DockerLab(object):
                 return now
             if time.monotonic() > deadline:
                 sys.exit("a2 on %s does not reach its upstream (requestsOk stays at %s for 20 s; state %s): check "
-                         "the gateway there (playbooks/apps.yml on %s)" % (where, now.get("requestsOk"), now,
-                                                                          os.path.relpath(self.inventory, ROOT)))
+                         "the gateway there (playbooks/apps.yml on %s)"
+                         % (where, now.get("requestsOk"), now, os.path.relpath(self.inventory, ROOT)))
             time.sleep(0.5)
 
 
