@@ -418,11 +418,15 @@ def load_delta_base(base_dir, block=DELTA_BLOCK):
     return base
 
 
-def _delta_of(new, base, block=DELTA_BLOCK):
-    """``(literals, copies)`` making ``new`` (bytes) from ``base`` (a DeltaBase, or None: all of it literal)."""
+def delta_of(new, base):
+    """How to make ``new`` (a file's bytes) from ``base`` (a DeltaBase of what the target holds; None: all of it
+    literal), page by page: ``(literals, copies)``, ``literals`` as ``[(offset, length)]`` to send, ``copies`` as
+    ``[(offset, old_offset, length)]`` of pages the old file has elsewhere (CRIU's page images shift by whole pages
+    when a mapping grows or shrinks). Pages at the same offset and the same content need nothing. Every match is
+    compared byte for byte (the source holds both files)."""
     if base is None:
         return ([(0, len(new))] if new else []), []
-    old = base.data
+    old, block = base.data, base.block
     literals, copies = [], []
     for off in range(0, len(new), block):
         page = new[off:off + block]
@@ -434,21 +438,6 @@ def _delta_of(new, base, block=DELTA_BLOCK):
         else:
             _merge(literals, (off, len(page)))
     return literals, copies
-
-
-def delta_ops(new_path, old_path, block=DELTA_BLOCK):
-    """How to make ``new_path`` from ``old_path`` (what the target holds), page by page:
-    ``(literals, copies)``, ``literals`` as ``[(offset, length)]`` to send, ``copies`` as
-    ``[(offset, old_offset, length)]`` of pages the old file has elsewhere (CRIU's page images shift by whole
-    pages when a mapping grows or shrinks). Pages at the same offset and the same content need nothing. Every
-    match is compared byte for byte (the source holds both files)."""
-    with open(new_path, "rb") as fh:
-        new = fh.read()
-    base = None
-    if old_path and os.path.isfile(old_path):
-        with open(old_path, "rb") as fh:
-            base = DeltaBase(fh.read(), block)
-    return _delta_of(new, base, block)
 
 
 def write_checkpoint_delta(out, new_dir, base_dir, base=None):
@@ -474,7 +463,7 @@ def write_checkpoint_delta(out, new_dir, base_dir, base=None):
         with open(path, "rb") as fh:
             mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
             new = fh.read()
-        runs, copies = _delta_of(new, base.get(name))
+        runs, copies = delta_of(new, base.get(name))
         head = dict(name=name, size=len(new), mode=mode, sha256=hashlib.sha256(new).hexdigest(), runs=runs,
                     copies=copies)
         write(json.dumps(head, separators=(",", ":")).encode("utf-8") + b"\n")

@@ -165,8 +165,7 @@ def test_delta_of_shifted_pages_copies_them_instead_of_sending_them(tmp_path):
     _write(tmp_path / "base", {"pages-1.img": old})
     _write(tmp_path / "new", {"pages-1.img": new})
     _write(tmp_path / "target", {"pages-1.img": old})
-    literals, copies = checkpoints.delta_ops(str(tmp_path / "new" / "pages-1.img"),
-                                             str(tmp_path / "base" / "pages-1.img"))
+    literals, copies = checkpoints.delta_of(new, checkpoints.DeltaBase(old))
     assert literals == [(10 * page, 3 * page)]
     assert copies == [(13 * page, 10 * page, 30 * page), (43 * page, 0, page)]
     buf = io.BytesIO()
@@ -212,9 +211,9 @@ def test_a_page_found_by_its_digest_is_copied_only_when_its_bytes_match(tmp_path
     the wrong page (every match is compared byte for byte)."""
     new = _shifted_and_changed(tmp_path)
     monkeypatch.setattr(checkpoints, "_page_key", lambda page: b"same key for every page")
-    literals, copies = checkpoints.delta_ops(str(tmp_path / "new" / "pages-1.img"),
-                                             str(tmp_path / "base" / "pages-1.img"))
-    assert all(new[o:o + n] == (tmp_path / "base" / "pages-1.img").read_bytes()[s:s + n] for o, s, n in copies)
+    old = (tmp_path / "base" / "pages-1.img").read_bytes()
+    _, copies = checkpoints.delta_of(new, checkpoints.DeltaBase(old))
+    assert all(new[o:o + n] == old[s:s + n] for o, s, n in copies)
     buf = io.BytesIO()
     checkpoints.write_checkpoint_delta(buf, str(tmp_path / "new"), str(tmp_path / "base"))
     _write(tmp_path / "target", {"pages-1.img": (tmp_path / "base" / "pages-1.img").read_bytes()})
