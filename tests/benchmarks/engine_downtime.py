@@ -8,8 +8,7 @@ lab's mec-pod-docker -> mec-pod-source (Docker -> Podman). Each run migrates a f
 downtime (source stop -> target running) and the sum of the relocation's operations. Pairs run one after the
 other, run by run interleaved per strategy. Writes every run and its figures to
 benchmarks/results/<name>.json (results_file: commit, load average), the medians with min/max as its summary.
-Run the local lab's pair under flock /tmp/mec-coord/lab.lock and the Podman lab's under podman.lock when others
-share the machine.
+Nothing else may use the labs while it runs (their hosts' load and the apps' placement are the benchmark's).
 
     .venv/bin/python tests/benchmarks/engine_downtime.py --pairs docker,podman --strategies m2 --runs 8
 """

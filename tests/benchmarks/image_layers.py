@@ -18,7 +18,7 @@ holds A2's image (loaded from the source when it lacks it), as after a first mig
 holds the base layers". Each run's image is removed from both hosts afterwards. Prints per run and the medians,
 min and max; writes the raw runs to benchmarks/results/<name>.json (tests/benchmarks/results_file.py).
 
-    flock /tmp/mec-coord/lab.lock .venv/bin/python tests/benchmarks/image_layers.py --runs 6
+    .venv/bin/python tests/benchmarks/image_layers.py --runs 6
 """
 import argparse
 import os

@@ -20,11 +20,11 @@ CRIU waited for, the engine after CRIU, the running check), and the floor on the
 the floor's dump, CRIU's restore against the floor's restore, every other stage against nothing).
 
 --engine docker: the local lab (inventories/local/hosts.yml, two Docker hosts), A2 as playbooks/apps.yml deploys it:
-    flock /tmp/mec-coord/lab.lock .venv/bin/python tests/benchmarks/m3_a2_downtime.py --engine docker --runs 10
+    .venv/bin/python tests/benchmarks/m3_a2_downtime.py --engine docker --runs 10
 --engine podman: the Podman lab's two Podman hosts (inventories/podman/hosts.yml, its groups source and target:
 mec-pod-source, mec-pod-target), A2 as playbooks/apps.yml deploys it there
 (`ansible-playbook -i inventories/podman/hosts.yml playbooks/apps.yml`):
-    flock /tmp/mec-coord/podman.lock .venv/bin/python tests/benchmarks/m3_a2_downtime.py --engine podman --runs 10
+    .venv/bin/python tests/benchmarks/m3_a2_downtime.py --engine podman --runs 10
 The script deploys nothing: it stops before the first run when A2 does not run on exactly one of the two hosts,
 or does not reach its upstream (its requestsOk must go on, else the state check would compare counters that never
 move). Results: benchmarks/results/<name>.json (default m3-a2-downtime-<engine>) via results_file.py; the exit
@@ -189,7 +189,7 @@ def floor_gaps(stages, fl):
 class DockerLab(object):
     """The local lab: two Docker hosts, A2 deployed by playbooks/apps.yml (scripts/demo.sh)."""
 
-    engine, label, lock = "docker", "the local lab (Docker)", "/tmp/mec-coord/lab.lock"
+    engine, label = "docker", "the local lab (Docker)"
     version_cmd = "docker version --format '{{.Server.Version}}'"
 
     def __init__(self):
@@ -255,7 +255,7 @@ class DockerLab(object):
 class PodmanLab(DockerLab):
     """The Podman lab's two Podman hosts (its groups source and target), A2 deployed there by playbooks/apps.yml."""
 
-    engine, label, lock = "podman", "the Podman lab (Podman)", "/tmp/mec-coord/podman.lock"
+    engine, label = "podman", "the Podman lab (Podman)"
     version_cmd = "podman version --format '{{.Version}}'"
 
     def __init__(self):
@@ -421,7 +421,7 @@ def report(lab, args, name, rows, fl, last_host, setting):
                                         for k in sorted(stats[0]) if isinstance(stats[0][k], (int, float)))
     extra = dict(setting, steps_s={k: summarize(v) for k, v in steps.items()}, floor_runs=fl,
                  floor_host=last_host.address, inventory=os.path.relpath(lab.inventory, ROOT),
-                 lock=lab.lock, target_s=TARGET_S)
+                 target_s=TARGET_S)
     path = write_results(name, rows, summary, extra=extra, results_dir=args.results_dir)
     print("results file: %s" % path)
     if args.json:

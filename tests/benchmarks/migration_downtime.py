@@ -80,8 +80,8 @@ def median(values):
 # --------------------------------------------------------------------------- m3 on both engines, side by side
 #
 #     .venv/bin/python tests/benchmarks/migration_downtime.py --engines --runs 10
-# m3 of the counter (volume, root) N times on the Podman lab (mec-pod-source -> mec-pod-target, under
-# /tmp/mec-coord/podman.lock when that exists) and N times on the local Docker lab, one series right after the other;
+# m3 of the counter (volume, root) N times on the Podman lab (mec-pod-source -> mec-pod-target) and N times on the
+# local Docker lab, one series right after the other;
 # with --restart POLICY the app has that restart policy (on Podman the final checkpoint is then Podman's own: see
 # podman_checkpoint.runtime_dump_safe); each run checks that the restored process kept its state (the difference of
 # its in-memory and volume counts, which a fresh start would not keep). Writes
@@ -136,30 +136,20 @@ def engine_series(engine, runs, restart=None):
         from podman_labtools import INVENTORY as POD_INVENTORY, podman_pair
         src, dst = podman_pair()
         inventory = str(POD_INVENTORY)
-        lock = "/tmp/mec-coord/podman.lock"
     else:
         hosts = lab_hosts()
         src, dst = Host(hosts["source"]), Host(hosts["target"])
         inventory = INVENTORY
-        lock = "/tmp/mec-coord/lab.lock"
         ensure_image(src)
-    holder = open(lock, "a") if os.path.isdir(os.path.dirname(lock)) else None
-    if holder is not None:
-        import fcntl
-        fcntl.flock(holder, fcntl.LOCK_EX)
-    try:
-        start()
-        rows = []
-        with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:
-            for i in range(runs):
-                row = engine_run(src, dst, inventory, os.path.join(results, str(i)), engine, restart)
-                rows.append(row)
-                if row["ok"]:
-                    print("  %s run %d: wall %.3f s, state kept %s" % (engine, i + 1, row["wall"], row["state_kept"]),
-                          flush=True)
-    finally:
-        if holder is not None:
-            holder.close()
+    start()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mec-bench-") as results:
+        for i in range(runs):
+            row = engine_run(src, dst, inventory, os.path.join(results, str(i)), engine, restart)
+            rows.append(row)
+            if row["ok"]:
+                print("  %s run %d: wall %.3f s, state kept %s" % (engine, i + 1, row["wall"], row["state_kept"]),
+                      flush=True)
     good = [r for r in rows if r["ok"]]
     summary = {"runs": len(rows), "ok": len(good), "ok_state_kept": len([r for r in good if r["state_kept"]]),
                "wall_s": summarize([r["wall"] for r in good]),

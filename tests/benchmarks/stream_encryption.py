@@ -13,9 +13,9 @@ the source stops the app:
   raw:   a plain TCP connection carrying only the tar, "OK" back (neither authenticated nor encrypted)
 
 Every host runs its own /usr/bin/python3 with Debian's python3-cryptography. The modes alternate within each
-round, so that the machine's load falls on all of them alike. Touches the lab: run it under the lab lock.
+round, so that the machine's load falls on all of them alike. Nothing else may use the lab while it runs.
 
-    flock /tmp/mec-coord/lab.lock .venv/bin/python tests/benchmarks/stream_encryption.py [--runs 9]
+    .venv/bin/python tests/benchmarks/stream_encryption.py [--runs 9]
         [--sizes 160k,2400k,50M] [--name stream_encryption]
 
 Prints the figures and writes them to benchmarks/results/stream_encryption.json; asserts nothing.
