@@ -693,7 +693,7 @@ class StreamReceiver:
     after reading, ``acknowledge(ok, message)`` answers the sender (authenticated). Handshakes run concurrently
     (at most ``max_pending``, each with one overall deadline of ``handshake_timeout`` seconds). Peers that were
     dropped are listed in ``rejected`` as ``(address, reason)`` (the latest STREAM_REJECTED_KEPT) and counted in
-    ``rejected_count``."""
+    ``rejected_count``: those refused, and those whose handshake had not ended when the wait did."""
 
     protection = STREAM_PROTECTIONS[STREAM_PROTECTION_AES256GCM]
 
@@ -758,7 +758,7 @@ class StreamReceiver:
         done = queue.Queue()
         wake_r, wake_w = socket.socketpair()
         state = dict(lock=threading.Lock(), over=False, wake=wake_w)
-        pending = set()
+        pending = {}  # connection -> peer, while its handshake runs
         try:
             while True:
                 while True:  # handshakes that ended: the first authenticated one wins
@@ -766,7 +766,7 @@ class StreamReceiver:
                         conn, peer, outcome = done.get_nowait()
                     except queue.Empty:
                         break
-                    pending.discard(conn)
+                    pending.pop(conn, None)
                     if isinstance(outcome, Exception):
                         self._note(peer, str(outcome))
                         continue
@@ -801,20 +801,23 @@ class StreamReceiver:
                     self._drop(conn, peer, "%d handshakes pending already" % len(pending))
                     continue
                 conn.setblocking(True)
-                pending.add(conn)
+                pending[conn] = peer
                 threading.Thread(target=self._serve_handshake, name="stream-handshake", daemon=True,
                                  args=(conn, peer, time.monotonic() + self.handshake_timeout, done, state)).start()
         finally:
             with state["lock"]:
                 state["over"] = True
-            while True:  # authenticated too late, or not collected: closed
+            while True:  # ended but not collected: refused (noted), or authenticated too late; closed
                 try:
-                    conn, _peer, _outcome = done.get_nowait()
+                    conn, peer, outcome = done.get_nowait()
                 except queue.Empty:
                     break
-                pending.discard(conn)
+                pending.pop(conn, None)
+                self._note(peer, str(outcome) if isinstance(outcome, Exception)
+                           else "authenticated after the wait had ended")
                 conn.close()
-            for conn in pending:  # their threads see the connection end and close it
+            for conn, peer in pending.items():  # their threads see the connection end and close it
+                self._note(peer, "its handshake had not ended when the wait did")
                 try:
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:

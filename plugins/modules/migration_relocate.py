@@ -164,7 +164,10 @@ checkpoint_via:
   returned: source role with O(checkpoint)
   type: str
 rejected_peers:
-  description: Peers the stream receiver dropped, as C([address, reason]) (target role, O(transfer=stream)).
+  description: >-
+    Peers the stream receiver dropped, as C([address, reason]) (target role, O(transfer=stream)): those refused
+    (another address, a failed handshake) and those whose handshake had not ended when the source's stream was
+    accepted.
   returned: target role
   type: list
 stopped_at:

@@ -204,6 +204,39 @@ def test_foreign_peer_is_dropped_and_the_source_still_gets_through(run_module, c
     assert (dst_mp / "count").read_text() == "1"
 
 
+def test_a_peer_still_in_its_handshake_when_the_source_gets_through_is_listed(run_module, client, tmp_path):
+    """A peer that connected first and then says nothing more is still mid-handshake when the source's stream is
+    accepted: it is dropped and listed too (before, such a peer went unrecorded, and the foreign-peer test above
+    depended on which handshake ended first)."""
+    import socket
+    src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
+    src_mp.mkdir()
+    dst_mp.mkdir()
+    (src_mp / "count").write_text("1")
+    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
+    port = _free_port()
+    tclient = _target_client(dst_mp, [False, True])
+    target = {}
+    t = _target_thread(tclient, port, target)
+    deadline = __import__("time").monotonic() + 5
+    while True:
+        try:
+            silent = socket.create_connection(("127.0.0.1", port), timeout=2)
+            break
+        except OSError:
+            assert __import__("time").monotonic() < deadline
+    silent.sendall(b"MECS")  # the start of a greeting, then nothing
+    try:
+        res = run_module(migration_relocate, _source_args(tmp_path, port))
+        t.join(10)
+    finally:
+        silent.close()
+    assert "error" not in target, target.get("error")
+    assert res["target_answer"] == "received"
+    assert [reason for _address, reason in target["result"]["rejected_peers"]] == [
+        "its handshake had not ended when the wait did"]
+
+
 def test_wrong_secret_is_refused_before_the_stop(run_module, client, tmp_path):
     src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
     src_mp.mkdir()
