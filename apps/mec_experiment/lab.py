@@ -1,5 +1,5 @@
-"""Lab access from the controller: the inventory's two hosts, SSH to them (host keys checked against the
-inventory's known_hosts when it names one), ansible-playbook runs and their first fatal cause."""
+"""Lab access from the controller: the inventory's two hosts (with the engine each runs), SSH to them (host keys
+checked against the inventory's known_hosts when it names one), ansible-playbook runs and their first fatal cause."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+ENGINES = ("docker", "podman")
 
 
 def lab_hosts(inventory):
-    """{'source': {...}, 'target': {...}} with name, address, user, key, known_hosts from a lab inventory (YAML)."""
+    """{'source': {...}, 'target': {...}} with name, address, user, key, known_hosts and engine (the host's
+    ``migration_engine``, docker when unset: the CLI the experiment uses there) from a lab inventory (YAML)."""
     data = yaml.safe_load(Path(inventory).read_text())
     mec = data["all"]["children"]["mec_hosts"]
     hostvars = mec.get("vars", {}) or {}
@@ -28,9 +30,17 @@ def lab_hosts(inventory):
         key = str(hv.get("ansible_ssh_private_key_file", "")).replace("{{ inventory_dir }}", inv_dir)
         common = str(hv.get("ansible_ssh_common_args", "")).replace("{{ inventory_dir }}", inv_dir)
         known = re.search(r"UserKnownHostsFile=(\S+)", common)
+        engine = hv.get("migration_engine", "docker")
+        if engine not in ENGINES:
+            raise ValueError("%s in %s has migration_engine %r: docker or podman" % (name, inventory, engine))
         out[group] = {"name": name, "address": hv.get("ansible_host", name), "user": hv.get("ansible_user", "root"),
-                      "key": key, "known_hosts": known.group(1) if known else ""}
+                      "key": key, "known_hosts": known.group(1) if known else "", "engine": engine}
     return out
+
+
+def cli(host):
+    """The engine CLI of a host from lab_hosts (docker for a host dict without one)."""
+    return host.get("engine", "docker")
 
 
 def ssh_argv(host, command):

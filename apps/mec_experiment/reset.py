@@ -10,7 +10,8 @@ Methods (``--reset`` / ``experiment_reset``):
 - ``app`` (default): only the migrated apps are touched (the run's app and the one the previous run left on
   the target), by ``reset_host.py`` on both hosts at once over SSH: their containers (and A2's volume)
   removed from the target, the migration images removed, the apps started again on the source with the
-  role's own ``docker run`` (``/opt/mec-apps/run-<app>.json``, written by the role), A3's loader run.
+  role's own ``docker run`` or ``podman run`` (``/opt/mec-apps/run-<app>.json``, written by the role, with the
+  host's engine), A3's loader run.
   ``playbooks/apps.yml -e apps_reset=true`` runs only when that cannot work (no run configuration yet, a
   gateway down, a failed start), then the app is reset again. A few seconds per run.
 - ``full``: the same and always ``playbooks/apps.yml -e apps_reset=true`` (30-60 s per run).
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import probe as probe_mod
-from .lab import ROOT, ansible_cause, ansible_playbook, ssh
+from .lab import ROOT, ansible_cause, ansible_playbook, cli, ssh
 
 APPS = ("a1", "a2", "a3")
 LOADER = "a3-loader"
@@ -47,7 +48,7 @@ def host_reset(host, role, app, act=True, apps_dir="/opt/mec-apps", a2_volume="a
                state_root="/var/lib/mec-migration", timeout=180):
     """Run reset_host.py on one host; its report (dict)."""
     args = {"role": role, "app": app, "apps": list(APPS), "apps_dir": apps_dir, "a2_volume": a2_volume,
-            "state_root": state_root, "act": act}
+            "state_root": state_root, "engine": cli(host), "act": act}
     proc = ssh(host, "python3 - %s" % shlex.quote(json.dumps(args)), timeout=timeout,
                input=HOST_SCRIPT.read_text(encoding="utf-8"))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -194,4 +195,5 @@ def reset(inventory, hosts, app, method="app", apps_extra=(), timeout=600, apps_
         raise ResetError("the run would not start like the others: " + "; ".join(found))
     return {"method": method, "seconds": round(time.monotonic() - t0, 3), "playbook_seconds": playbook,
             "playbook_because": repaired, "restarted": src.get("restarted"), "removed_from_target": tgt.get("removed"),
-            "host_seconds": {"source": src.get("seconds"), "target": tgt.get("seconds")}}
+            "host_seconds": {"source": src.get("seconds"), "target": tgt.get("seconds")},
+            "engines": {"source": src.get("engine"), "target": tgt.get("engine")}}

@@ -4,13 +4,15 @@ reports the host's state as one JSON line; the controller decides whether the ru
 (``mec_experiment.reset.problems``).
 
 ARGS_JSON: ``{"role": "source" | "target", "app": "a2", "apps": ["a1", "a2", "a3"], "apps_dir":
-"/opt/mec-apps", "a2_volume": "a2-data", "state_root": "/var/lib/mec-migration", "act": true}``
+"/opt/mec-apps", "a2_volume": "a2-data", "state_root": "/var/lib/mec-migration", "engine": "docker" | "podman",
+"act": true}``; ``engine`` is the host's (its inventory's ``migration_engine``), whose CLI every step uses.
 
 - both hosts: remove the apps' migration images (``mec-migration/<app>:*``, the committed/imported images
   of earlier runs);
 - target: remove every app container there (the previous run's app, A3's loader) and A2's volume;
 - source: remove the run's app (and A2's volume: a fresh counter) and any app that does not run there (the
-  previous run's, moved to the target), start them again with the ``docker run`` the ``mec_apps`` role used
+  previous run's, moved to the target), start them again with the ``docker run`` (or ``podman run``) the
+  ``mec_apps`` role used
   (``<apps_dir>/run-<app>.json``: same image, options and spec label, so that a later ``apps.yml`` leaves
   them alone); a3: then its loader (``run-a3-loader.json``).
 
@@ -26,16 +28,19 @@ from datetime import datetime
 
 LOADER = "a3-loader"
 GATEWAY = "mec-gateway"  # the mec_gateway role's container, on both hosts
+ENGINES = ("docker", "podman")
+ENGINE = "docker"  # the host's engine CLI (main sets it from ARGS_JSON)
 
 
-def docker(*args, timeout=120):
-    return subprocess.run(["docker"] + list(args), capture_output=True, text=True, timeout=timeout)
+def engine(*args, timeout=120):
+    return subprocess.run([ENGINE] + list(args), capture_output=True, text=True, timeout=timeout)
 
 
 def migration_images(apps):
-    out = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    """The apps' migration images by the names the engine lists (Podman's with its ``localhost/``)."""
+    out = engine("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     repos = {"mec-migration/" + a for a in apps}
-    return sorted(i for i in out if i.split(":", 1)[0] in repos)
+    return sorted(i for i in out if i.split(":", 1)[0].replace("localhost/", "", 1) in repos)
 
 
 def epoch(text):
@@ -54,7 +59,7 @@ def epoch(text):
 
 
 def container(name):
-    proc = docker("container", "inspect", name)
+    proc = engine("container", "inspect", name)
     if proc.returncode != 0:
         return None
     data = json.loads(proc.stdout)[0]
@@ -64,8 +69,15 @@ def container(name):
 
 
 def volume_created(name):
-    proc = docker("volume", "inspect", "--format", "{{.CreatedAt}}", name)
-    return epoch(proc.stdout.strip()) if proc.returncode == 0 else False
+    """When the volume was made (epoch seconds; None when unreadable), False when there is none. Read from the JSON
+    (Podman's --format prints Go's own time layout, not RFC 3339)."""
+    proc = engine("volume", "inspect", name)
+    if proc.returncode != 0:
+        return False
+    try:
+        return epoch(json.loads(proc.stdout)[0].get("CreatedAt"))
+    except (ValueError, IndexError, AttributeError, TypeError):
+        return None
 
 
 def run_config(apps_dir, name):
@@ -75,7 +87,7 @@ def run_config(apps_dir, name):
     except (OSError, ValueError):
         return None
     argv = data.get("argv") if isinstance(data, dict) else None
-    if not (isinstance(argv, list) and argv[:2] == ["docker", "run"] and all(isinstance(a, str) for a in argv)):
+    if not (isinstance(argv, list) and argv[:2] == [ENGINE, "run"] and all(isinstance(a, str) for a in argv)):
         return None
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("mec.migration.spec=")), None)
     return {"argv": argv, "image": data.get("image") or argv[-1], "spec": spec}
@@ -91,20 +103,21 @@ def held_locks(args):
 def _remove(names, a2_volume, errors):
     for name in names:
         if container(name) is not None:
-            proc = docker("rm", "--force", name)
+            proc = engine("rm", "--force", name)
             if proc.returncode != 0:
-                errors.append("docker rm %s: %s" % (name, proc.stderr.strip()[-300:]))
+                errors.append("%s rm %s: %s" % (ENGINE, name, proc.stderr.strip()[-300:]))
     if a2_volume and volume_created(a2_volume) is not False:
-        proc = docker("volume", "rm", "--force", a2_volume)
+        proc = engine("volume", "rm", "--force", a2_volume)
         if proc.returncode != 0:
-            errors.append("docker volume rm %s: %s" % (a2_volume, proc.stderr.strip()[-300:]))
+            errors.append("%s volume rm %s: %s" % (ENGINE, a2_volume, proc.stderr.strip()[-300:]))
 
 
 def _start(apps_dir, name, errors):
-    """docker run of the role's run configuration; True when it started."""
+    """The engine's run of the role's run configuration; True when it started."""
     config = run_config(apps_dir, name)
     if config is None:
-        errors.append("no run configuration %s/run-%s.json (apply playbooks/apps.yml once)" % (apps_dir, name))
+        errors.append("no %s run configuration %s/run-%s.json (apply playbooks/apps.yml once)"
+                      % (ENGINE, apps_dir, name))
         return False
     proc = subprocess.run(config["argv"], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
@@ -116,7 +129,7 @@ def _role_image(apps_dir, name):
     config = run_config(apps_dir, name)
     if config is None:
         return None
-    proc = docker("image", "inspect", "--format", "{{.Id}}", config["image"])
+    proc = engine("image", "inspect", "--format", "{{.Id}}", config["image"])
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
@@ -141,9 +154,9 @@ def act(args, report):
             args["a2_volume"] if "a2" in restart or role == "target" else None, errors)
     images = migration_images(apps)
     if images:
-        proc = docker("rmi", "--force", *images)
+        proc = engine("rmi", "--force", *images)
         if proc.returncode != 0:
-            errors.append("docker rmi %s: %s" % (" ".join(images), proc.stderr.strip()[-300:]))
+            errors.append("%s rmi %s: %s" % (ENGINE, " ".join(images), proc.stderr.strip()[-300:]))
     report["removed_images"] = images
     report["restarted" if role == "source" else "removed"] = restart
     if role != "source":
@@ -156,8 +169,12 @@ def act(args, report):
 
 
 def main():
+    global ENGINE
     args = json.loads(sys.argv[1])
-    report = {"role": args["role"], "app": args["app"], "t0": time.time(), "errors": []}
+    ENGINE = args.get("engine", "docker")
+    if ENGINE not in ENGINES:
+        sys.exit("unknown engine %r (docker or podman)" % (ENGINE,))
+    report = {"role": args["role"], "app": args["app"], "engine": ENGINE, "t0": time.time(), "errors": []}
     if args.get("act", True) and not held_locks(args):
         act(args, report)  # never while a run holds an app's lock: it is recover.yml's to finish or undo
     report["containers"] = {n: container(n) for n in list(args["apps"]) + [LOADER]}

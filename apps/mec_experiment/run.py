@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from . import probe as probe_mod
-from .lab import ROOT, ansible_cause, ansible_playbook, lab_hosts, ssh  # noqa: F401 (lab_hosts, ansible_cause: API)
+from .lab import ROOT, ansible_cause, ansible_playbook, cli, lab_hosts, ssh  # noqa: F401 (lab_hosts, ansible_cause: API)
 from .reset import ResetError, reset
 from .state_watch import LogFollow, VolumeFileWatch
 from .records import EXPERIMENT_SCHEMA, SCHEMA, attempts, dig, phase_total, record_path, write_atomic, write_csv
@@ -58,8 +58,8 @@ def a3_values(address):
 
 
 def gateway_log(host):
-    proc = ssh(host, "docker exec mec-gateway cat /var/log/mec-gateway/access.log 2>/dev/null || "
-                     "docker logs mec-gateway 2>/dev/null")
+    proc = ssh(host, "{0} exec mec-gateway cat /var/log/mec-gateway/access.log 2>/dev/null || "
+                     "{0} logs mec-gateway 2>/dev/null".format(cli(host)))
     return proc.stdout
 
 
@@ -131,7 +131,7 @@ def check_state(app, before, hosts, probe_result, strategy=None, watch=None):
                 at_stop = int(json.loads(watch["a2_state"]).get("counter"))
             except (ValueError, TypeError, AttributeError):
                 at_stop = None
-        mark = ssh(hosts["target"], "docker exec a2 cat %s" % A2_MARK).stdout.strip()
+        mark = ssh(hosts["target"], "%s exec a2 cat %s" % (cli(hosts["target"]), A2_MARK)).stdout.strip()
         return check_a2(strategy, at_stop, a2_state(tgt), bool(watch.get("a2_mark")) and mark == watch["a2_mark"],
                         probe_result)
     if app == "a3":
@@ -144,7 +144,7 @@ def check_state(app, before, hosts, probe_result, strategy=None, watch=None):
             return {"passed": False, "detail": "no keys on the source before the move"}
         return {"passed": not missing, "detail": "%d of %d keys on the target%s" % (
             len(want) - len(missing), len(want), (", missing " + " ".join(missing)) if missing else "")}
-    target_log = ssh(hosts["target"], "docker logs a1 2>&1").stdout.splitlines()
+    target_log = ssh(hosts["target"], "%s logs a1 2>&1" % cli(hosts["target"])).stdout.splitlines()
     return check_a1(strategy, watch.get("a1_log") or [], target_log)
 
 
@@ -161,7 +161,8 @@ def start_watch(app, hosts):
     """What is read on the source while the app moves (see check_state); stop it with stop_watch."""
     if app == "a2":
         mark = uuid.uuid4().hex
-        put = ssh(hosts["source"], "docker exec -u 0 a2 sh -c 'echo %s > %s'" % (mark, A2_MARK))
+        put = ssh(hosts["source"], "%s exec -u 0 a2 sh -c 'echo %s > %s'"
+                  % (cli(hosts["source"]), mark, A2_MARK))
         if put.returncode != 0:
             raise RuntimeError("could not mark A2's volume on the source: %s" % put.stderr.strip())
         return {"a2_mark": mark, "_watch": VolumeFileWatch(hosts["source"], "a2", "/data", "state.json")}

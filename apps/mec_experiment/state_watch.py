@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from .lab import ssh, ssh_argv
+from .lab import cli, ssh, ssh_argv
 
 PERIOD = 0.05
 
@@ -22,8 +22,8 @@ class VolumeFileWatch:
     until ``stop()``; ``readings`` are its non-empty contents, in order (a file being replaced is left out)."""
 
     def __init__(self, host, container, mount, path, limit=1800):
-        found = ssh(host, "docker inspect -f '{{range .Mounts}}{{if eq .Destination \"%s\"}}{{.Source}}{{end}}"
-                          "{{end}}' %s" % (mount, shlex.quote(container)))
+        found = ssh(host, "%s inspect -f '{{range .Mounts}}{{if eq .Destination \"%s\"}}{{.Source}}{{end}}"
+                          "{{end}}' %s" % (cli(host), mount, shlex.quote(container)))
         self.source = found.stdout.strip()
         if found.returncode != 0 or not self.source.startswith("/"):
             raise RuntimeError("no volume at %s in %s on %s: %s" % (mount, container, host["address"],
@@ -55,11 +55,12 @@ class VolumeFileWatch:
 
 
 class LogFollow:
-    """``docker logs -f`` of ``container`` on ``host`` from now until the container stops (or ``stop()``): the
-    app's own log lines as the source wrote them up to its stop."""
+    """``docker logs -f`` (or ``podman logs -f``) of ``container`` on ``host`` from now until the container stops (or
+    ``stop()``): the app's own log lines as the source wrote them up to its stop."""
 
     def __init__(self, host, container):
-        self._proc = subprocess.Popen(ssh_argv(host, "docker logs -f --tail 5 %s 2>&1" % shlex.quote(container)),
+        self._proc = subprocess.Popen(ssh_argv(host, "%s logs -f --tail 5 %s 2>&1" % (cli(host),
+                                                                                      shlex.quote(container))),
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True)
         self.lines = []

@@ -64,7 +64,7 @@ def test_reset_takes_a_stray_container_off_the_target_and_repairs_with_the_playb
                              " rm -f /opt/mec-apps/run-a2.json.test")
     print("reset a2 without its run configuration: %s" % done)
     assert done["playbook_seconds"] > 0 and done["playbook_because"] == [
-        "source: no run configuration /opt/mec-apps/run-a2.json (apply playbooks/apps.yml once)",
+        "source: no docker run configuration /opt/mec-apps/run-a2.json (apply playbooks/apps.yml once)",
         "a2 is not running on the source (no container)", "A2's volume is missing on the source"], done
     run(hosts["source"], "test -s /opt/mec-apps/run-a2.json")
 

@@ -96,21 +96,23 @@ def test_host_script_reads_docker_times_and_the_role_run_configuration(tmp_path)
 
 
 class FakeEngine:
-    """Containers by name -> (running, image id); records the docker calls reset_host makes."""
+    """Containers by name -> (running, image id); records the engine calls reset_host makes (``cli``: docker or
+    podman, whose run configurations, image names and volume times it writes as that engine does)."""
 
-    def __init__(self, monkeypatch, tmp_path, containers, volume=True):
-        self.containers, self.volume, self.calls = dict(containers), volume, []
+    def __init__(self, monkeypatch, tmp_path, containers, volume=True, cli="docker"):
+        self.containers, self.volume, self.calls, self.cli = dict(containers), volume, [], cli
         for name in ("a1", "a2", "a3", "a3-loader"):
             if name == "a3-loader":
-                argv = ["docker", "run", "--rm", "mec-apps/a3-loader:latest"]
+                argv = [cli, "run", "--rm", "mec-apps/a3-loader:latest"]
             else:
-                argv = ["docker", "run", "--detach", "--name", name, "--label", "mec.migration.spec=s-" + name,
+                argv = [cli, "run", "--detach", "--name", name, "--label", "mec.migration.spec=s-" + name,
                         "mec-apps/%s:latest" % name]
             (tmp_path / ("run-%s.json" % name)).write_text(json.dumps({"argv": argv}))
-        monkeypatch.setattr(reset_host, "docker", self.docker)
+        monkeypatch.setattr(reset_host, "engine", self.engine)
+        monkeypatch.setattr(reset_host, "ENGINE", cli)
         monkeypatch.setattr(reset_host.subprocess, "run", self.run)
 
-    def docker(self, *args, timeout=120):
+    def engine(self, *args, timeout=120):
         self.calls.append(list(args))
         out, rc = "", 0
         if args[:2] == ("container", "inspect"):
@@ -122,8 +124,11 @@ class FakeEngine:
             out = "id-" + args[-1].split("/")[1].split(":")[0]
         elif args[:2] == ("image", "ls"):
             out = "mec-migration/a2:r1\nmec-migration/other:r2\nmec-apps/a2:latest\n"
+            if self.cli == "podman":  # Podman names local images localhost/...
+                out = "".join("localhost/" + line + "\n" for line in out.split())
         elif args[:2] == ("volume", "inspect"):
-            rc, out = (0, "2026-11-27T15:00:00Z") if self.volume else (1, "")
+            created = "2026-11-27T15:00:00Z" if self.cli == "docker" else "2026-11-27T15:00:00.123456789Z"
+            rc, out = (0, json.dumps([{"Name": args[-1], "CreatedAt": created}])) if self.volume else (1, "")
         elif args[0] == "rm":
             self.containers.pop(args[-1], None)
         elif args[:2] == ("volume", "rm"):
@@ -136,6 +141,25 @@ class FakeEngine:
             name = argv[argv.index("--name") + 1]
             self.containers[name] = (True, "id-" + name)
         return reset_host.subprocess.CompletedProcess(argv, 0, "", "")
+
+
+def test_on_podman_the_host_script_uses_podman_and_its_image_names(monkeypatch, tmp_path):
+    engine = FakeEngine(monkeypatch, tmp_path, {"a1": (True, "id-a1"), "a3": (True, "id-migration-a3")}, cli="podman")
+    # Podman's volume time, read from its JSON (nanoseconds)
+    assert reset_host.volume_created("a2-data") == pytest.approx(1795791600.123456)
+    report = {"errors": []}
+    reset_host.act({"role": "source", "app": "a2", "apps": ["a1", "a2", "a3"], "apps_dir": str(tmp_path),
+                    "a2_volume": "a2-data"}, report)
+    assert report == {"errors": [], "restarted": ["a2", "a3"], "removed_images": ["localhost/mec-migration/a2:r1"]}
+    assert ["rmi", "--force", "localhost/mec-migration/a2:r1"] in engine.calls
+    assert [c[0] for c in engine.calls if c[0] in ("run", "podman")] == ["run", "run", "run"]  # a2, a3, the loader
+    # a run configuration of the other engine is not this host's: not run, the reset says so
+    (tmp_path / "run-a1.json").write_text(json.dumps({"argv": ["docker", "run", "mec-apps/a1:latest"]}))
+    assert reset_host.run_config(str(tmp_path), "a1") is None
+    report = {"errors": []}
+    assert reset_host._start(str(tmp_path), "a1", report["errors"]) is False
+    assert report["errors"] == ["no podman run configuration %s/run-a1.json (apply playbooks/apps.yml once)"
+                                % tmp_path]
 
 
 def started(engine):

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from mec_experiment import lab
 from mec_experiment import run as runner
 from mec_experiment.__main__ import main as experiment_main
@@ -72,12 +74,30 @@ def test_lab_hosts_reads_the_lab_inventory(tmp_path):
 """)
     hosts = runner.lab_hosts(inv)
     assert hosts["source"] == {"name": "s1", "address": "10.0.0.1", "user": "root", "key": "%s/id_ed25519" % tmp_path,
-                               "known_hosts": "%s/known_hosts" % tmp_path}
+                               "known_hosts": "%s/known_hosts" % tmp_path, "engine": "docker"}
     assert hosts["target"]["address"] == "10.0.0.2"
     # the run's own SSH checks host keys against the inventory's known_hosts, as Ansible does
     argv = lab.ssh_argv(hosts["source"], "true")
     assert argv[argv.index("UserKnownHostsFile=%s/known_hosts" % tmp_path) + 2] == "StrictHostKeyChecking=yes"
     assert "StrictHostKeyChecking=no" not in argv and argv[-2:] == ["root@10.0.0.1", "true"]
+
+
+def test_lab_hosts_reads_each_hosts_engine_and_refuses_an_unknown_one(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    body = """all:
+  children:
+    mec_hosts:
+      children:
+        source: {hosts: {s1: {ansible_host: 10.0.0.1, migration_engine: podman}}}
+        target: {hosts: {t1: {ansible_host: 10.0.0.2, migration_engine: %s}}}
+"""
+    inv.write_text(body % "docker")
+    hosts = runner.lab_hosts(inv)
+    assert (hosts["source"]["engine"], hosts["target"]["engine"]) == ("podman", "docker")
+    assert (lab.cli(hosts["source"]), lab.cli({"address": "10.0.0.9"})) == ("podman", "docker")
+    inv.write_text(body % "rkt")
+    with pytest.raises(ValueError, match="t1 in .* has migration_engine 'rkt': docker or podman"):
+        runner.lab_hosts(inv)
 
 
 def test_tc_helper_restores_a_saved_root_qdisc():
