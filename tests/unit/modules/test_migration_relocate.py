@@ -175,7 +175,9 @@ def test_changed_pre_checkpoint_on_the_target_is_refused(run_module, client, tmp
     tclient.api._post.assert_not_called()
 
 
-def test_foreign_peer_is_dropped_and_the_source_still_gets_through(run_module, client, tmp_path):
+def _source_after_a_first_peer(run_module, client, tmp_path, greeting):
+    """A peer connects to the target's receiver first and sends ``greeting``, then the source runs; the peer closes
+    after the source's run. (source result, target dict, the target's volume folder)."""
     import socket
     src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
     src_mp.mkdir()
@@ -186,19 +188,26 @@ def test_foreign_peer_is_dropped_and_the_source_still_gets_through(run_module, c
     tclient = _target_client(dst_mp, [False, True])
     target = {}
     t = _target_thread(tclient, port, target)
-    # a peer that does not know the secret connects first and sends a tar of its own
     deadline = __import__("time").monotonic() + 5
     while True:
         try:
-            foreign = socket.create_connection(("127.0.0.1", port), timeout=2)
+            peer = socket.create_connection(("127.0.0.1", port), timeout=2)
             break
         except OSError:
             assert __import__("time").monotonic() < deadline
-    foreign.sendall(b"MECSTRM1" + b"\0" * 200)
-    res = run_module(migration_relocate, _source_args(tmp_path, port))
-    foreign.close()
-    t.join(10)
+    peer.sendall(greeting)
+    try:
+        res = run_module(migration_relocate, _source_args(tmp_path, port))
+        t.join(10)
+    finally:
+        peer.close()
     assert "error" not in target, target.get("error")
+    return res, target, dst_mp
+
+
+def test_foreign_peer_is_dropped_and_the_source_still_gets_through(run_module, client, tmp_path):
+    # a peer that does not know the secret connects first and sends a tar of its own
+    res, target, dst_mp = _source_after_a_first_peer(run_module, client, tmp_path, b"MECSTRM1" + b"\0" * 200)
     assert res["target_answer"] == "received"
     assert len(target["result"]["rejected_peers"]) == 1
     assert (dst_mp / "count").read_text() == "1"
@@ -208,30 +217,7 @@ def test_a_peer_still_in_its_handshake_when_the_source_gets_through_is_listed(ru
     """A peer that connected first and then says nothing more is still mid-handshake when the source's stream is
     accepted: it is dropped and listed too (before, such a peer went unrecorded, and the foreign-peer test above
     depended on which handshake ended first)."""
-    import socket
-    src_mp, dst_mp = tmp_path / "src", tmp_path / "dst"
-    src_mp.mkdir()
-    dst_mp.mkdir()
-    (src_mp / "count").write_text("1")
-    client.api.inspect_container.return_value = inspect_container(cid=SRC_ID, running=True, mounts=_volume(src_mp))
-    port = _free_port()
-    tclient = _target_client(dst_mp, [False, True])
-    target = {}
-    t = _target_thread(tclient, port, target)
-    deadline = __import__("time").monotonic() + 5
-    while True:
-        try:
-            silent = socket.create_connection(("127.0.0.1", port), timeout=2)
-            break
-        except OSError:
-            assert __import__("time").monotonic() < deadline
-    silent.sendall(b"MECS")  # the start of a greeting, then nothing
-    try:
-        res = run_module(migration_relocate, _source_args(tmp_path, port))
-        t.join(10)
-    finally:
-        silent.close()
-    assert "error" not in target, target.get("error")
+    res, target, _dst = _source_after_a_first_peer(run_module, client, tmp_path, b"MECS")  # a greeting's start
     assert res["target_answer"] == "received"
     assert [reason for _address, reason in target["result"]["rejected_peers"]] == [
         "its handshake had not ended when the wait did"]
