@@ -14,6 +14,7 @@ from experiment_helpers import ROOT
 from labutil import ansible_playbook
 from mec_experiment.lab import lab_hosts
 from mec_experiment.records import load_records
+from mec_experiment.reset import reset
 
 pytestmark = [pytest.mark.lab, pytest.mark.podman_lab]
 
@@ -27,12 +28,16 @@ def test_a2_m2_and_m3_on_the_podman_lab_record_the_state_kept(tmp_path):
     hosts = lab_hosts(POD_INVENTORY)
     assert (hosts["source"]["engine"], hosts["target"]["engine"]) == ("podman", "podman"), hosts
     results = tmp_path / "results"
-    proc = ansible_playbook(
-        "-i", str(POD_INVENTORY), "playbooks/experiment.yml",
-        "-e", json.dumps({"experiment_apps": ["a2"], "experiment_strategies": ["m2", "m3"],
-                          "experiment_profiles": ["n1"], "experiment_repetitions": 1,
-                          "experiment_results_dir": str(results)}),
-        check=True, timeout=1200)
+    try:
+        proc = ansible_playbook(
+            "-i", str(POD_INVENTORY), "playbooks/experiment.yml",
+            "-e", json.dumps({"experiment_apps": ["a2"], "experiment_strategies": ["m2", "m3"],
+                              "experiment_profiles": ["n1"], "experiment_repetitions": 1,
+                              "experiment_results_dir": str(results)}),
+            check=True, timeout=1200)
+    finally:
+        # the Podman lab as the other tests expect it: A2 back on the source, nothing of it on the target
+        reset(POD_INVENTORY, hosts, "a2")
     progress = re.findall(r'"msg": "(a2 m[23] n1 #1: [^"]*)"', proc.stdout)
     assert len(progress) == 2, proc.stdout[-3000:]
 
