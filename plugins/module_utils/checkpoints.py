@@ -15,7 +15,7 @@ import stat
 import time
 
 from ansible_collections.mec.migration.plugins.module_utils.criu import (
-    RUNC_CRIU_CONFIG, candidate_logs, failure_report, log_errors, log_phases, read_text, restore_timing)
+    RUNC_CRIU_CONFIG, LogKeeper, candidate_logs, failure_report, log_errors, log_phases, read_text, restore_timing)
 from ansible_collections.mec.migration.plugins.module_utils import podman_checkpoint as podman
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import LANG_C, hostname
 from ansible_collections.mec.migration.plugins.module_utils.fsutil import dir_size, free_bytes
@@ -48,11 +48,11 @@ def _hint(errors):
     return ""
 
 
-def _criu_failure(client, exc, what, container_id, since):
+def _criu_failure(client, exc, what, container_id, since, kept=None):
     """A MigrationError for a dump or restore the engine reported failed, with CRIU's own reason from its log
-    on this host (``criu_log``, ``criu_errors``)."""
+    on this host (``criu_log``, ``criu_errors``; ``kept``: the logs a LogKeeper held while the call ran)."""
     message = getattr(exc, "explanation", None) or str(exc)
-    log, errors = failure_report(message, container_id=container_id, since=since)
+    log, errors = failure_report(message, container_id=container_id, since=since, kept=kept)
     reason = "; ".join(errors) if errors else message.strip()
     return MigrationError("%s failed on host %s: CRIU says: %s%s" % (what, hostname(), reason, _hint(errors)),
                           criu_log=log, criu_errors=errors, engine_error=message.strip())
@@ -64,10 +64,15 @@ def _engine_criu_call(client, call, what, container_id):
     from ansible_collections.mec.migration.plugins.module_utils.docker_client import APIError
     since = time.time()
     t0 = time.monotonic()
+    keeper = LogKeeper(container_id)
     try:
-        client.api._raise_for_status(call())
+        with keeper:
+            res = call()
+        client.api._raise_for_status(res)
     except APIError as exc:
-        raise _criu_failure(client, exc, what, container_id, since) from exc
+        raise _criu_failure(client, exc, what, container_id, since, kept=keeper.logs()) from exc
+    finally:
+        keeper.close()
     return round(time.monotonic() - t0, 6)
 
 
@@ -112,9 +117,9 @@ def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None, ti
     """The engine's start from a checkpoint (``docker start --checkpoint``; the checkpoint in the container's
     own ``checkpoints/`` unless ``checkpoint_dir``). Returns the duration; a failure names CRIU's reason.
     ``timing`` (a dict) gets the call's wall-clock ``called_at`` and ``returned_at`` (for restore_stages), and on
-    Docker ``attempts`` (the tries: a failure of the runtime's notification handling is tried once more) and
-    ``retried_after`` (the first failure's message). Podman: its restore of the container from its own
-    ``checkpoint/`` (podman_checkpoint.restore)."""
+    Docker ``attempts`` (the tries: a restore CRIU gave up after it had begun is tried once more, see
+    transient_restore_failure) and ``retried_after`` (the first failure's message, with CRIU's reason). Podman:
+    its restore of the container from its own ``checkpoint/`` (podman_checkpoint.restore)."""
     if podman.handles(client):
         return podman.restore(client, container, podman.static_dir(client, container), timing=timing)
     params = {"checkpoint": checkpoint}
@@ -130,9 +135,13 @@ def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None, ti
                 "The start of container %s from checkpoint %s" % (container, checkpoint), container)
             break
         except MigrationError as exc:
-            # the runtime's answer to one of CRIU's notifications failed (Docker's network hook, seen once under
-            # load in CI, not reproduced): the engine has removed the task, the images are untouched; once more
+            # CRIU gave up after the restore had begun (seen twice in CI under load, not reproduced by hand): the
+            # engine has removed the task, the images are untouched; once more
             if attempt == attempts or not transient_restore_failure(exc) or _running(client, container):
+                if attempt > 1:
+                    raise MigrationError("%s (try %d of %d; the first failed too: %s)" % (
+                        exc.msg, attempt, attempts, timing["retried_after"]),
+                        restore_attempts=attempt, **exc.details) from exc
                 raise
             timing["retried_after"] = exc.msg
     timing["attempts"] = attempt
@@ -141,8 +150,11 @@ def start_from_checkpoint(client, container, checkpoint, checkpoint_dir=None, ti
 
 
 def transient_restore_failure(exc):
-    """Whether a failed start from a checkpoint may be tried once more: CRIU reported that the runtime's handling
-    of a notification failed (``type NOTIFY``), not a failure of its own restore."""
+    """Whether a failed start from a checkpoint may be tried once more: runc reports ``criu failed: type NOTIFY``
+    when CRIU's restore failed after runc had answered one of CRIU's notifications (runc names the type of its own
+    last message to CRIU), that is after the restore had begun, with the images read; a failure of runc's own
+    handling of a notification (its hooks) reads otherwise, and one at the restore's start says ``type RESTORE``.
+    The reason is in CRIU's log (kept by LogKeeper)."""
     return "type NOTIFY" in (exc.details.get("engine_error") or exc.msg or "")
 
 

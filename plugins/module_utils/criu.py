@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import threading
+import time
 
 RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"
 
@@ -203,9 +206,12 @@ def log_paths(message):
     return list(dict.fromkeys(_LOG_PATH.findall(message or "")))
 
 
-def candidate_logs(container_id, names=("criu-dump.log", "criu-restore.log", "dump.log", "restore.log")):
-    """Where containerd and runc leave CRIU's logs of a container's last dump or restore, newest first."""
-    dirs = [
+LOG_NAMES = ("criu-dump.log", "criu-restore.log", "dump.log", "restore.log")
+
+
+def log_dirs(container_id):
+    """The folders where containerd and runc have CRIU write its logs of a container's dump or restore."""
+    return [
         # containerd 1.6's runc shim: CRIU works in the task's work folder (the bundle's "work" link points there)
         "/var/lib/docker/containerd/daemon/io.containerd.runtime.v2.task/moby/%s" % container_id,
         "/var/lib/containerd/io.containerd.runtime.v2.task/moby/%s" % container_id,
@@ -215,8 +221,12 @@ def candidate_logs(container_id, names=("criu-dump.log", "criu-restore.log", "du
         "/run/containerd/runc/moby/%s/criu.work" % container_id,
         "/run/docker/runtime-runc/moby/%s/criu.work" % container_id,
     ]
+
+
+def candidate_logs(container_id, names=LOG_NAMES):
+    """Where containerd and runc leave CRIU's logs of a container's last dump or restore, newest first."""
     found = []
-    for d in dirs:
+    for d in log_dirs(container_id):
         for n in names:
             p = os.path.join(d, n)
             if os.path.isfile(p):
@@ -224,9 +234,70 @@ def candidate_logs(container_id, names=("criu-dump.log", "criu-restore.log", "du
     return sorted(found, key=lambda p: os.path.getmtime(p), reverse=True)
 
 
-def failure_report(message, container_id=None, since=None):
+class LogKeeper(object):
+    """Holds CRIU's logs of one engine call open while the call runs (a thread looks for them every
+    ``interval`` seconds): when a start from a checkpoint fails, containerd removes the task's folder, and with it
+    CRIU's log, before the engine answers, so that the log's path in the engine's error names nothing. A log held
+    open stays readable after its removal. ``logs()``: ``[(path, text)]`` of the logs seen, the newest first."""
+
+    def __init__(self, container_id, names=LOG_NAMES, interval=0.002, dirs=None):
+        self.paths = [os.path.join(d, n) for d in (dirs or log_dirs(container_id)) for n in names]
+        self.interval = interval
+        self.held = {}  # (st_dev, st_ino) -> (path, fd, first seen)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="criu-log-keeper", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._look()  # a log written after the thread's last look
+        return False
+
+    def _look(self):
+        for p in self.paths:
+            try:
+                fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            if key in self.held or not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+            else:
+                self.held[key] = (p, fd, time.monotonic())
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._look()
+            self._stop.wait(self.interval)
+
+    def logs(self):
+        out = []
+        for p, fd, _seen in sorted(self.held.values(), key=lambda h: h[2], reverse=True):
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            out.append((p, b"".join(chunks).decode("utf-8", "replace")))
+        return out
+
+    def close(self):
+        for _p, fd, _seen in self.held.values():
+            os.close(fd)
+        self.held.clear()
+
+
+def failure_report(message, container_id=None, since=None, kept=None):
     """``(log_path, error_lines)`` for a failed dump or restore: the log the message names, else the newest of
-    the container's CRIU logs written since ``since`` (epoch seconds). ``(None, [])`` when none is readable."""
+    the container's CRIU logs written since ``since`` (epoch seconds), else the newest of ``kept`` (``[(path,
+    text)]``, a LogKeeper's: the logs the engine has removed). ``(None, [])`` when none is readable."""
     paths = log_paths(message)
     if container_id:
         paths += [p for p in candidate_logs(container_id) if p not in paths]
@@ -239,6 +310,9 @@ def failure_report(message, container_id=None, since=None):
         text = read_text(p)
         if text:
             return p, log_errors(text)
+    for p, text in kept or ():
+        if text:
+            return "%s (removed by the engine; kept while it ran)" % p, log_errors(text)
     return None, []
 
 

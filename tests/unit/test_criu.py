@@ -2,6 +2,7 @@
 sees, and the checkpoint delta (plugins/module_utils/criu.py, checkpoints.py)."""
 import io
 import os
+import time
 
 import pytest
 
@@ -88,6 +89,47 @@ def test_failure_report_reads_the_log_the_engine_names(tmp_path):
     assert criu.log_paths("log file: /var/run/x/work/restore.log: unknown") == ["/var/run/x/work/restore.log"]
     # an old log (before the run) is not taken for this run's
     assert criu.failure_report(message, since=os.path.getmtime(log) + 60) == (None, [])
+
+
+RESTORE_LOG = """(00.002626) Running pre-restore scripts
+(00.002637) \tRPC
+(00.004966) Running setup-namespaces scripts
+(00.163400) Error (criu/mount.c:2411): mnt: Can't mount at ./etc/hosts: No such file or directory
+(00.163420) Error (criu/cr-restore.c:2482): Restoring FAILED.
+"""
+
+
+def test_a_log_the_engine_removes_during_the_call_is_kept_and_named(tmp_path):
+    """containerd removes a failed restore's task folder, its log with it, before Docker answers: the log held open
+    while the call ran still gives CRIU's reason."""
+    task = tmp_path / "task"
+    task.mkdir()
+    log = task / "restore.log"
+    with criu.LogKeeper("c", dirs=[str(task)]) as keeper:
+        log.write_text(RESTORE_LOG[:60])
+        time.sleep(0.1)  # the keeper's thread opens it
+        with open(log, "a") as fh:
+            fh.write(RESTORE_LOG[60:])  # CRIU goes on writing to the file the keeper holds
+        os.unlink(log)
+        os.rmdir(task)
+    try:
+        message = "OCI runtime restore failed: criu failed: type NOTIFY errno 0\nlog file: %s: unknown" % log
+        path, errors = criu.failure_report(message, container_id="c", kept=keeper.logs())
+    finally:
+        keeper.close()
+    assert path == "%s (removed by the engine; kept while it ran)" % log
+    assert errors == ["Error (criu/mount.c:2411): mnt: Can't mount at ./etc/hosts: No such file or directory",
+                      "Error (criu/cr-restore.c:2482): Restoring FAILED."]
+    assert keeper.held == {}
+
+
+def test_the_keeper_takes_a_log_written_just_before_the_call_ends_and_skips_folders(tmp_path):
+    task = tmp_path / "task"
+    (task / "dump.log").mkdir(parents=True)  # not a file: never held
+    with criu.LogKeeper("c", dirs=[str(task)], interval=60) as keeper:
+        (task / "restore.log").write_text(RESTORE_LOG)  # after the thread's first look, before the call ends
+    assert [p for p, _ in keeper.logs()] == [str(task / "restore.log")]
+    keeper.close()
 
 
 def _status(uid, capbnd):

@@ -82,4 +82,5 @@ def test_a_notification_failure_twice_fails(client):
     with pytest.raises(MigrationError) as exc:
         checkpoints.start_from_checkpoint(client, CID, "fin", timing={})
     assert client.api._post.call_count == 2
-    assert "type NOTIFY" in exc.value.msg
+    assert "type NOTIFY" in exc.value.msg and "(try 2 of 2; the first failed too: " in exc.value.msg
+    assert exc.value.details["restore_attempts"] == 2 and "type NOTIFY" in exc.value.details["engine_error"]
