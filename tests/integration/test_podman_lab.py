@@ -7,6 +7,10 @@ checkpoint --export`` on the Podman source and restored with ``podman container 
 target goes on counting from memory; Podman's API socket answers (``/_ping``, ``/v4.0.0/libpod/info``, the
 Docker-compatible ``/version``) and is root's alone.
 
+A Podman host that restarts (no systemd) starts its containers on their static addresses again once the role's
+supervisor has started: it releases the CNI plugins' stale address reservations, as Podman's tmpfiles.d does at boot
+where systemd runs.
+
 Bring the lab up with ``ansible-playbook playbooks/lab.yml -e @playbooks/vars/lab_podman.yml`` (scripts/test.sh does
 for tests marked ``podman_lab``). Without it every test here fails (it is never skipped). Cost: ~30 s on the lab
 (under load), and ~27 s for the bad-input test (an ansible-playbook run of lab.yml that stops at its first check).
@@ -30,6 +34,8 @@ BASE_IMAGE = "mec-lab/base:bookworm"
 SOCKET = "/run/podman/podman.sock"
 COUNTER = "mec-podman-lab-test-counter"
 WORK = "/var/tmp/mec-podman-lab-test"
+RESTART_PROBE = "mec-podman-lab-test-restart"
+SUPERVISOR_LOG = "/var/log/mec-podman-service.log"
 # Counts from a random start, in memory only: a restored counter goes on from its last number, a fresh start of the
 # same command would begin at another one.
 COUNT_LOOP = "i=$(od -An -N4 -tu4 /dev/urandom); i=$((i)); while :; do i=$((i+1)); echo $i; sleep 0.1; done"
@@ -147,6 +153,60 @@ def test_podman_api_socket_answers_and_is_roots_alone(podman_lab, name):
     refused = ssh(address, "setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c 'import socket; "
                            "socket.socket(socket.AF_UNIX).connect(\"%s\")'" % SOCKET, check=False)
     assert refused.returncode != 0 and "PermissionError" in refused.stderr, (refused.returncode, refused.stderr)
+
+
+def _wait_for_ssh(address, seconds=60):
+    deadline = time.monotonic() + seconds
+    while True:
+        if ssh(address, "true", check=False, timeout=20).returncode == 0:
+            return
+        assert time.monotonic() < deadline, "%s did not answer SSH within %s s of its restart" % (address, seconds)
+        time.sleep(1)
+
+
+def test_a_restarted_podman_host_starts_its_containers_on_their_static_addresses_again(podman_lab):
+    """A Podman host without systemd that restarts: nothing ran Podman's tmpfiles.d at boot, so the CNI plugins'
+    address reservations of the containers that ran before are still files under /var/lib/cni/networks, and a
+    container on a static address (the gateway on 10.77.0.2) cannot start again: "duplicate allocation is not
+    allowed". The role's supervisor, at its first start after the boot (what the role runs), releases them. The lab
+    host restarts as after this machine's restart (its processes killed, /run empty again)."""
+    host = _by_group(podman_lab, "target")
+    reservation = "/var/lib/cni/networks/mec-apps/10.77.0.2"
+    gateway_id = ssh(host.address, "podman inspect --format '{{.Id}} {{.State.Status}}' mec-gateway").stdout.split()
+    assert gateway_id[1] == "running", "the gateway does not run on %s before the test: %s" % (host.name, gateway_id)
+    assert ssh(host.address, "head -n 1 %s" % reservation).stdout.strip() == gateway_id[0]
+    log_lines = int(ssh(host.address, "cat %s 2> /dev/null | wc -l" % SUPERVISOR_LOG).stdout)
+    subprocess.run(["docker", "kill", host.name], check=True, capture_output=True)
+    subprocess.run(["docker", "start", host.name], check=True, capture_output=True)
+    _wait_for_ssh(host.address)
+    try:
+        # the stale reservation is real: the file is still there after the restart, naming the gateway
+        assert ssh(host.address, "head -n 1 %s" % reservation).stdout.strip() == gateway_id[0]
+        assert ssh(host.address, "/usr/local/sbin/mec-podman-service-supervisor start").stdout.strip() == "started"
+        released = ssh(host.address, "tail -n +%d %s | grep -F 'released %s '"
+                       % (log_lines + 1, SUPERVISOR_LOG, reservation), check=False).stdout
+        assert gateway_id[0] in released, "the supervisor's first start after the restart did not release %s" \
+            % reservation
+        started = ssh(host.address, "podman start mec-gateway", check=False)
+        assert started.returncode == 0, started.stderr
+        assert ssh(host.address, "podman inspect --format '{{.State.Status}} {{.NetworkSettings.Networks}}' "
+                                 "mec-gateway").stdout.startswith("running")
+        assert ssh(host.address, "head -n 1 %s" % reservation).stdout.strip() == gateway_id[0]
+        # Once per boot: a container whose network is set up but that does not run (`podman container init`) keeps
+        # its reservation when the supervisor starts again later.
+        ssh(host.address, "podman create --name %s --network mec-apps %s sleep 60 > /dev/null && "
+                          "podman container init %s > /dev/null" % (RESTART_PROBE, BASE_IMAGE, RESTART_PROBE))
+        networks = json.loads(ssh(host.address, "podman inspect --format '{{json .NetworkSettings.Networks}}' %s"
+                                  % RESTART_PROBE).stdout)
+        probe_reservation = "/var/lib/cni/networks/mec-apps/" + networks["mec-apps"]["IPAddress"]
+        probe_id = ssh(host.address, "podman inspect --format '{{.Id}}' %s" % RESTART_PROBE).stdout.strip()
+        assert ssh(host.address, "head -n 1 %s" % probe_reservation).stdout.strip() == probe_id
+        ssh(host.address, "/usr/local/sbin/mec-podman-service-supervisor restart")
+        assert ssh(host.address, "head -n 1 %s" % probe_reservation).stdout.strip() == probe_id
+    finally:
+        # the host as the other tests expect it: its API service and the gateway running, the probe gone
+        ssh(host.address, "podman rm --force --ignore %s; /usr/local/sbin/mec-podman-service-supervisor start; "
+                          "podman start mec-gateway" % RESTART_PROBE, check=False)
 
 
 def test_a_lab_host_with_an_unknown_engine_is_refused_before_any_change(tmp_path):
