@@ -127,6 +127,7 @@ def test_the_keeper_takes_a_log_written_just_before_the_call_ends_and_skips_fold
     task = tmp_path / "task"
     (task / "dump.log").mkdir(parents=True)  # not a file: never held
     with criu.LogKeeper("c", dirs=[str(task)], interval=60) as keeper:
+        time.sleep(0.1)  # the thread has looked once and waits
         (task / "restore.log").write_text(RESTORE_LOG)  # after the thread's first look, before the call ends
     assert [p for p, _ in keeper.logs()] == [str(task / "restore.log")]
     keeper.close()
