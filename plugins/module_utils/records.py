@@ -308,7 +308,7 @@ def build_record(inputs, finished_at=None):
                  "restore_duration": number(restore.get("criu_restore")),
                  "restore_hooks": _nums(restore.get("criu_hooks_by_name")) if restore else None,
                  "restore_log": _text(restore.get("criu_log")),
-                 # the target's starts from the checkpoint (2: the first failed in the runtime's notification handling)
+                 # the target's starts from the checkpoint (2: CRIU gave up on the first after the restore had begun)
                  "restore_attempts": number(rt.get("restore_attempts")),
                  "restore_retried_after": _text(rt.get("restore_retried_after")),
                  "engine_dump_stats": _nums(rs.get("engine_dump_stats")) if rs.get("engine_dump_stats") else None,

@@ -221,7 +221,9 @@ def check_outcome(app, record, fault, out, expect, memory_kept=True):
         assert app.dst.inspect(app.name) is None, "the target keeps the half-made container"
     for h in (app.src, app.dst):
         assert not app.locked_on(h), "%s keeps the app's lock" % h.address
-    assert record["outcome"] in expect, (record["outcome"], record.get("error"))
+    # a string, which pytest prints whole (a tuple's repr it cuts to a line), with CRIU's reason when there is one
+    assert record["outcome"] in expect, "outcome %s, not %s; error: %s; CRIU: %s" % (
+        record["outcome"], " or ".join(expect), record.get("error"), (record.get("criu") or {}).get("errors"))
     row.update(lost_nothing=True, passed=True)
 
 
