@@ -240,7 +240,7 @@ class LogKeeper(object):
     CRIU's log, before the engine answers, so that the log's path in the engine's error names nothing. A log held
     open stays readable after its removal. ``logs()``: ``[(path, text)]`` of the logs seen, the newest first."""
 
-    def __init__(self, container_id, names=LOG_NAMES, interval=0.002, dirs=None):
+    def __init__(self, container_id, names=LOG_NAMES, interval=0.005, dirs=None):
         self.paths = [os.path.join(d, n) for d in (dirs or log_dirs(container_id)) for n in names]
         self.interval = interval
         self.held = {}  # (st_dev, st_ino) -> (path, fd, first seen)

@@ -38,6 +38,28 @@ def _work_root():
 
 WORK_ROOT = _work_root()
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
+
+
+ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
+if not os.path.exists(ANSIBLE):
+    ANSIBLE = "ansible"
+
+
+def module(host, name, /, inventory=INVENTORY, **args):
+    """Run mec.migration.<name> on the lab host ``host`` (its inventory name) with ad-hoc ``ansible``; returns its
+    result (the JSON the ad-hoc output prints after "<host> | SUCCESS =>" or "| FAILED! =>")."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="minimal")
+    argv = [ANSIBLE, "-i", inventory, host, "-m", "mec.migration." + name] + (["-a", json.dumps(args)] if args else [])
+    p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    m = re.search(r"^%s \| ([A-Z!]+) => (\{.*)" % re.escape(host), p.stdout, re.M | re.S)
+    try:
+        result = json.loads(m.group(2))
+    except (AttributeError, ValueError) as exc:
+        raise AssertionError("ansible %s -m %s: rc %s\n%s\n%s" % (host, name, p.returncode, p.stdout[-2000:],
+                                                                  p.stderr[-2000:])) from exc
+    if m.group(1) not in ("SUCCESS", "CHANGED"):
+        result["failed"] = True
+    return result
 BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
 KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
 # the ansible-playbook of this Python's environment (a venv's bin/), else the one on PATH

@@ -10,39 +10,14 @@ loaded image has the source's ID and configuration (CMD, ENV, labels), runs, and
 Costs about 40 s on the lab (three commits, three copies of a few KB, three container starts).
 """
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 
 import pytest
 
-from labtools import INVENTORY, ROOT, docker_cli, lab_hosts, load_image
+from labtools import docker_cli, lab_hosts, load_image, module
 
 pytestmark = pytest.mark.lab
-
-ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
-if not os.path.exists(ANSIBLE):
-    ANSIBLE = "ansible"
 WORK = "/var/lib/mec-migration/work"
-
-
-def module(host, name, /, **args):
-    """Run mec.migration.<name> on the lab host ``host`` (its inventory name) with ad-hoc ``ansible``; returns its
-    result (the JSON the ad-hoc output prints after "<host> | SUCCESS =>" or "| FAILED! =>")."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="minimal")
-    argv = [ANSIBLE, "-i", INVENTORY, host, "-m", "mec.migration." + name] + (["-a", json.dumps(args)] if args else [])
-    p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    m = re.search(r"^%s \| ([A-Z!]+) => (\{.*)" % re.escape(host), p.stdout, re.M | re.S)
-    try:
-        result = json.loads(m.group(2))
-    except (AttributeError, ValueError) as exc:
-        raise AssertionError("ansible %s -m %s: rc %s\n%s\n%s" % (host, name, p.returncode, p.stdout[-2000:],
-                                                                  p.stderr[-2000:])) from exc
-    if m.group(1) not in ("SUCCESS", "CHANGED"):
-        result["failed"] = True
-    return result
 
 
 def ok(result, what):
