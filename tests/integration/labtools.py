@@ -39,7 +39,12 @@ def _work_root():
 WORK_ROOT = _work_root()
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
 
-
+BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
+KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
+# the ansible-playbook and ansible of this Python's environment (a venv's bin/), else the ones on PATH
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+if not os.path.exists(ANSIBLE_PLAYBOOK):
+    ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or "ansible-playbook"
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 if not os.path.exists(ANSIBLE):
     ANSIBLE = "ansible"
@@ -60,12 +65,6 @@ def module(host, name, /, inventory=INVENTORY, **args):
     if m.group(1) not in ("SUCCESS", "CHANGED"):
         result["failed"] = True
     return result
-BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
-KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
-# the ansible-playbook of this Python's environment (a venv's bin/), else the one on PATH
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-if not os.path.exists(ANSIBLE_PLAYBOOK):
-    ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or "ansible-playbook"
 
 
 def wait_container_int(run, cli, name, path, where, minimum=1, timeout=20):
