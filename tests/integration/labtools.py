@@ -3,7 +3,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ _TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _TESTS not in sys.path:  # the benchmarks import this module outside pytest
     sys.path.insert(0, _TESTS)
 
-from labutil import SSH_OPTS, LabHost, lab_hosts  # noqa: E402,F401  (lab_hosts and LabHost: for the importers)
+from labutil import SSH_OPTS, LabHost, lab_hosts, venv_bin  # noqa: E402,F401  (lab_hosts and LabHost: for the importers)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # the state root of migrate.yml on the hosts (locks/, runs/)
@@ -38,16 +37,11 @@ def _work_root():
 
 WORK_ROOT = _work_root()
 INVENTORY = os.path.join(ROOT, "inventories", "local", "hosts.yml")
-
 BASE_IMAGES = ("mec-lab/base:bookworm", "mec-test/base:bookworm")
 KEY = os.path.join(ROOT, "inventories", "local", "id_ed25519")
 # the ansible-playbook and ansible of this Python's environment (a venv's bin/), else the ones on PATH
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-if not os.path.exists(ANSIBLE_PLAYBOOK):
-    ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or "ansible-playbook"
-ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
-if not os.path.exists(ANSIBLE):
-    ANSIBLE = "ansible"
+ANSIBLE_PLAYBOOK = venv_bin("ansible-playbook")
+ANSIBLE = venv_bin("ansible")
 
 
 def module(host, name, /, inventory=INVENTORY, **args):
