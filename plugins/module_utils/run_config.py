@@ -21,13 +21,22 @@ IMAGE_CONFIG_NAMES = dict(Cmd="CMD", Entrypoint="ENTRYPOINT", Env="ENV", Working
                           ExposedPorts="EXPOSE", Labels="LABEL", StopSignal="STOPSIGNAL")
 
 
+def is_named(info, name):
+    """Whether inspect data ``info`` is the container called ``name`` (or whose full ID is ``name``). Docker and
+    Podman answer a container reference that no container is named with the container whose ID *starts* with it, so
+    that inspecting a missing "a3" returns a container whose ID begins a3... (seen on the Podman lab: A2's container
+    answered for A3)."""
+    return (info.get("Name") or "").lstrip("/") == name or info.get("Id") == name
+
+
 def find_container(client, name):
-    """Inspect data of container ``name``, or None."""
+    """Inspect data of the container called ``name``, or None (also when only an ID prefix matched: is_named)."""
     from ansible_collections.mec.migration.plugins.module_utils.docker_client import NotFound
     try:
-        return client.api.inspect_container(name)
+        info = client.api.inspect_container(name)
     except NotFound:
         return None
+    return info if is_named(info, name) else None
 
 
 def require_container(client, name):

@@ -16,6 +16,7 @@ import json
 
 from ansible_collections.mec.migration.plugins.module_utils.docker_client import NotFound, hostname
 from ansible_collections.mec.migration.plugins.module_utils.module_glue import MigrationError
+from ansible_collections.mec.migration.plugins.module_utils.run_config import find_container
 
 # The one label that holds the hash of a service container's declared configuration (the name the mec_apps and
 # mec_gateway roles used; the experiment's reset reads it).
@@ -117,11 +118,9 @@ def _publish(port):
 
 
 def read_container(client, name):
-    """The engine's inspect answer of container ``name``, or None."""
-    try:
-        return client.api.inspect_container(name)
-    except NotFound:
-        return None
+    """The engine's inspect answer of the container called ``name``, or None (not a container whose ID merely starts
+    with ``name``: run_config.find_container)."""
+    return find_container(client, name)
 
 
 def read_image_id(client, ref):

@@ -123,7 +123,10 @@ class Host(object):
     def inspect(self, name):
         # a container only: a bare `docker inspect` also matches an image whose id starts with the name
         p = self.run([self.cli, "container", "inspect", name], check=False)
-        return json.loads(p.stdout)[0] if p.returncode == 0 else None
+        info = json.loads(p.stdout)[0] if p.returncode == 0 else None
+        # the container called ``name``, not one whose ID merely starts with it (the engines answer an ID prefix
+        # when no container has the name: a missing "a3" was answered by A2's container a343df09...)
+        return info if info and (info["Name"].lstrip("/") == name or info["Id"] == name) else None
 
     def running(self, name):
         info = self.inspect(name)

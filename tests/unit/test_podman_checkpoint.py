@@ -157,8 +157,9 @@ def test_rollback_on_podman_restores_in_place_or_starts(tmp_path, held):
     os.makedirs(str(tmp_path / "checkpoint"))
     (tmp_path / "checkpoint" / "inventory.img").write_bytes(b"i")
     client = client_for("podman", str(tmp_path), checkpointed=held)
-    client.api.inspect_container.side_effect = [{"Id": CID, "State": {"Running": False}},
-                                                {"Id": CID, "State": {"Running": True, "Status": "running"}}]
+    client.api.inspect_container.side_effect = [{"Id": CID, "Name": "app", "State": {"Running": False}},
+                                                {"Id": CID, "Name": "app", "State": {"Running": True,
+                                                                                     "Status": "running"}}]
     client.api.post.return_value = response(RESTORE_ANSWER)
     with mock.patch.object(relocation, "wait_running", return_value=(True, {"Status": "running"})):
         res = relocation.rollback_source(client, "app", checkpoint="r1-final")

@@ -121,7 +121,7 @@ def test_preflight_checks_m3_podman_to_podman_for_its_tools(run_module, client, 
 
 def test_preflight_passes_m2_across_engines(run_module, client, tmp_path):
     client.mec_engine = "podman"
-    client.api.inspect_container.return_value = inspect_container(running=True)
+    client.api.inspect_container.return_value = inspect_container(name="counter", running=True)
     res = run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",
                                                work_root=str(tmp_path), engine="podman", peer_engine="docker"))
     assert res["problems"] == []
@@ -132,7 +132,7 @@ def test_preflight_passes_a_podman_source_with_a_restart_policy(run_module, clie
     """Podman never undoes the migration's stop by a restart policy: nothing to refuse (relocation.py leaves the
     policy alone on Podman, engines.can_update_restart_policy)."""
     client.mec_engine = "podman"
-    data = inspect_container(running=True)
+    data = inspect_container(name="counter", running=True)
     data["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
     client.api.inspect_container.return_value = data
     res = run_module(migration_preflight, dict(role="source", name="counter", peer_address="192.0.2.12",

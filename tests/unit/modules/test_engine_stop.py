@@ -38,7 +38,7 @@ def _exited(pid):
     try:
         with open("/proc/%d/stat" % pid) as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone; reaped between the open and the read: ESRCH (seen in CI)
         return True
 
 

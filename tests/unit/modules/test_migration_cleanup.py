@@ -74,3 +74,16 @@ def test_a_failed_cleanup_leaves_the_journal_open(run_module, client, tmp_path):
         run_module(migration_cleanup, {"images": ["mec-migration/app:run1"], "finish_journal": {
             "root": str(root), "app": "app", "run_id": "run1", "outcome": "done"}})
     assert (root / "locks" / "app.lock").exists() and jr.read_journal(str(root), "run1")["outcome"] is None
+
+
+def test_a_container_that_only_matches_by_id_prefix_is_not_removed(run_module, client):
+    """The engines answer a name that no container has with the container whose ID starts with it: A2's container
+    a343df09... answered for a missing "a3" on the Podman lab. Only the container called "a3" is the run's."""
+    a2 = inspect_container(name="a2", cid="a343df09" + "0" * 56)
+    client.api.inspect_container.side_effect = lambda n: a2 if a2["Id"].startswith(n) or n == "a2" else \
+        (_ for _ in ()).throw(NotFound(n))
+    res = run_module(migration_cleanup, {"containers": ["a3"]})
+    client.api.remove_container.assert_not_called()
+    assert res["changed"] is False and res["removed"]["containers"] == []
+    res = run_module(migration_cleanup, {"containers": ["a2"]})
+    client.api.remove_container.assert_called_once_with("a2", force=True)
