@@ -103,6 +103,22 @@ def inspect_container(name="app", cid="c" * 64, running=True, mounts=None, image
     return data
 
 
+def resolving_inspect(*containers):
+    """An ``inspect_container`` side effect that resolves a reference as Docker and Podman do: the full ID, then the
+    name, then any container whose ID starts with it (what a lookup by name must not take); else NotFound."""
+    from docker.errors import NotFound
+
+    def inspect(ref):
+        for c in containers:
+            if ref == c["Id"] or ref == c["Name"].lstrip("/"):
+                return c
+        for c in containers:
+            if c["Id"].startswith(ref):
+                return c
+        raise NotFound(ref)
+    return inspect
+
+
 def inspect_image(cid="sha256:" + "a" * 64, size=1000, **config):
     cfg = {"Cmd": ["/app/run"], "Entrypoint": None, "Env": ["PATH=/bin"], "WorkingDir": "/app", "User": "",
            "ExposedPorts": None, "Labels": None}

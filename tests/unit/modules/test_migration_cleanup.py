@@ -2,7 +2,7 @@ import pytest
 from docker.errors import NotFound
 
 from ansible_collections.mec.migration.plugins.modules import migration_cleanup
-from .conftest import inspect_container, inspect_image
+from .conftest import inspect_container, inspect_image, resolving_inspect
 
 
 def test_removes_only_what_exists(run_module, client, tmp_path):
@@ -80,8 +80,7 @@ def test_a_container_that_only_matches_by_id_prefix_is_not_removed(run_module, c
     """The engines answer a name that no container has with the container whose ID starts with it: A2's container
     a343df09... answered for a missing "a3" on the Podman lab. Only the container called "a3" is the run's."""
     a2 = inspect_container(name="a2", cid="a343df09" + "0" * 56)
-    client.api.inspect_container.side_effect = lambda n: a2 if a2["Id"].startswith(n) or n == "a2" else \
-        (_ for _ in ()).throw(NotFound(n))
+    client.api.inspect_container.side_effect = resolving_inspect(a2)
     res = run_module(migration_cleanup, {"containers": ["a3"]})
     client.api.remove_container.assert_not_called()
     assert res["changed"] is False and res["removed"]["containers"] == []

@@ -5,25 +5,16 @@ answered for a missing "a3", and playbooks/apps.yml then replaced A2 with A3).""
 from unittest import mock
 
 import pytest
-from docker.errors import NotFound
 
 from ansible_collections.mec.migration.plugins.module_utils import run_config, service_container
+from .conftest import resolving_inspect
 
 A2 = {"Id": "a343df09" + "0" * 56, "Name": "/a2", "State": {"Running": True}}
 
 
 def engine(*containers):
-    """A client whose inspect resolves a reference as the engines do: full ID, then name, then ID prefix."""
-    def inspect(ref):
-        for c in containers:
-            if ref == c["Id"] or ref == c["Name"].lstrip("/"):
-                return c
-        for c in containers:
-            if c["Id"].startswith(ref):
-                return c
-        raise NotFound(ref)
     client = mock.Mock()
-    client.api.inspect_container.side_effect = inspect
+    client.api.inspect_container.side_effect = resolving_inspect(*containers)
     return client
 
 
