@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what it needs (scripts/bootstrap.sh),
-# runs the Python lint (ruff, ruff.toml) and ansible-test sanity, brings up the local lab and its services, then runs
-#   1. pytest: unit tests, engine tests, the lab's integration tests (tests/), the zones lab's drive,
-#   2. the Molecule scenarios of the roles (roles/*/molecule/default), and beside them the zones lab's other follow
-#      tests (a second pytest, results/pytest-zones.log; both must pass).
+# runs the Python lint (ruff, ruff.toml) and ansible-test sanity, brings up the labs and their services, then runs
+# pytest (unit tests, engine tests, the labs' integration tests, tests/) and the Molecule scenarios of the roles
+# (roles/*/molecule/default).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not lab" -x. With arguments, only what the selected tests
 # need is brought up (pytest collects them first, nothing runs: scripts/pytest_selection.py): the local lab and its
-# services for tests marked lab, the zones lab for zones_lab (which counts as lab too), this machine's Docker engine
-# for docker; and the Molecule scenarios do not run. Without arguments everything runs (.ci/run).
+# services for tests marked lab, the zones lab for zones_lab (which counts as lab too), the Podman lab for podman_lab,
+# this machine's Docker engine for docker; one pytest runs, and the Molecule scenarios do not. Without arguments
+# everything runs (.ci/run), in streams that share no host (docs/overhead.md, "Test suite time"):
+#   1. beside the bring-up: ruff, sanity and the tests that need no lab and no engine (results/lint-unit.log);
+#   2. alone: the zones lab's drive (marker real_time: its margins are wall-clock seconds; results/pytest-drive.log);
+#   3. the local lab's and this machine's engine's tests (results/pytest.log), then the Molecule scenarios that have
+#      hosts of their own; beside them, the Podman lab's tests (results/pytest-podman.log), then the zones lab's
+#      other tests (results/pytest-zones.log);
+#   4. the Molecule scenarios that run on the local lab (mec_gateway's).
+# Every part must pass; under CI=true a skip fails too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
@@ -26,6 +33,14 @@ fi
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
+sanity_root=""
+cleanup() {  # the sanity copy, and any stream still running in the background
+    [ -z "$sanity_root" ] || rm -rf "$sanity_root"
+    jobs -p | xargs -r kill 2> /dev/null || true
+}
+trap cleanup EXIT
+
+lint() {
 step "Python lint: ruff check (ruff.toml)"
 ruff check --output-format concise .
 
@@ -58,7 +73,7 @@ if "--no-setuptools" in sys.argv:  # ensurepip brings setuptools; get-pip would 
 EOF
 fi
 sanity_root=$(mktemp -d)
-trap 'rm -rf "$sanity_root"' EXIT
+trap cleanup EXIT  # (in the background stream's subshell too, where the traps start empty)
 sanity_dir=$sanity_root/ansible_collections/mec/migration
 mkdir -p "$sanity_dir"
 git ls-files --cached --others --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$sanity_dir/"
@@ -67,10 +82,38 @@ git ls-files --cached --others --exclude-standard -z | rsync -a --from0 --files-
     --test import --test line-endings --test no-assert --test no-get-exception --test no-illegal-filenames \
     --test no-smart-quotes --test pep8 --test replace-urlopen --test runtime-metadata --test symlinks \
     --test use-argspec-type-path --test use-compat-six --test validate-modules --test yamllint)
+}
 
-# What the selection needs (all of it without arguments).
 export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p results
+rm -f results/*.rc
+pytest_ok() {  # pytest_ok LOG RC: exit 5 (nothing collected) is a failure too; in CI a skipped test is one as well
+    [ "$2" -eq 0 ] || { echo "failed (rc=$2, $1)"; exit "$2"; }
+    # (tests/conftest.py turns skips into failures in CI; this is the safety net)
+    if [ "${CI:-}" = "true" ] && tail -n 1 "$1" | grep -q "skipped"; then
+        echo "pytest skipped tests in CI (CI=true, $1): a missing lab, engine, CRIU or tool is a failure"; exit 1
+    fi
+}
+# pytest_log NAME ARGS...: one pytest run, its output in results/NAME.log and its exit code in results/NAME.rc
+pytest_log() {
+    local name=$1; shift
+    set +e
+    python -m pytest -p pytest_selection "$@" > "results/$name.log" 2>&1
+    echo $? > "results/$name.rc"
+    set -e
+}
+rc_of() { cat "results/$1.rc" 2> /dev/null || echo 1; }
+
+if [ $# -eq 0 ]; then
+    step "in the background, beside the bring-up: ruff, ansible-test sanity, then the tests that need no lab and no engine (results/lint-unit.log)"
+    ( set -e; lint; python -m pytest -p pytest_selection --durations=10 -m "not lab and not docker" ) \
+        > results/lint-unit.log 2>&1 &
+    unit_pid=$!
+else
+    lint
+fi
+
+# What the selection needs (all of it without arguments).
 needs=results/pytest-needs.txt
 if [ $# -eq 0 ]; then
     printf '%s\n' docker local_lab zones_lab podman_lab > "$needs"
@@ -130,59 +173,76 @@ if need podman_lab; then
 fi
 # ---- end of the Podman lab ------------------------------------------------------------------------------------------
 
-# Without arguments, the zones lab's tests (marker zones_lab) run beside the Molecule scenarios, after the main run:
-# they use only their own four hosts and loopback, and mostly wait on a simulated clock that stands while the hosts
-# work (~6 min that no longer add to the ~10 min of Molecule). The drive (marker real_time: its margins are
-# wall-clock seconds) stays in the main run. With arguments, everything selected runs here, in one pytest.
-split=()
-if [ $# -eq 0 ] && need zones_lab; then
-    split=(-m "not zones_lab or real_time")
+if [ $# -gt 0 ]; then
+    step "pytest"
+    set +e
+    python -m pytest -p pytest_selection --durations=25 "$@" 2>&1 | tee results/pytest.log
+    rc=${PIPESTATUS[0]}
+    set -e
+    pytest_ok results/pytest.log "$rc"
+    step "all tests passed"
+    exit 0
 fi
-pytest_ok() {  # pytest_ok LOG RC: exit 5 (nothing collected) is a failure too; in CI a skipped test is one as well
-    [ "$2" -eq 0 ] || { echo "pytest failed (rc=$2, $1)"; exit "$2"; }
-    # (tests/conftest.py turns skips into failures in CI; this is the safety net)
-    if [ "${CI:-}" = "true" ] && tail -n 1 "$1" | grep -q "skipped"; then
-        echo "pytest skipped tests in CI (CI=true, $1): a missing lab, engine, CRIU or tool is a failure"; exit 1
-    fi
-}
 
-step "pytest"
 set +e
-python -m pytest -p pytest_selection --durations=25 ${split[@]+"${split[@]}"} "$@" 2>&1 | tee results/pytest.log
+wait "$unit_pid"
+unit_rc=$?
+set -e
+step "ruff, ansible-test sanity and the tests that need no lab and no engine (results/lint-unit.log)"
+cat results/lint-unit.log
+pytest_ok results/lint-unit.log "$unit_rc"
+
+step "pytest: the zones lab's drive, alone (marker real_time; results/pytest-drive.log)"
+set +e
+python -m pytest -p pytest_selection --durations=5 -m real_time 2>&1 | tee results/pytest-drive.log
 rc=${PIPESTATUS[0]}
 set -e
-pytest_ok results/pytest.log "$rc"
+pytest_ok results/pytest-drive.log "$rc"
 
-if [ $# -eq 0 ]; then
-    zones_pid=""
-    if need zones_lab; then
-        step "pytest of the zones lab (marker zones_lab, not real_time), beside Molecule: results/pytest-zones.log"
-        python -m pytest -p pytest_selection --durations=10 -m "zones_lab and not real_time" \
-            > results/pytest-zones.log 2>&1 &
-        zones_pid=$!
-        trap 'rm -rf "$sanity_root"; [ -z "$zones_pid" ] || kill "$zones_pid" 2> /dev/null || true' EXIT
-    fi
-    set +e
-    (
-        set -e
-        for scenario in roles/*/molecule/default/molecule.yml; do
-            role_dir=$(dirname "$(dirname "$(dirname "$scenario")")")
-            step "molecule test: $(basename "$role_dir")"
-            (cd "$role_dir" && molecule test)
-        done
-    )
+# The Molecule scenarios: those whose inventory is the local lab's (mec_gateway's) run after the local lab's tests;
+# the others make hosts of their own (172.30.78.0/24) and run beside the Podman and zones labs' tests.
+on_local_lab=() own_hosts=()
+for scenario in roles/*/molecule/default/molecule.yml; do
+    role_dir=$(dirname "$(dirname "$(dirname "$scenario")")")
+    if grep -q "inventories/local/" "$scenario"; then on_local_lab+=("$role_dir"); else own_hosts+=("$role_dir"); fi
+done
+molecule_all() {  # molecule_all ROLE_DIR...: molecule test in each, in turn; stops at the first failure
+    local role_dir
+    for role_dir in "$@"; do
+        step "molecule test: $(basename "$role_dir")"
+        (cd "$role_dir" && molecule test) || return $?
+    done
+}
+
+step "in the background: the Podman lab's tests (results/pytest-podman.log), then the zones lab's others (results/pytest-zones.log)"
+(
+    MEC_FAULT_CAMPAIGN=results/fault_campaign-podman.json pytest_log pytest-podman --durations=15 -m podman_lab
+    pytest_log pytest-zones --durations=10 -m "zones_lab and not real_time"
+) &
+side_pid=$!
+
+step "pytest: the local lab and this machine's engine (results/pytest.log)"
+set +e
+python -m pytest -p pytest_selection --durations=25 -m "(lab or docker) and not podman_lab and not zones_lab" 2>&1 \
+    | tee results/pytest.log
+main_rc=${PIPESTATUS[0]}
+molecule_rc=0
+if [ "$main_rc" -eq 0 ]; then
+    molecule_all "${own_hosts[@]}"
     molecule_rc=$?
-    if [ -n "$zones_pid" ]; then
-        wait "$zones_pid"
-        zones_rc=$?
-        zones_pid=""
-        step "pytest of the zones lab (results/pytest-zones.log)"
-        cat results/pytest-zones.log
-    fi
-    set -e
-    [ "$molecule_rc" -eq 0 ] || { echo "molecule failed (rc=$molecule_rc)"; exit "$molecule_rc"; }
-    if need zones_lab; then
-        pytest_ok results/pytest-zones.log "$zones_rc"
-    fi
 fi
+wait "$side_pid"
+if [ "$main_rc" -eq 0 ] && [ "$molecule_rc" -eq 0 ]; then
+    molecule_all "${on_local_lab[@]}"
+    molecule_rc=$?
+fi
+set -e
+for name in pytest-podman pytest-zones; do
+    step "the stream beside: results/$name.log"
+    cat "results/$name.log" 2> /dev/null || echo "(not run)"
+done
+pytest_ok results/pytest.log "$main_rc"
+[ "$molecule_rc" -eq 0 ] || { echo "molecule failed (rc=$molecule_rc)"; exit "$molecule_rc"; }
+pytest_ok results/pytest-podman.log "$(rc_of pytest-podman)"
+pytest_ok results/pytest-zones.log "$(rc_of pytest-zones)"
 step "all tests passed"

@@ -334,6 +334,13 @@ def read_int_now(host, name, path):
         return None
 
 
+def read_failure(host, name, path):
+    """Why a counter file of ``name`` on ``host`` reads as no int now (for a failed assertion's message)."""
+    p = host.run([host.cli, "exec", name, "cat", path], check=False)
+    return "%s exec %s cat %s on %s: rc %d, out %r, err %r" % (host.cli, name, path, host.address, p.returncode,
+                                                               p.stdout[-200:], p.stderr[-200:])
+
+
 class StateWatch(object):
     """The counter app's state on its host, read from the host side every 50 ms while a migration runs, so that
     the values at the app's stop are known even when a rollback starts it again.

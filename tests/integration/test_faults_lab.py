@@ -49,7 +49,7 @@ from typing import Callable, Optional
 import pytest
 
 from labtools import (ANSIBLE_PLAYBOOK, INVENTORY, ROOT, STATE_ROOT, WORK_ROOT, StateWatch, counter_starts,
-                      docker_cli, load_image, migrate, read_int_now)
+                      docker_cli, load_image, migrate, read_failure, read_int_now)
 from podman_labtools import INVENTORY as PODMAN_INVENTORY, podman_pair
 
 pytestmark = pytest.mark.lab
@@ -194,7 +194,9 @@ def lost_nothing(app, memory_kept):
             mdrop = StateWatch.drop(mem_series)
             assert mdrop is None, "m3: the in-memory count went back on the source from %d to %d" % mdrop
             assert len(starts) == 1, "m3: the source's app was started again (%s), not restored" % starts
-            assert mem_now is not None and mem_now >= mem_series[-1]
+            assert mem_now is not None and mem_now >= mem_series[-1], \
+                "m3: the source's in-memory count is %s after the rollback, it was at %d (%s)" % (
+                    mem_now, mem_series[-1], read_failure(host, app.name, "/tmp/mem.value"))
     # and it goes on counting
     host.wait_int(app.name, "/data/count", minimum=(count_now or 0) + 1)
     return "volume %s -> %s%s" % (vol_series[0], count_now, ", memory %s" % mem_now if app.strategy == "m3" else "")
