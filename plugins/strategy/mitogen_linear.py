@@ -28,9 +28,15 @@ notes:
 """
 
 # DOCUMENTATION first, the layout ansible-doc and ansible-test expect
+import contextvars  # noqa: E402
 import ctypes  # noqa: E402
+import hashlib  # noqa: E402
+import marshal  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 from ansible.executor.process import worker  # noqa: E402
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule  # noqa: E402
@@ -121,6 +127,117 @@ def _lighter_connection_process():
     return undo
 
 
+# the expression whose parsed tree AnsibleEnvironment.compile_expression is about to compile (read once, see below)
+_EXPRESSION = contextvars.ContextVar("mec_migration_jinja_expression", default=None)
+
+# what else decides the Python code that Jinja generates from a source, beside its text: the environment's syntax and
+# code generation settings (ansible-core's overrides, #jinja2: lines, are among them)
+_ENV_SETTINGS = ("block_start_string", "block_end_string", "variable_start_string", "variable_end_string",
+                 "comment_start_string", "comment_end_string", "line_statement_prefix", "line_comment_prefix",
+                 "trim_blocks", "lstrip_blocks", "newline_sequence", "keep_trailing_newline", "optimized",
+                 "autoescape", "is_async")
+
+
+def _template_code_shared_by_workers():
+    """Lets the play's worker processes share the Python code that Jinja compiles from templates, for this run.
+
+    ansible-core forks a worker for each task on each host, and a worker compiles every template and conditional it
+    renders from scratch (ansible-core 2.19 keeps no compiled template): an m2 run of A2 compiles ~630 of them, most
+    of them the same role defaults and conditions again in the next task's worker (docs/overhead.md). Here each
+    compilation's code object is kept in a folder of this run (``tempfile.mkdtemp``: mode 0700, this user's, removed
+    when the play ends), under the SHA-256 of everything that decides it: the source, whether it is a template or a
+    conditional expression, the environment's syntax and code generation settings, the filter and test lookups'
+    class, ansible-core's compile-time settings (``escape_backslashes``, embedded templates), Jinja's, ansible-core's
+    and Python's versions. A later worker loads it (``marshal``) instead of lexing, parsing, generating and
+    compiling again. What Jinja decides at compile time from the plugins (whether a filter takes the context) cannot
+    change within one run, which is why the folder does not outlive it. Template debugging (ansible-core's
+    ``_debuggable_template_source``), failed compilations and Jinja's raw or deferred compilations take
+    ansible-core's path unchanged. ansible-core's private templating API is checked first: where it differs, nothing
+    is replaced.
+    Returns the function that undoes it (and removes the folder)."""
+    try:
+        import jinja2
+        import jinja2.environment
+        from ansible.module_utils.ansible_release import __version__ as ansible_version
+        from ansible._internal._templating import _jinja_bits
+        env_class = _jinja_bits.AnsibleEnvironment
+        compile_context = _jinja_bits._TemplateCompileContext
+        template_config = _jinja_bits._TemplateConfig
+    except (ImportError, AttributeError):
+        return lambda: None
+    original_compile = env_class.__dict__.get("compile")
+    original_expression = env_class.__dict__.get("compile_expression")
+    if original_expression is None or not callable(getattr(compile_context, "current", None)):
+        return lambda: None
+    inherited_compile = env_class.compile
+    folder = tempfile.mkdtemp(prefix="mec-migration-jinja-")
+    fixed = repr((jinja2.__version__, ansible_version, marshal.version, tuple(sys.version_info),
+                  getattr(template_config, "allow_embedded_templates", None)))
+
+    def key(env, kind, text, name, filename, defer_init):
+        ctx = compile_context.current(optional=True)
+        parts = (fixed, kind, type(env).__module__, type(env).__qualname__, env.code_generator_class.__qualname__,
+                 type(env.filters).__qualname__, type(env.tests).__qualname__, bool(env.finalize),
+                 tuple(sorted(type(e).__qualname__ for e in env.extensions.values())),
+                 tuple(getattr(env, a, None) for a in _ENV_SETTINGS),
+                 None if ctx is None else ctx.escape_backslashes, name, filename, defer_init, str(text))
+        return os.path.join(folder, hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest())
+
+    def load(path):
+        try:
+            with open(path, "rb") as fh:
+                return marshal.loads(fh.read())
+        except (OSError, EOFError, ValueError, TypeError):  # not there yet (or the folder is gone): compile
+            return None
+
+    def save(path, code):
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(marshal.dumps(code))
+            os.replace(tmp, path)  # whole or not at all: a reader in another worker never sees half a file
+        except (OSError, ValueError):  # the folder is gone at the play's end, or the code cannot be kept: no sharing
+            pass
+
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        text = source if isinstance(source, str) else _EXPRESSION.get()
+        if text is not None and not isinstance(source, str):
+            _EXPRESSION.set(None)  # only the expression's own tree, never a compilation nested in it
+        if raw or defer_init or text is None or getattr(self, "_debuggable_template_source", False):
+            return inherited_compile(self, source, name, filename, raw, defer_init)
+        path = key(self, "template" if isinstance(source, str) else "expression", text, name, filename, defer_init)
+        code = load(path)
+        if code is None:
+            code = inherited_compile(self, source, name, filename, raw, defer_init)
+            save(path, code)
+        return code
+
+    def compile_expression(self, source, undefined_to_none=True):
+        if getattr(self, "_debuggable_template_source", False) or not isinstance(source, str):
+            return original_expression(self, source, undefined_to_none)
+        code = load(key(self, "expression", source, None, None, False))
+        if code is not None:  # what jinja2's compile_expression and from_string make of the same code
+            template = self.template_class.from_code(self, code, self.make_globals(None), None)
+            return jinja2.environment.TemplateExpression(template, undefined_to_none)
+        token = _EXPRESSION.set(source)
+        try:
+            return original_expression(self, source, undefined_to_none)
+        finally:
+            _EXPRESSION.reset(token)
+
+    env_class.compile = compile
+    env_class.compile_expression = compile_expression
+
+    def undo():
+        if original_compile is None:
+            del env_class.compile  # jinja2.Environment's again
+        else:
+            env_class.compile = original_compile
+        env_class.compile_expression = original_expression
+        shutil.rmtree(folder, ignore_errors=True)
+    return undo
+
+
 if MITOGEN_ERROR is None:
     class StrategyModule(StrategyMixin, LinearStrategyModule):
         """Mitogen's mitogen_linear: its StrategyMixin over ansible-core's linear strategy."""
@@ -129,9 +246,11 @@ if MITOGEN_ERROR is None:
             display.vv("mec.migration.mitogen_linear: the play runs with Mitogen for Ansible")
             undo = _workers_die_with(os.getpid())
             undo_lighter = _lighter_connection_process()
+            undo_templates = _template_code_shared_by_workers()
             try:
                 return super().run(iterator, play_context)
             finally:
+                undo_templates()
                 undo_lighter()
                 undo()
 else:
@@ -144,4 +263,8 @@ else:
                 "ansible-core's linear strategy (slower: one SSH command and one Python start per task). Install it "
                 "on the controller with `pip install mitogen` (scripts/bootstrap.sh does), or set "
                 "-e migration_play_strategy=linear to run linear without this warning." % MITOGEN_ERROR)
-            return super().run(iterator, play_context)
+            undo_templates = _template_code_shared_by_workers()
+            try:
+                return super().run(iterator, play_context)
+            finally:
+                undo_templates()
