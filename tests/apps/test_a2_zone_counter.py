@@ -111,6 +111,9 @@ def test_a2_phase_switch_writes_the_runtime_log_to_the_volume(upstream, start_ap
     upstream.set(USERS, users("zone01"))
     app, port = start_a2(start_app, upstream.url, str(tmp_path))
     runtime = tmp_path / "runtimedata.dat"
+    # zone01 counted before the switch: on a loaded machine A2's first poll can come after the test's next step (then
+    # zone02 is its first zone, counted 1, never 2)
+    wait_state(port, lambda s: s["counter"] == 1 and s["zone"] == "zone01")
     assert get_text("http://127.0.0.1:%d/changePhase?inMigration=1" % port) == (200, "OK")
     assert wait_state(port, lambda s: s["inMigration"] == 1)
     upstream.set(USERS, users("zone02"))
