@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from collections import namedtuple
 from pathlib import Path
 
@@ -18,6 +22,32 @@ KEY = ROOT / "inventories" / "local" / "id_ed25519"
 KNOWN_HOSTS = ROOT / "inventories" / "local" / "known_hosts"
 SSH_OPTS = ["-o", "UserKnownHostsFile=%s" % KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+
+_CONTROL_DIR = []
+_CONTROL_LOCK = threading.Lock()
+
+
+def ssh_control_opts():
+    """ssh options that let this process's commands to one lab host share one SSH connection (OpenSSH's
+    ControlMaster; a connection's handshake costs ~0.15 s of CPU on each side and ~0.5 s of wall on a loaded lab, and
+    the lab tests run thousands of short commands). The sockets are in a folder of this process's own
+    (``tempfile.mkdtemp``: mode 0700) that goes at its exit, with the masters; a master also ends 30 s after its
+    last use. The first connection to a host checks its key as any other; tests of SSH itself (which key or host
+    key is accepted) use ``SSH_OPTS`` alone, never these."""
+    with _CONTROL_LOCK:
+        if not _CONTROL_DIR:
+            folder = tempfile.mkdtemp(prefix="mec-tests-ssh-")
+            atexit.register(_close_masters, folder)
+            _CONTROL_DIR.append(folder)
+    return ["-o", "ControlMaster=auto", "-o", "ControlPath=%s/%%C" % _CONTROL_DIR[0], "-o", "ControlPersist=30s"]
+
+
+def _close_masters(folder):
+    for name in os.listdir(folder):
+        subprocess.run(["ssh", "-o", "ControlPath=" + os.path.join(folder, name), "-O", "exit", "lab-host"],
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=10, check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
 
 # A host of the lab: its inventory name and the address SSH reaches it at.
 LabHost = namedtuple("LabHost", ["name", "address"])

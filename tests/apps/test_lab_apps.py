@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from apps_helpers import APPS, REPO, memcached_get
-from labutil import SSH_OPTS
+from labutil import SSH_OPTS, ssh_control_opts
 
 if str(APPS) not in sys.path:
     sys.path.insert(0, str(APPS))
@@ -53,7 +53,8 @@ def http_json(url, data=None, timeout=10):
 
 def ssh(host, *argv, check=True):
     """Run a command on a lab host as root with the lab's key."""
-    command = ["ssh", "-i", str(INVENTORY.parent / "id_ed25519")] + SSH_OPTS + ["root@" + host, " ".join(argv)]
+    command = (["ssh", "-i", str(INVENTORY.parent / "id_ed25519")] + SSH_OPTS + ssh_control_opts()
+               + ["root@" + host, " ".join(argv)])
     return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120)
 
 

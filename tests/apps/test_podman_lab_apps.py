@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from apps_helpers import APPS, REPO, memcached_get
+from labutil import ssh_control_opts
 
 if str(APPS) not in sys.path:
     sys.path.insert(0, str(APPS))
@@ -57,7 +58,8 @@ class PodLab:
 
     def ssh(self, host, *argv):
         """Run a command on a lab host as root; its output."""
-        out = subprocess.run(["ssh"] + SSH_OPTS + ["root@" + host["address"], " ".join(argv)], capture_output=True,
+        out = subprocess.run(["ssh"] + SSH_OPTS + ssh_control_opts() + ["root@" + host["address"], " ".join(argv)],
+                             capture_output=True,
                              text=True, timeout=120)
         what = "%s on %s" % (" ".join(argv), host["address"])
         assert out.returncode == 0, "%s: rc=%s %s" % (what, out.returncode, out.stderr[-2000:])

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from labutil import ssh_control_opts
 
 pytestmark = [pytest.mark.lab, pytest.mark.zones_lab]
 
@@ -47,7 +48,8 @@ class ZoneHost:
         self.name, self.address, self.zone = name, address, zone
 
     def sh(self, command, check=True, timeout=120):
-        p = subprocess.run(["ssh", "-i", str(INV_DIR / "id_ed25519")] + SSH_OPTS + ["root@" + self.address, command],
+        p = subprocess.run(["ssh", "-i", str(INV_DIR / "id_ed25519")] + SSH_OPTS + ssh_control_opts()
+                           + ["root@" + self.address, command],
                            capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"on {self.name}: {command} -> {p.returncode}: {p.stderr}")

@@ -16,7 +16,7 @@ _TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _TESTS not in sys.path:  # the benchmarks import this module outside pytest
     sys.path.insert(0, _TESTS)
 
-from labutil import SSH_OPTS, LabHost, lab_hosts, venv_bin  # noqa: E402,F401  (lab_hosts and LabHost: for the importers)
+from labutil import SSH_OPTS, LabHost, lab_hosts, ssh_control_opts, venv_bin  # noqa: E402,F401  (lab_hosts and LabHost: for the importers)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # the state root of migrate.yml on the hosts (locks/, runs/)
@@ -91,8 +91,9 @@ class Host(object):
         self.name = address.name if isinstance(address, LabHost) else address
 
     def ssh_argv(self):
-        """``ssh`` and its options up to the destination (the local lab's key and known_hosts)."""
-        return ["ssh", "-i", KEY] + SSH_OPTS + ["root@" + self.address]
+        """``ssh`` and its options up to the destination (the local lab's key and known_hosts; one shared connection
+        per host, labutil.ssh_control_opts)."""
+        return ["ssh", "-i", KEY] + SSH_OPTS + ssh_control_opts() + ["root@" + self.address]
 
     def run(self, argv, check=True, timeout=120, stdin=None):
         """Run ``argv`` on the host over ssh (each word quoted)."""

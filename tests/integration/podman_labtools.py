@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labutil import ROOT
+from labutil import ROOT, ssh_control_opts
 
 INVENTORY_DIR = Path(ROOT) / "inventories" / "podman"
 INVENTORY = INVENTORY_DIR / "hosts.yml"
@@ -41,8 +41,8 @@ def podman_lab_hosts():
 
 def ssh(address, command, check=True, timeout=300):
     """A shell command as root on a host of the Podman lab; CompletedProcess with text output."""
-    proc = subprocess.run(["ssh"] + SSH_OPTS + ["root@" + address, command], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(["ssh"] + SSH_OPTS + ssh_control_opts() + ["root@" + address, command], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise AssertionError("on %s: %s -> rc %s: %s %s" % (address, command, proc.returncode, proc.stdout[-2000:],
                                                             proc.stderr[-2000:]))
@@ -58,7 +58,7 @@ def podman_pair():
         cli = "podman"
 
         def ssh_argv(self):
-            return ["ssh"] + SSH_OPTS + ["root@" + self.address]
+            return ["ssh"] + SSH_OPTS + ssh_control_opts() + ["root@" + self.address]
 
     hosts = podman_lab_hosts()
     pair = []

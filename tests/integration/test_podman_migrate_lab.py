@@ -32,6 +32,7 @@ import uuid
 import pytest
 
 from labtools import STATE_ROOT, WORK_ROOT, migrate, wait_container_int
+from labutil import ssh_control_opts
 from podman_labtools import INVENTORY, SSH_OPTS, podman_lab_hosts
 
 pytestmark = [pytest.mark.lab, pytest.mark.podman_lab]
@@ -53,7 +54,8 @@ class PodLabHost(object):
 
     def run(self, argv, check=True, timeout=300, stdin=None):
         cmd = argv if isinstance(argv, str) else " ".join(shlex.quote(a) for a in argv)
-        p = subprocess.run(["ssh"] + SSH_OPTS + ["root@" + self.address, cmd], capture_output=True, timeout=timeout,
+        p = subprocess.run(["ssh"] + SSH_OPTS + ssh_control_opts() + ["root@" + self.address, cmd], capture_output=True,
+                           timeout=timeout,
                            stdin=subprocess.DEVNULL if stdin is None else stdin, text=stdin is None)
         if check and p.returncode != 0:
             raise AssertionError("on %s: %s -> rc %s: %s" % (self.name, cmd, p.returncode, p.stderr))
