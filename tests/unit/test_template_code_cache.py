@@ -90,14 +90,14 @@ def test_a_setting_that_changes_the_code_never_takes_another_settings_code(share
     assert templar.template(source, escape_backslashes=first) == expected[first]
 
 
-def test_undo_restores_ansible_cores_methods_and_removes_the_folder():
+def test_undo_restores_ansible_cores_methods_and_removes_the_folder(monkeypatch):
     before = (AnsibleEnvironment.__dict__.get("compile"), AnsibleEnvironment.__dict__["compile_expression"])
-    made = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    made = []
+    real_mkdtemp = mitogen_linear.tempfile.mkdtemp
+    monkeypatch.setattr(mitogen_linear.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
     undo = mitogen_linear._template_code_shared_by_workers()
-    folders = [f for f in set(os.listdir(os.environ.get("TMPDIR", "/tmp"))) - made
-               if f.startswith("mec-migration-jinja-")]
-    assert len(folders) == 1
-    folder = os.path.join(os.environ.get("TMPDIR", "/tmp"), folders[0])
+    folder, = made
+    assert os.path.basename(folder).startswith("mec-migration-jinja-")
     assert os.stat(folder).st_mode & 0o077 == 0 and os.stat(folder).st_uid == os.geteuid()
     render_all()
     assert len(os.listdir(folder)) == len(TEMPLATES) + len(CONDITIONALS)
