@@ -10,9 +10,9 @@
 # everything runs (.ci/run), in streams that share no host (docs/overhead.md, "Test suite time"):
 #   1. beside the bring-up: ruff, sanity and the tests that need no lab and no engine (results/lint-unit.log);
 #   2. alone: the zones lab's drive (marker real_time: its margins are wall-clock seconds; results/pytest-drive.log);
-#   3. the local lab's and this machine's engine's tests (results/pytest.log), then the Molecule scenarios that have
-#      hosts of their own; beside them, the Podman lab's tests (results/pytest-podman.log), then the zones lab's
-#      other tests (results/pytest-zones.log);
+#   3. the local lab's tests (results/pytest.log); beside them, in turn: the Podman lab's tests
+#      (results/pytest-podman.log), the zones lab's others (results/pytest-zones.log), this machine's engine's
+#      (results/pytest-engine.log) and the Molecule scenarios that make hosts of their own (results/molecule.log);
 #   4. the Molecule scenarios that run on the local lab (mec_gateway's).
 # Every part must pass; under CI=true a skip fails too.
 set -euo pipefail
@@ -200,7 +200,7 @@ set -e
 pytest_ok results/pytest-drive.log "$rc"
 
 # The Molecule scenarios: those whose inventory is the local lab's (mec_gateway's) run after the local lab's tests;
-# the others make hosts of their own (172.30.78.0/24) and run beside the Podman and zones labs' tests.
+# the others make hosts of their own (172.30.78.0/24) and run in the stream beside them.
 on_local_lab=() own_hosts=()
 for scenario in roles/*/molecule/default/molecule.yml; do
     role_dir=$(dirname "$(dirname "$(dirname "$scenario")")")
@@ -214,35 +214,38 @@ molecule_all() {  # molecule_all ROLE_DIR...: molecule test in each, in turn; st
     done
 }
 
-step "in the background: the Podman lab's tests (results/pytest-podman.log), then the zones lab's others (results/pytest-zones.log)"
+# The machine's CPU is what limits the suite (docs/overhead.md): the stream beside the local lab's tests holds the
+# rest of the work, so that neither waits idle for the other.
+step "in the background: the Podman lab's tests, the zones lab's others, this machine's engine's tests, then the Molecule scenarios with hosts of their own (results/pytest-podman.log, pytest-zones.log, pytest-engine.log, molecule.log)"
 (
     MEC_FAULT_CAMPAIGN=results/fault_campaign-podman.json pytest_log pytest-podman --durations=15 -m podman_lab
     pytest_log pytest-zones --durations=10 -m "zones_lab and not real_time"
+    pytest_log pytest-engine --durations=10 -m "docker and not lab"
+    set +e
+    molecule_all "${own_hosts[@]}" > results/molecule.log 2>&1
+    echo $? > results/molecule.rc
 ) &
 side_pid=$!
 
-step "pytest: the local lab and this machine's engine (results/pytest.log)"
+step "pytest: the local lab's tests (results/pytest.log)"
 set +e
-python -m pytest -p pytest_selection --durations=25 -m "(lab or docker) and not podman_lab and not zones_lab" 2>&1 \
+python -m pytest -p pytest_selection --durations=25 -m "lab and not podman_lab and not zones_lab" 2>&1 \
     | tee results/pytest.log
 main_rc=${PIPESTATUS[0]}
-molecule_rc=0
-if [ "$main_rc" -eq 0 ]; then
-    molecule_all "${own_hosts[@]}"
-    molecule_rc=$?
-fi
 wait "$side_pid"
+molecule_rc=$(rc_of molecule)
 if [ "$main_rc" -eq 0 ] && [ "$molecule_rc" -eq 0 ]; then
     molecule_all "${on_local_lab[@]}"
     molecule_rc=$?
 fi
 set -e
-for name in pytest-podman pytest-zones; do
+for name in pytest-podman pytest-zones pytest-engine molecule; do
     step "the stream beside: results/$name.log"
     cat "results/$name.log" 2> /dev/null || echo "(not run)"
 done
 pytest_ok results/pytest.log "$main_rc"
-[ "$molecule_rc" -eq 0 ] || { echo "molecule failed (rc=$molecule_rc)"; exit "$molecule_rc"; }
 pytest_ok results/pytest-podman.log "$(rc_of pytest-podman)"
 pytest_ok results/pytest-zones.log "$(rc_of pytest-zones)"
+pytest_ok results/pytest-engine.log "$(rc_of pytest-engine)"
+[ "$molecule_rc" -eq 0 ] || { echo "molecule failed (rc=$molecule_rc)"; exit "$molecule_rc"; }
 step "all tests passed"
