@@ -29,8 +29,10 @@ def host_key(name):
 
 
 def ping(inventory_dir, tmp_path):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1",
-               ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp_path / ("cp-" + uuid.uuid4().hex[:8])))  # no reused master
+    # no reused master; no pipelining: with it, Ansible writes the module to ssh's stdin at once and, when ssh has
+    # already refused the host, may report only its own "Broken pipe" instead of ssh's reason (CI, session 23)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="False",
+               ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp_path / ("cp-" + uuid.uuid4().hex[:8])))
     return subprocess.run([ANSIBLE, "-i", os.path.join(inventory_dir, "hosts.yml"), "all",
                            "-m", "ansible.builtin.ping"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
