@@ -102,6 +102,14 @@ pytest_log() {
     echo $? > "results/$name.rc"
     set -e
 }
+# pytest_tee NAME ARGS...: the same, its output also printed as it comes
+pytest_tee() {
+    local name=$1; shift
+    set +e
+    python -m pytest -p pytest_selection "$@" 2>&1 | tee "results/$name.log"
+    echo "${PIPESTATUS[0]}" > "results/$name.rc"
+    set -e
+}
 rc_of() { cat "results/$1.rc" 2> /dev/null || echo 1; }
 
 if [ $# -eq 0 ]; then
@@ -175,11 +183,8 @@ fi
 
 if [ $# -gt 0 ]; then
     step "pytest"
-    set +e
-    python -m pytest -p pytest_selection --durations=25 "$@" 2>&1 | tee results/pytest.log
-    rc=${PIPESTATUS[0]}
-    set -e
-    pytest_ok results/pytest.log "$rc"
+    pytest_tee pytest --durations=25 "$@"
+    pytest_ok results/pytest.log "$(rc_of pytest)"
     step "all tests passed"
     exit 0
 fi
@@ -193,11 +198,8 @@ cat results/lint-unit.log
 pytest_ok results/lint-unit.log "$unit_rc"
 
 step "pytest: the zones lab's drive, alone (marker real_time; results/pytest-drive.log)"
-set +e
-python -m pytest -p pytest_selection --durations=5 -m real_time 2>&1 | tee results/pytest-drive.log
-rc=${PIPESTATUS[0]}
-set -e
-pytest_ok results/pytest-drive.log "$rc"
+pytest_tee pytest-drive --durations=5 -m real_time
+pytest_ok results/pytest-drive.log "$(rc_of pytest-drive)"
 
 # The Molecule scenarios: those whose inventory is the local lab's (mec_gateway's) run after the local lab's tests;
 # the others make hosts of their own (172.30.78.0/24) and run in the stream beside them.
@@ -228,10 +230,9 @@ step "in the background: the Podman lab's tests, the zones lab's others, this ma
 side_pid=$!
 
 step "pytest: the local lab's tests (results/pytest.log)"
+pytest_tee pytest --durations=25 -m "lab and not podman_lab and not zones_lab"
+main_rc=$(rc_of pytest)
 set +e
-python -m pytest -p pytest_selection --durations=25 -m "lab and not podman_lab and not zones_lab" 2>&1 \
-    | tee results/pytest.log
-main_rc=${PIPESTATUS[0]}
 wait "$side_pid"
 molecule_rc=$(rc_of molecule)
 if [ "$main_rc" -eq 0 ] && [ "$molecule_rc" -eq 0 ]; then

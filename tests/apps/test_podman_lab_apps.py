@@ -59,8 +59,7 @@ class PodLab:
     def ssh(self, host, *argv):
         """Run a command on a lab host as root; its output."""
         out = subprocess.run(["ssh"] + SSH_OPTS + ssh_control_opts() + ["root@" + host["address"], " ".join(argv)],
-                             capture_output=True,
-                             text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120)
         what = "%s on %s" % (" ".join(argv), host["address"])
         assert out.returncode == 0, "%s: rc=%s %s" % (what, out.returncode, out.stderr[-2000:])
         return out.stdout

@@ -55,8 +55,7 @@ class PodLabHost(object):
     def run(self, argv, check=True, timeout=300, stdin=None):
         cmd = argv if isinstance(argv, str) else " ".join(shlex.quote(a) for a in argv)
         p = subprocess.run(["ssh"] + SSH_OPTS + ssh_control_opts() + ["root@" + self.address, cmd], capture_output=True,
-                           timeout=timeout,
-                           stdin=subprocess.DEVNULL if stdin is None else stdin, text=stdin is None)
+                           timeout=timeout, stdin=subprocess.DEVNULL if stdin is None else stdin, text=stdin is None)
         if check and p.returncode != 0:
             raise AssertionError("on %s: %s -> rc %s: %s" % (self.name, cmd, p.returncode, p.stderr))
         return p
